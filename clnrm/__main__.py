@@ -1,0 +1,3 @@
+from clnrm.cli import main
+
+main()

@@ -1,0 +1,392 @@
+"""The ``clnrm`` command line.
+
+Only typer is imported at module level: ``clnrm --help`` must start in well
+under half a second, so pydantic models, docker, networkx, structlog and every
+heavy layer are imported inside the command that needs them.  Every
+:class:`~clnrm.errors.ClnrmError` becomes one message and exit code 2; a
+traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from clnrm import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from clnrm.results import RunResult
+
+app = typer.Typer(
+    name="clnrm",
+    help="Hermetic integration tests from TOML, run in real Docker, judged on spans.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+images_app = typer.Typer(help="Build and list the local base images (nothing is ever pulled).",
+                         no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+
+class Format(str, Enum):
+    human = "human"
+    json = "json"
+
+
+class BackendName(str, Enum):
+    docker = "docker"
+    local = "local"
+
+
+_state: dict[str, Any] = {"debug": False, "verbose": 0}
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    """One clear message, exit 2 (130 for interrupts); the traceback only with --debug."""
+    from clnrm.errors import ClnrmError
+
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exception(exc)
+    code = exc.exit_code if isinstance(exc, ClnrmError) else 2
+    _console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True,
+                                highlight=False)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"clnrm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More log output (-vv for debug).")] = 0,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+) -> None:
+    _state["debug"] = debug
+    _state["verbose"] = verbose
+    from clnrm.logs import configure
+
+    configure(verbose, debug=debug)
+
+
+# -- validate ----------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Test files or folders.")],
+    strict: Annotated[bool, typer.Option(help="Treat unknown keys as errors.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+) -> None:
+    """Check test files without running anything: exit 0 if all are valid, 2 otherwise."""
+    import json
+
+    from clnrm.scenario import validate_paths
+
+    try:
+        outcomes = validate_paths(paths, strict=strict)
+    except Exception as exc:
+        _fail(exc)
+    bad = [o for o in outcomes if o.error is not None]
+    if fmt is Format.json:
+        typer.echo(json.dumps([o.as_dict() for o in outcomes], indent=2))
+    else:
+        out = _console()
+        for o in outcomes:
+            for w in o.warnings:
+                out.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+            if o.error is not None:
+                out.print(f"[red]✗[/] {o.error}", soft_wrap=True)
+            else:
+                out.print(f"[green]✓[/] {o.path}", soft_wrap=True)
+        out.print(f"{len(outcomes) - len(bad)} valid, {len(bad)} invalid")
+    if not outcomes:
+        _fail(_no_files(paths))
+    raise typer.Exit(2 if bad else 0)
+
+
+def _no_files(paths: list[Path]) -> Exception:
+    from clnrm.errors import ClnrmError
+
+    return ClnrmError("no test files found in " + ", ".join(map(str, paths)),
+                      hint="test files end in .clnrm.toml or .toml")
+
+
+# -- run ---------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="Test files or folders.")],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64,
+                                      help="Tests to run at once.")] = 1,
+    backend: Annotated[BackendName, typer.Option(help="Where tests run.")] = BackendName.docker,
+    seed: Annotated[int | None, typer.Option(help="Seed for every test (overrides files).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    strict: Annotated[bool, typer.Option(help="Treat unknown keys as errors.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop after a failure.")] = False,
+    image_map: Annotated[list[str] | None, typer.Option(
+        "--image-map", help="Use a local image for one a file names: FROM=TO, repeatable.")] = None,
+    default_image: Annotated[str, typer.Option(
+        help="Image for steps that name no service.")] = "clnrm/busybox:latest",
+) -> None:
+    """Run test files (exit 0 all passed, 1 a test failed, 2 bad input or set-up)."""
+    from clnrm.errors import ClnrmError, InterruptedRun
+    from clnrm.runner import RunOptions, Runner
+
+    try:
+        scenarios = _load_all(paths, strict=strict)
+        options = RunOptions(backend=backend.value, jobs=jobs, seed=seed,
+                             default_image=default_image, image_map=_parse_map(image_map or []),
+                             fail_fast=fail_fast)
+        with _signals_as_interrupts() as received, _progress(fmt, len(scenarios)) as on_event:
+            runner = Runner(options, on_event=on_event)
+            try:
+                result = runner.run(scenarios)
+            except KeyboardInterrupt:
+                raise InterruptedRun(received.get("name", "SIGINT")) from None
+    except (ClnrmError, OSError) as exc:
+        _fail(exc)
+    _print_result(result, fmt)
+    raise typer.Exit(result.exit_code)
+
+
+def _load_all(paths: list[Path], *, strict: bool) -> list[Any]:
+    """Load every file first: one bad file stops the run before any container starts."""
+    from clnrm.errors import ClnrmError
+    from clnrm.scenario import discover_test_files, load_scenario
+
+    files = discover_test_files(paths)
+    if not files:
+        raise _no_files(paths)
+    scenarios, errors = [], []
+    err = _console(stderr=True)
+    for f in files:
+        try:
+            sc = load_scenario(f, strict=strict)
+        except ClnrmError as exc:
+            errors.append(str(exc))
+            continue
+        for w in getattr(sc, "warnings", []):
+            err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+        scenarios.append(sc)
+    if errors:
+        raise ClnrmError(f"{len(errors)} of {len(files)} test files are invalid; nothing was run:\n"
+                         + "\n".join(errors))
+    return scenarios
+
+
+def _parse_map(items: list[str]) -> dict[str, str]:
+    from clnrm.errors import ClnrmError
+
+    mapping = {}
+    for item in items:
+        src, sep, dst = item.partition("=")
+        if not sep or not src or not dst:
+            raise ClnrmError(f"--image-map {item!r}: expected FROM=TO",
+                             hint="e.g. --image-map alpine:latest=clnrm/busybox:latest")
+        mapping[src] = dst
+    return mapping
+
+
+class _signals_as_interrupts:  # noqa: N801 - used as a context manager, reads like one
+    """SIGTERM behaves like Ctrl-C inside the block, so both take the cleanup path."""
+
+    def __enter__(self) -> dict[str, str]:
+        self.received: dict[str, str] = {}
+
+        def handler(signum: int, frame: object) -> None:
+            self.received["name"] = signal.Signals(signum).name
+            # ignore further signals while cleanup runs: a second Ctrl-C must not leak
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            raise KeyboardInterrupt
+
+        self._old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self.received
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+class _progress:  # noqa: N801
+    """Rich progress bars on a terminal; silent otherwise (CI logs stay clean)."""
+
+    def __init__(self, fmt: Format, total: int) -> None:
+        self._enabled = fmt is Format.human and sys.stderr.isatty()
+        self._total = total
+
+    def __enter__(self) -> Any:
+        if not self._enabled:
+            return None
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(SpinnerColumn(), TextColumn("{task.fields[test]}"),
+                             TextColumn("[dim]{task.description}"), TimeElapsedColumn(),
+                             console=_console(stderr=True), transient=True)
+        self._bar.__enter__()
+        self._tasks: dict[str, Any] = {}
+
+        def on_event(test: str, message: str) -> None:
+            if test not in self._tasks:
+                self._tasks[test] = self._bar.add_task(message, test=test, total=None)
+            self._bar.update(self._tasks[test], description=message)
+
+        return on_event
+
+    def __exit__(self, *exc: object) -> None:
+        if self._enabled:
+            self._bar.__exit__(None, None, None)
+
+
+def _print_result(result: RunResult, fmt: Format) -> None:
+    from clnrm.results import Outcome
+
+    if fmt is Format.json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    out = _console()
+    for lim in result.limitations:
+        out.print(f"[yellow]backend {result.backend} cannot isolate:[/] {lim}", soft_wrap=True)
+    marks = {Outcome.PASSED: "[green]✓ PASS[/]", Outcome.FAILED: "[red]✗ FAIL[/]",
+             Outcome.ERROR: "[red]! ERROR[/]", Outcome.SKIPPED: "[yellow]- SKIP[/]"}
+    for t in result.tests:
+        out.print(f"{marks[t.outcome]} {t.name} [dim]({t.file}, {t.duration_s:.2f} s, "
+                  f"{len(t.steps)} steps)[/]", soft_wrap=True)
+        if t.message:
+            out.print("    " + t.message.replace("\n", "\n    "), soft_wrap=True, markup=False)
+    counts = ", ".join(f"{result.count(o)} {o.value}" for o in Outcome if result.count(o))
+    out.print(f"run {result.run_id}: {counts} in {result.duration_s:.2f} s")
+
+
+# -- images, gc, plugins, init -------------------------------------------------
+
+
+@images_app.command("build")
+def images_build(
+    names: Annotated[list[str] | None, typer.Argument(
+        help="busybox, debian, python-otel (default: all).")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even when cached.")] = False,
+) -> None:
+    """Build the local base images offline and cache them by content hash."""
+    from clnrm.backends.docker import docker_client
+    from clnrm.errors import ClnrmError
+    from clnrm.images import KNOWN_IMAGES, build_images
+
+    try:
+        unknown = [n for n in names or [] if n not in KNOWN_IMAGES]
+        if unknown:
+            raise ClnrmError(f"unknown image {unknown[0]!r}",
+                             hint="known images: " + ", ".join(KNOWN_IMAGES))
+        client = docker_client()
+        out = _console(stderr=True)
+        with out.status("building images") as status:
+            results = build_images(client, names or None, force=force,
+                                   on_event=lambda n, m: status.update(f"{n}: {m[:100]}"))
+    except ClnrmError as exc:
+        _fail(exc)
+    for r in results:
+        how = "cached" if r.cached else f"built in {r.seconds:.1f} s"
+        _console().print(f"[green]✓[/] {r.tag} ({how})")
+
+
+@images_app.command("list")
+def images_list() -> None:
+    """Show the known local images and whether each is present."""
+    from clnrm.backends.docker import docker_client
+    from clnrm.errors import ClnrmError
+    from clnrm.images import KNOWN_IMAGES
+
+    try:
+        client = docker_client()
+    except ClnrmError as exc:
+        _fail(exc)
+    out = _console()
+    for short, spec in KNOWN_IMAGES.items():
+        present = bool(client.api.images(name=spec.tag))
+        out.print(f"{'[green]present[/]' if present else '[red]missing[/]'}  {short:12} {spec.tag}")
+
+
+@app.command()
+def gc(
+    everything: Annotated[bool, typer.Option("--all", help="Also remove live runs' resources.")]
+    = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go.")] = False,
+) -> None:
+    """Remove containers, networks and volumes left by killed runs."""
+    from clnrm.backends.docker import docker_client
+    from clnrm.errors import ClnrmError
+    from clnrm.gc import collect_dead_runs
+
+    try:
+        found = collect_dead_runs(docker_client(), everything=everything, dry_run=dry_run)
+    except ClnrmError as exc:
+        _fail(exc)
+    out = _console()
+    verb = "would remove" if dry_run else "removed"
+    for r in found:
+        out.print(f"{verb} run {r.run_id}: {len(r.containers)} containers, "
+                  f"{len(r.networks)} networks, {len(r.volumes)} volumes")
+    if not found:
+        out.print("nothing to collect")
+
+
+@app.command()
+def plugins() -> None:
+    """List the installed service plugins."""
+    from clnrm.errors import ClnrmError
+    from clnrm.plugins import service_types
+
+    try:
+        types = service_types()
+    except ClnrmError as exc:
+        _fail(exc)
+    for name, st in sorted(types.items()):
+        _console().print(f"{name:20} {st.description}")
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Project folder.")] = Path("."),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a first test, tests/basic.clnrm.toml, that runs on the local images."""
+    from clnrm.templates import BASIC_TEST
+
+    target = directory / "tests" / "basic.clnrm.toml"
+    if target.exists() and not force:
+        _console(stderr=True).print(f"[red]error:[/] {target} exists (use --force to overwrite)")
+        raise typer.Exit(2)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(BASIC_TEST, encoding="utf-8")
+    _console().print(f"wrote {target}; run it with: clnrm run {target}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # outside a run: nothing to clean, just exit quietly
+        raise SystemExit(130) from None

@@ -1,0 +1,119 @@
+"""Reaping what runs left behind.
+
+A run cleans up after itself on every exit path Python sees.  SIGKILL is the
+one it cannot see, so every resource carries ``clnrm.owner=host:pid:start``;
+a run whose owner process is gone from this host is dead and its containers,
+networks and volumes are removed by ``clnrm gc`` and at the start of the next
+run.  Runs owned by another host are left alone unless ``--all`` is given.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import structlog
+from pydantic import BaseModel, Field
+
+from clnrm.backends.docker import LABEL_OWNER, LABEL_RUN, process_start_time, remove_containers
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+log = structlog.get_logger("clnrm.gc")
+
+
+class RunLeftovers(BaseModel):
+    """Resources of one run id found in the engine."""
+
+    run_id: str
+    owner: str
+    alive: bool
+    containers: list[str] = Field(default_factory=list)
+    networks: list[str] = Field(default_factory=list)
+    volumes: list[str] = Field(default_factory=list)
+
+
+def owner_alive(owner: str) -> bool:
+    """True when the owner is this host's live process with the same start time.
+
+    Owners from other hosts count as alive: we cannot see their processes and
+    must not delete a colleague's running test on a shared engine.
+    """
+    try:
+        host, pid_text, start = owner.split(":")
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return process_start_time(pid) == start
+
+
+def find_leftovers(client: DockerClient) -> list[RunLeftovers]:
+    api = client.api
+    flt = {"label": LABEL_RUN}
+    runs: dict[str, RunLeftovers] = {}
+    by_run: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    owners: dict[str, str] = {}
+    for c in api.containers(all=True, filters=flt):
+        labels = c.get("Labels") or {}
+        by_run[labels[LABEL_RUN]]["containers"].append(c["Id"])
+        owners.setdefault(labels[LABEL_RUN], labels.get(LABEL_OWNER, ""))
+    for n in api.networks(filters=flt):
+        labels = n.get("Labels") or {}
+        by_run[labels[LABEL_RUN]]["networks"].append(n["Id"])
+        owners.setdefault(labels[LABEL_RUN], labels.get(LABEL_OWNER, ""))
+    for v in (api.volumes(filters=flt) or {}).get("Volumes") or []:
+        labels = v.get("Labels") or {}
+        by_run[labels[LABEL_RUN]]["volumes"].append(v["Name"])
+        owners.setdefault(labels[LABEL_RUN], labels.get(LABEL_OWNER, ""))
+    for run_id, res in by_run.items():
+        owner = owners.get(run_id, "")
+        runs[run_id] = RunLeftovers(run_id=run_id, owner=owner, alive=owner_alive(owner),
+                                    containers=res["containers"], networks=res["networks"],
+                                    volumes=res["volumes"])
+    return sorted(runs.values(), key=lambda r: r.run_id)
+
+
+def remove_leftovers(client: DockerClient, leftovers: RunLeftovers) -> None:
+    """Containers first (they hold the network), then networks, then volumes."""
+    api = client.api
+    remove_containers(client, leftovers.containers)
+    for net in leftovers.networks:
+        try:
+            api.remove_network(net)
+        except Exception as exc:
+            log.warning("gc.network_failed", network=net[:12], error=str(exc))
+    for vol in leftovers.volumes:
+        try:
+            api.remove_volume(vol, force=True)
+        except Exception as exc:
+            log.warning("gc.volume_failed", volume=vol, error=str(exc))
+
+
+def remove_run(client: DockerClient, run_id: str) -> None:
+    """Remove everything labelled with ``run_id`` (the interrupt path)."""
+    for leftovers in find_leftovers(client):
+        if leftovers.run_id == run_id:
+            remove_leftovers(client, leftovers)
+
+
+def collect_dead_runs(client: DockerClient, *, everything: bool = False,
+                      dry_run: bool = False) -> list[RunLeftovers]:
+    """Remove dead runs' resources (all clnrm runs with ``everything``); return what was found."""
+    found = [r for r in find_leftovers(client) if everything or not r.alive]
+    if not dry_run:
+        for leftovers in found:
+            log.info("gc.remove", run=leftovers.run_id, containers=len(leftovers.containers),
+                     networks=len(leftovers.networks))
+            remove_leftovers(client, leftovers)
+    return found

@@ -1,0 +1,33 @@
+"""Every hook a clnrm plugin can implement, declared in one place.
+
+Plugins are found through the ``clnrm`` entry-point group (built-ins are
+registered the same way, see ``pyproject.toml``), so a third party adds a
+service type by shipping a module with ``@hookimpl`` functions and an entry
+point; nothing in clnrm has to change.  Hooks are grouped by the phase of a run
+in which they are called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from clnrm.plugins.base import ServiceType
+
+hookspec = pluggy.HookspecMarker("clnrm")
+hookimpl = pluggy.HookimplMarker("clnrm")
+
+# --- load phase -------------------------------------------------------------
+
+
+@hookspec
+def clnrm_service_types() -> list[type[ServiceType]]:  # type: ignore[empty-body]
+    """Return the service types this plugin provides.
+
+    Called once when the plugin manager is built, before any test file is
+    checked. Each class's ``name`` is the value of ``plugin = "..."`` in a
+    ``[services.NAME]`` table; two plugins claiming one name is an error.
+    Not firstresult: every plugin's list is collected.
+    """
