@@ -13,6 +13,7 @@ never privileged, never on the host network, and never get the Docker socket.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -95,7 +96,8 @@ class DockerSandbox(Sandbox):
         self._api = client.api
         self._client = client
         self._run_id = run_id
-        self._prefix = f"clnrm-{run_id}-{_name_part(test_slug)}"
+        # the random part lets two tests of one name (or one file twice) run side by side
+        self._prefix = f"clnrm-{run_id}-{_name_part(test_slug)[:30]}-{secrets.token_hex(3)}"
         self._default_image = default_image
         self._env = env
         self._labels = {LABEL_RUN: run_id, LABEL_OWNER: owner, LABEL_TEST: test_slug}

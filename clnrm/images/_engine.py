@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import tempfile
 from collections import deque
@@ -17,6 +18,9 @@ from typing import IO, Any
 
 from clnrm.errors import BackendError
 from clnrm.images._host import LOG_TAIL_LINES
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+"""Colour codes pip prints into the build stream; progress lines go to a rich display."""
 
 ContextEntry = bytes | Path
 """A build-context file: literal content, or a host file copied as-is."""
@@ -147,5 +151,5 @@ def remove_stale(client: Any, image_ids: Iterable[str]) -> None:
 
 
 def _chunk_lines(chunk: Mapping[str, Any]) -> list[str]:
-    text = chunk.get("stream") or chunk.get("status") or ""
-    return [line.rstrip() for line in str(text).splitlines() if line.strip()]
+    text = _ANSI_ESCAPE.sub("", str(chunk.get("stream") or chunk.get("status") or ""))
+    return [line.rstrip() for line in text.splitlines() if line.strip()]

@@ -46,7 +46,7 @@ def run_streaming(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
 ) -> CommandOutcome:
-    """Run ``argv``, pass each output line to ``emit``, keep the tail; kill it after ``timeout`` s."""
+    """Run ``argv``; pass each output line to ``emit``, keep the tail, kill after ``timeout`` s."""
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
     try:
         proc = subprocess.Popen(

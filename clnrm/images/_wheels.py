@@ -41,8 +41,15 @@ class WheelTarget:
         return f"cp{self.abi[2:]}-{self.platforms[0]}"
 
     def pip_args(self) -> list[str]:
-        args = ["--only-binary=:all:", "--implementation", "cp",
-                "--python-version", self.python_version, "--abi", self.abi]
+        args = [
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            self.python_version,
+            "--abi",
+            self.abi,
+        ]
         for tag in self.platforms:
             args += ["--platform", tag]
         return args
@@ -75,9 +82,7 @@ def wheels_key(requirements: str, target: WheelTarget) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def ensure_wheels(
-    requirements: str, target: WheelTarget, *, emit: Callable[[str], None]
-) -> Path:
+def ensure_wheels(requirements: str, target: WheelTarget, *, emit: Callable[[str], None]) -> Path:
     """Directory holding every wheel of ``requirements`` for ``target``, downloading if needed."""
     key = wheels_key(requirements, target)
     dest = cache_root() / "wheels" / key
@@ -91,9 +96,19 @@ def ensure_wheels(
     try:
         (staging / "requirements.txt").write_text(requirements)
         emit(f"wheels: downloading for {target.describe()} into {dest}")
-        argv = [*_pip_command(), "download", "--disable-pip-version-check", "--no-input",
-                "--progress-bar", "off", *target.pip_args(),
-                "--dest", str(staging), "-r", str(staging / "requirements.txt")]
+        argv = [
+            *_pip_command(),
+            "download",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--progress-bar",
+            "off",
+            *target.pip_args(),
+            "--dest",
+            str(staging),
+            "-r",
+            str(staging / "requirements.txt"),
+        ]
         outcome = run_streaming(argv, emit=emit, timeout=900)
         wheels = sorted(staging.glob("*.whl"))
         if not outcome.ok or not wheels:
@@ -101,9 +116,11 @@ def ensure_wheels(
                 "downloading wheels for clnrm/python-otel failed (pip download on the host):\n"
                 + outcome.tail_text(),
                 backend="docker",
-                hint=("PyPI must be reachable from this host once; after that the wheels are "
-                      f"reused offline from {dest}. Check pip's index/proxy settings "
-                      "(pip config list) and retry `clnrm images build python-otel`"),
+                hint=(
+                    "PyPI must be reachable from this host once; after that the wheels are "
+                    f"reused offline from {dest}. Check pip's index/proxy settings "
+                    "(pip config list) and retry `clnrm images build python-otel`"
+                ),
             )
         manifest = "".join(f"{_sha256(w)}  {w.name}\n" for w in wheels)
         (staging / _COMPLETE_MARKER).write_text(manifest)

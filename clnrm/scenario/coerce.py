@@ -92,9 +92,25 @@ def env_table(value: object) -> object:
 
 
 def scalar_map(value: object) -> object:
-    """A ``{key = value}`` table whose values must be text; numbers/booleans are stringified."""
+    """A ``{key = value}`` table of text; numbers/booleans are stringified.
+
+    ``["key=value", ...]`` is read as the same table: upstream files write
+    span attributes that way, and the meaning is unambiguous.
+    """
+    if isinstance(value, list) and value and all(isinstance(v, str) and "=" in v for v in value):
+        return dict(item.split("=", 1) for item in value)
     if isinstance(value, dict):
         return {k: _scalar_text(v) for k, v in value.items()}
+    return value
+
+
+_PROTOCOL_ALIASES: Final = {"json": "http/json", "protobuf": "http/protobuf", "http": "http/protobuf"}
+
+
+def otlp_protocol(value: object) -> object:
+    """``"json"``/``"protobuf"``/``"http"`` name exactly one OTLP protocol each; spell it fully."""
+    if isinstance(value, str):
+        return _PROTOCOL_ALIASES.get(value.strip().lower(), value)
     return value
 
 
