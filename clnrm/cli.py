@@ -55,6 +55,13 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
 
 
+def _styled(prefix: str, style: str, body: object) -> Any:
+    """A coloured prefix before user text that must never be read as rich markup."""
+    from rich.text import Text
+
+    return Text.assemble((prefix, style), str(body))
+
+
 def _fail(exc: BaseException) -> NoReturn:
     """One clear message, exit 2 (130 for interrupts); the traceback only with --debug."""
     from clnrm.errors import ClnrmError
@@ -64,8 +71,7 @@ def _fail(exc: BaseException) -> NoReturn:
 
         traceback.print_exception(exc)
     code = exc.exit_code if isinstance(exc, ClnrmError) else 2
-    _console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True,
-                                highlight=False)
+    _console(stderr=True).print(_styled("error: ", "bold red", exc), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -108,22 +114,33 @@ def validate(
         outcomes = validate_paths(paths, strict=strict)
     except Exception as exc:
         _fail(exc)
-    bad = [o for o in outcomes if o.error is not None]
+    bad = [o for o in outcomes if not o.ok]
     if fmt is Format.json:
-        typer.echo(json.dumps([o.as_dict() for o in outcomes], indent=2))
+        typer.echo(json.dumps([_outcome_dict(o) for o in outcomes], indent=2))
     else:
         out = _console()
         for o in outcomes:
             for w in o.warnings:
-                out.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
-            if o.error is not None:
-                out.print(f"[red]✗[/] {o.error}", soft_wrap=True)
-            else:
-                out.print(f"[green]✓[/] {o.path}", soft_wrap=True)
+                out.print(_styled("warning: ", "yellow", w), soft_wrap=True)
+            for e in o.errors:
+                out.print(_styled("✗ ", "red", e), soft_wrap=True)
+            if o.ok:
+                out.print(_styled("✓ ", "green", o.path), soft_wrap=True)
         out.print(f"{len(outcomes) - len(bad)} valid, {len(bad)} invalid")
     if not outcomes:
         _fail(_no_files(paths))
     raise typer.Exit(2 if bad else 0)
+
+
+def _outcome_dict(o: Any) -> dict[str, Any]:
+    def located(e: Any) -> dict[str, Any]:
+        return {"file": str(getattr(e, "file", "") or o.path), "line": getattr(e, "line", None),
+                "key": getattr(e, "key_path", None), "message": getattr(e, "message", str(e)),
+                "hint": getattr(e, "hint", None)}
+
+    return {"path": str(o.path), "kind": o.kind, "status": o.status,
+            "errors": [located(e) for e in o.errors],
+            "warnings": [located(w) for w in o.warnings]}
 
 
 def _no_files(paths: list[Path]) -> Exception:
@@ -189,7 +206,7 @@ def _load_all(paths: list[Path], *, strict: bool) -> list[Any]:
             errors.append(str(exc))
             continue
         for w in getattr(sc, "warnings", []):
-            err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+            err.print(_styled("warning: ", "yellow", w), soft_wrap=True)
         scenarios.append(sc)
     if errors:
         raise ClnrmError(f"{len(errors)} of {len(files)} test files are invalid; nothing was run:\n"
@@ -262,6 +279,8 @@ class _progress:  # noqa: N801
 
 
 def _print_result(result: RunResult, fmt: Format) -> None:
+    from rich.markup import escape
+
     from clnrm.results import Outcome
 
     if fmt is Format.json:
@@ -269,11 +288,12 @@ def _print_result(result: RunResult, fmt: Format) -> None:
         return
     out = _console()
     for lim in result.limitations:
-        out.print(f"[yellow]backend {result.backend} cannot isolate:[/] {lim}", soft_wrap=True)
+        out.print(_styled(f"backend {result.backend} cannot isolate: ", "yellow", lim),
+                  soft_wrap=True)
     marks = {Outcome.PASSED: "[green]✓ PASS[/]", Outcome.FAILED: "[red]✗ FAIL[/]",
              Outcome.ERROR: "[red]! ERROR[/]", Outcome.SKIPPED: "[yellow]- SKIP[/]"}
     for t in result.tests:
-        out.print(f"{marks[t.outcome]} {t.name} [dim]({t.file}, {t.duration_s:.2f} s, "
+        out.print(f"{marks[t.outcome]} {escape(t.name)} [dim]({escape(t.file)}, {t.duration_s:.2f} s, "
                   f"{len(t.steps)} steps)[/]", soft_wrap=True)
         if t.message:
             out.print("    " + t.message.replace("\n", "\n    "), soft_wrap=True, markup=False)

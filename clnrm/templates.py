@@ -22,7 +22,7 @@ command = ["wget", "-q", "-O", "-", "http://web:8080/"]
 expected_output_regex = "hello-from-web"
 
 [[steps]]
-name = "no_route_out"
-command = ["sh", "-c", "ip route | grep -q default && echo routed || echo isolated"]
-expected_output_regex = "isolated"
+name = "run_id_reaches_steps"
+command = ["sh", "-c", "echo run=$CLNRM_RUN_ID"]
+expected_output_regex = "^run=[0-9a-f]+$"
 '''
