@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import structlog
 
 from clnrm.backends.base import Backend, Sandbox
-from clnrm.errors import BackendError, ClnrmError, ReadinessError, ScenarioError
+from clnrm.errors import BackendError, ClnrmError, PluginError, ReadinessError, ScenarioError
 from clnrm.plugins import get_service_type
 from clnrm.plugins.base import ServiceSpec, SpecContext
 from clnrm.results import ExecResult, Outcome, RunResult, StepResult, TestResult
@@ -60,14 +60,31 @@ class TestPlan:
 
 def plan(scenario: Scenario, ctx: SpecContext) -> TestPlan:
     """Resolve plugins and the start order; raise ClnrmError on anything unrunnable."""
+    specs: dict[str, ServiceSpec] = {}
+    for name, cfg in scenario.services.items():
+        try:
+            stype = get_service_type(cfg.plugin)
+            stype.check(name, cfg)
+        except PluginError as exc:
+            raise ScenarioError(exc.message, file=scenario.source,
+                                key_path=f"services.{name}.plugin", hint=exc.hint) from exc
+        specs[name] = stype.to_spec(name, cfg, ctx)
+    all_steps = list(scenario.steps) + [s for b in scenario.scenarios for s in b.steps]
+    needs = any(s.service is None for s in all_steps) or any(
+        b.service is None and b.run for b in scenario.scenarios)
+    return TestPlan(scenario=scenario, levels=start_levels(scenario, specs),
+                    needs_step_container=needs)
+
+
+def start_levels(scenario: Scenario, specs: dict[str, ServiceSpec]) -> list[list[ServiceSpec]]:
+    """Services grouped by dependency depth; a level may start once the previous is ready."""
+    if not any(cfg.depends_on for cfg in scenario.services.values()):
+        # no edges: one level, and no reason to pay for importing networkx
+        return [[specs[n] for n in sorted(specs)]] if specs else []
     import networkx as nx  # lazy: keeps `clnrm --help` fast
 
-    specs: dict[str, ServiceSpec] = {}
     graph = nx.DiGraph()
     for name, cfg in scenario.services.items():
-        stype = get_service_type(cfg.plugin)
-        stype.check(name, cfg)
-        specs[name] = stype.to_spec(name, cfg, ctx)
         graph.add_node(name)
         for dep in cfg.depends_on:
             if dep not in scenario.services:
@@ -84,11 +101,7 @@ def plan(scenario: Scenario, ctx: SpecContext) -> TestPlan:
         raise ScenarioError(f"services depend on each other in a cycle: {path}",
                             file=scenario.source, key_path="services.*.depends_on",
                             hint="remove one depends_on entry to break the cycle")
-    levels = [[specs[n] for n in sorted(gen)] for gen in nx.topological_generations(graph)]
-    all_steps = list(scenario.steps) + [s for b in scenario.scenarios for s in b.steps]
-    needs = any(s.service is None for s in all_steps) or any(
-        b.service is None and b.run for b in scenario.scenarios)
-    return TestPlan(scenario=scenario, levels=levels, needs_step_container=needs)
+    return [[specs[n] for n in sorted(gen)] for gen in nx.topological_generations(graph)]
 
 
 def new_run_id() -> str:

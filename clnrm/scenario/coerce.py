@@ -104,7 +104,11 @@ def scalar_map(value: object) -> object:
     return value
 
 
-_PROTOCOL_ALIASES: Final = {"json": "http/json", "protobuf": "http/protobuf", "http": "http/protobuf"}
+_PROTOCOL_ALIASES: Final = {
+    "json": "http/json",
+    "protobuf": "http/protobuf",
+    "http": "http/protobuf",
+}
 
 
 def otlp_protocol(value: object) -> object:

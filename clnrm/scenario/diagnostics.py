@@ -58,9 +58,10 @@ KEY_HINTS: Final[dict[str, str]] = {
     "ServiceConfig.name": "a service's name is its table key: [services.NAME]",
     "ServiceConfig.wait_for_ready": "services are always waited for (health_check, or TCP for "
     "network_service) before steps run",
-    "ServiceConfig.env_vars": "use env = { NAME = \"value\" }",
+    "ServiceConfig.env_vars": 'use env = { NAME = "value" }',
     "Step.depends_on": "steps run in file order; depends_on belongs to services",
-    "Step.run": "steps take command = [...] (or a shell string); run = \"...\" belongs to [[scenario]]",
+    "Step.run": "steps take command = [...] (or a shell string); "
+    'run = "..." belongs to [[scenario]]',
 }
 """Extra advice for unknown keys seen in upstream files, by ``Model.key`` or bare ``key``."""
 
@@ -136,7 +137,11 @@ def _unwrap(annotation: Any, part: str | int | None) -> Any:
         return annotation
     origin = typing.get_origin(annotation)
     if isinstance(part, int):
-        return typing.get_args(annotation)[0] if origin is list and typing.get_args(annotation) else None
+        return (
+            typing.get_args(annotation)[0]
+            if origin is list and typing.get_args(annotation)
+            else None
+        )
     if origin is dict and len(typing.get_args(annotation)) == 2:
         return typing.get_args(annotation)[1]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -179,14 +184,14 @@ def unknown_key_problem(root: type[BaseModel], path: KeyPath) -> Problem:
     kind = "table or key" if not parent else "key"
     message = f"unknown {kind} '{key}' in {where}"
     advice = KEY_HINTS.get(f"{model.__name__}.{key}" if model else key) or KEY_HINTS.get(key)
-    hints: list[str] = [advice] if advice else []
+    hints: list[str] = [advice.rstrip(".") + "."] if advice else []
     if model is not None:
         keys = valid_keys(model)
         close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
         if close and not advice:
             hints.append(f"did you mean '{close[0]}'?")
-        hints.append("valid keys: " + ", ".join(keys))
-    return Problem(message, path, "; ".join(hints) or None)
+        hints.append("Valid keys: " + ", ".join(keys))
+    return Problem(message, path, " ".join(hints) or None)
 
 
 def error_problem(error: dict[str, Any], data: object) -> Problem:
@@ -206,7 +211,11 @@ def error_problem(error: dict[str, Any], data: object) -> Problem:
     if kind == "string_too_short":
         return Problem("must not be empty", path)
     if kind in ("value_error", "assertion_error"):
-        text = msg.split(", ", 1)[1] if msg.startswith(("Value error, ", "Assertion failed, ")) else msg
+        text = (
+            msg.split(", ", 1)[1]
+            if msg.startswith(("Value error, ", "Assertion failed, "))
+            else msg
+        )
         return Problem(text, path, _value_hint(text))
     text = msg[:1].lower() + msg[1:]
     text = text.replace("input should be", "must be")

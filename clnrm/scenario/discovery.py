@@ -78,10 +78,14 @@ def validate_file(path: Path, *, strict: bool = False) -> ValidationOutcome:
             outcome.errors = list(getattr(exc, "problems", [exc]))
         return outcome
     result = load_file(path, strict=strict)
-    return ValidationOutcome(path, warnings=result.warnings, errors=result.errors, scenario=result.scenario)
+    return ValidationOutcome(
+        path, warnings=result.warnings, errors=result.errors, scenario=result.scenario
+    )
 
 
-def _collect(paths: Iterable[str | Path], patterns: tuple[str, ...], *, include_project: bool) -> list[Path]:
+def _collect(
+    paths: Iterable[str | Path], patterns: tuple[str, ...], *, include_project: bool
+) -> list[Path]:
     found: dict[Path, None] = {}
     for raw in paths:
         path = Path(raw)

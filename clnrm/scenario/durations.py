@@ -30,7 +30,9 @@ _PART: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|secs|sec|s|mins|min|m|hr|h|d)"
 _WHOLE: Final = re.compile(r"\s*(?:\d+(?:\.\d+)?\s*(?:ms|secs|sec|s|mins|min|m|hr|h|d)\s*)+")
 _MAX_SECONDS: Final = 366 * 86400.0  # a year: anything longer is a typo, not a timeout
 
-DURATION_HINT: Final = 'write a number of seconds (30) or a string such as "500ms", "30s", "5m", "2h", "1m30s"'
+DURATION_HINT: Final = (
+    'write a number of seconds (30) or a string such as "500ms", "30s", "5m", "2h", "1m30s"'
+)
 
 
 def parse_duration(value: object) -> float:

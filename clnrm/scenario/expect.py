@@ -108,7 +108,10 @@ class SpanExpectation(Model):
 
 
 class OrderExpectation(Model):
-    """``must_precede = [[a, b]]``: an ``a`` ends before a ``b`` starts; ``must_follow`` reversed."""
+    """``must_precede = [[a, b]]``: some ``a`` ends before some ``b`` starts.
+
+    ``must_follow = [[a, b]]`` is the same with the names swapped.
+    """
 
     must_precede: list[Edge] = Field(default_factory=list)
     must_follow: list[Edge] = Field(default_factory=list)
@@ -239,6 +242,7 @@ class Expect(Model):
     def is_empty(self) -> bool:
         """True when the file asks nothing of its spans."""
         return not any(getattr(self, name) for name in type(self).model_fields)
+
 
 __all__: list[str] = [
     "CountBound",

@@ -12,7 +12,7 @@ another exception type: an unexpected one is reported as an internal error
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -86,10 +86,9 @@ def _scenario_or_raise(result: LoadResult) -> Scenario:
     return result.scenario
 
 
-def _guarded(file: Path | None, load: Any) -> LoadResult:
+def _guarded(file: Path | None, load: Callable[[], LoadResult]) -> LoadResult:
     try:
-        result: LoadResult = load()
-        return result
+        return load()
     except ScenarioError as exc:
         return LoadResult(file, errors=[exc])
     except Exception as exc:  # noqa: BLE001 - a file must never produce a traceback
@@ -145,7 +144,9 @@ def _load_text(
     if strict:
         errors = unknown + errors
     else:
-        result.warnings = [_warning(problem, file, index, note) for problem in _by_line(unknown, index)]
+        result.warnings = [
+            _warning(problem, file, index, note) for problem in _by_line(unknown, index)
+        ]
     result.errors = [to_error(problem, file, index, note) for problem in _by_line(errors, index)]
     if scenario is not None and not result.errors:
         scenario.source = str(file) if file is not None else None
@@ -155,19 +156,24 @@ def _load_text(
     return result
 
 
-def parse_toml(text: str, file: Path | None, *, templated: bool = False, note: str = "") -> dict[str, Any]:
+def parse_toml(
+    text: str, file: Path | None, *, templated: bool = False, note: str = ""
+) -> dict[str, Any]:
     """tomli, with its errors located and nesting bounded."""
     try:
         data = tomli.loads(text)
     except tomli.TOMLDecodeError as exc:
         after = " after template rendering" if templated else ""
         message = f"not valid TOML{after}: {exc.msg} (column {exc.colno}){note}"
-        raise ScenarioError(message, file=file, line=exc.lineno, hint=_toml_hint(exc, text)) from exc
+        raise ScenarioError(
+            message, file=file, line=exc.lineno, hint=_toml_hint(exc, text)
+        ) from exc
     except RecursionError as exc:
         raise ScenarioError(
-            "arrays or inline tables are nested too deeply to read", file=file,
+            "arrays or inline tables are nested too deeply to read",
+            file=file,
             hint=f"clnrm accepts at most {MAX_DEPTH} levels of nesting",
-        ) from exc  # fmt: skip
+        ) from exc
     deep = _too_deep(data)
     if deep is not None:
         raise ScenarioError(
@@ -222,7 +228,9 @@ def validate_document(
             return model.model_validate(data), unknown, []
         except ValidationError as exc:
             issues = exc.errors(include_url=False)
-        others = [error_problem(issue, data) for issue in issues if issue["type"] != "extra_forbidden"]
+        others = [
+            error_problem(issue, data) for issue in issues if issue["type"] != "extra_forbidden"
+        ]
         extras = [
             real_path(tuple(issue["loc"]), data, missing=False)
             for issue in issues
@@ -247,18 +255,28 @@ def _delete(data: Any, path: KeyPath) -> None:
 
 
 def _by_line(problems: list[Problem], index: LineIndex) -> list[Problem]:
-    return sorted(problems, key=lambda p: (p.line or (index.line_of(p.path) if p.path else None) or 0))
+    return sorted(
+        problems, key=lambda p: p.line or (index.line_of(p.path) if p.path else None) or 0
+    )
 
 
 def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def to_error(problem: Problem, file: Path | None, index: LineIndex, note: str = "") -> ScenarioError:
+def to_error(
+    problem: Problem, file: Path | None, index: LineIndex, note: str = ""
+) -> ScenarioError:
     """A located ``ScenarioError`` for one problem."""
     line = problem.line or (index.line_of(problem.path) if problem.path else None)
     key = _clip(format_key_path(problem.path)) if problem.path else None
-    return ScenarioError(problem.message + (note if line else ""), file=file, line=line, key_path=key, hint=problem.hint)
+    return ScenarioError(
+        problem.message + (note if line else ""),
+        file=file,
+        line=line,
+        key_path=key,
+        hint=problem.hint,
+    )
 
 
 def _warning(problem: Problem, file: Path | None, index: LineIndex, note: str) -> LoadWarning:

@@ -108,7 +108,9 @@ class ServiceConfig(Model):
         default=None, validation_alias=AliasChoices("health_check", "healthcheck")
     )
     depends_on: list[str] = Field(default_factory=list)
-    workdir: str | None = Field(default=None, validation_alias=AliasChoices("workdir", "working_dir"))
+    workdir: str | None = Field(
+        default=None, validation_alias=AliasChoices("workdir", "working_dir")
+    )
     type: str | None = None  # informational (upstream ignores it too)
     description: str | None = None
     # upstream plugin-specific keys, kept so upstream files load
@@ -122,7 +124,10 @@ class ServiceConfig(Model):
     @classmethod
     def _spelling(cls, data: Any) -> Any:
         return _one_spelling(
-            data, ("env", "environment"), ("workdir", "working_dir"), ("health_check", "healthcheck")
+            data,
+            ("env", "environment"),
+            ("workdir", "working_dir"),
+            ("health_check", "healthcheck"),
         )
 
     @property
@@ -192,7 +197,9 @@ class OtelConfig(Model):
     runner's default applies.
     """
 
-    exporter: Literal["stdout", "otlp", "otlp-http", "otlp-grpc", "jaeger", "zipkin", "none"] | None = None
+    exporter: (
+        Literal["stdout", "otlp", "otlp-http", "otlp-grpc", "jaeger", "zipkin", "none"] | None
+    ) = None
     endpoint: str | None = None
     protocol: Annotated[
         Literal["http/protobuf", "grpc", "http/json"] | None, BeforeValidator(otlp_protocol)

@@ -48,7 +48,9 @@ def normalise(raw: RawTestFile, *, vars_: dict[str, Any]) -> tuple[Scenario | No
     meta, metadata, test = raw.meta, raw.test.metadata if raw.test else None, raw.test
     scenario = Scenario(
         name=name,
-        description=_first(meta and meta.description, metadata and metadata.description, test and test.description),
+        description=_first(
+            meta and meta.description, metadata and metadata.description, test and test.description
+        ),
         timeout=_first(meta and meta.timeout, metadata and metadata.timeout, test and test.timeout),
         version=_first(meta and meta.version, metadata and metadata.version),
         author=_first(meta and meta.author, metadata and metadata.author),
@@ -64,14 +66,16 @@ def normalise(raw: RawTestFile, *, vars_: dict[str, Any]) -> tuple[Scenario | No
         limits=raw.limits,
         expect=raw.expect if raw.expect is not None else Expect(),
         otel_validation=raw.otel_validation.model_dump() if raw.otel_validation else None,
-        assertions=raw.assertions if raw.assertions is not None else (test.assertions if test else None),
+        assertions=raw.assertions
+        if raw.assertions is not None
+        else (test.assertions if test else None),
         layers=raw.layers,
         orchestration=raw.orchestration,
         chaos=raw.chaos,
         performance=raw.performance,
         self_healing=raw.self_healing,
         intelligence=raw.intelligence,
-    )  # fmt: skip
+    )
     return scenario, problems
 
 
@@ -135,7 +139,9 @@ def _check_steps_exist(raw: RawTestFile, problems: list[Problem]) -> None:
 
 def _declared_hint(services: dict[str, ServiceConfig]) -> str:
     if not services:
-        return 'no services are declared; add [services.NAME] with image = "..." or drop the reference'
+        return (
+            'no services are declared; add [services.NAME] with image = "..." or drop the reference'
+        )
     return "declared services: " + ", ".join(sorted(services))
 
 
@@ -148,7 +154,11 @@ def _check_references(
     def check(service: str | None, path: KeyPath, who: str) -> None:
         if service is not None and service not in services:
             problems.append(
-                Problem(f"{who} uses service '{service}', which is not declared", path, _declared_hint(services))
+                Problem(
+                    f"{who} uses service '{service}', which is not declared",
+                    path,
+                    _declared_hint(services),
+                )
             )
 
     for index, step in enumerate(raw.steps):
@@ -176,9 +186,16 @@ def _check_services(
                 f"none ({', '.join(sorted(IMAGE_OPTIONAL_PLUGINS))})"
             )
             if config.type and config.type != config.plugin:
-                hint += f"; note 'type' is informational, the plugin is chosen by plugin = \"{config.type}\""
+                hint += (
+                    "; note 'type' is informational, the plugin is chosen by "
+                    f'plugin = "{config.type}"'
+                )
             problems.append(
-                Problem(f"service '{name}' (plugin '{config.plugin}') needs an image", origin[name], hint)
+                Problem(
+                    f"service '{name}' (plugin '{config.plugin}') needs an image",
+                    origin[name],
+                    hint,
+                )
             )
 
 
@@ -189,19 +206,23 @@ def _check_scenarios(raw: RawTestFile, problems: list[Problem]) -> None:
                 Problem(
                     f"scenario '{block.name}' has nothing to run",
                     ("scenario", index),
-                    'give it run = "shell command" (with service = "...") or nested [[scenario.steps]]',
+                    'give it run = "shell command" (with service = "...") '
+                    "or nested [[scenario.steps]]",
                 )
             )
 
 
-def _check_faults(raw: RawTestFile, services: dict[str, ServiceConfig], problems: list[Problem]) -> None:
+def _check_faults(
+    raw: RawTestFile, services: dict[str, ServiceConfig], problems: list[Problem]
+) -> None:
     if raw.chaos is None:
         return
     for index, fault in enumerate(raw.chaos.faults):
         if fault.target is not None and fault.target not in services:
             problems.append(
                 Problem(
-                    f"fault '{fault.name or fault.type}' targets service '{fault.target}', which is not declared",
+                    f"fault '{fault.name or fault.type}' targets service '{fault.target}', "
+                    "which is not declared",
                     ("chaos", "faults", index, "target"),
                     _declared_hint(services),
                 )

@@ -63,7 +63,9 @@ class ObservabilitySettings(Model):
     enable_tracing: bool = True
     enable_metrics: bool = True
     enable_logging: bool = True
-    log_level: Annotated[Literal["debug", "info", "warn", "error"], BeforeValidator(lower_text)] = "info"
+    log_level: Annotated[Literal["debug", "info", "warn", "error"], BeforeValidator(lower_text)] = (
+        "info"
+    )
     metrics_port: int = Field(default=9090, ge=1, le=65535)
     traces_endpoint: str | None = None
 
@@ -103,7 +105,9 @@ class SecuritySettings(Model):
     hermetic_isolation: bool = True
     network_isolation: bool = True
     file_system_isolation: bool = True
-    security_level: Annotated[Literal["low", "medium", "high"], BeforeValidator(lower_text)] = "medium"
+    security_level: Annotated[Literal["low", "medium", "high"], BeforeValidator(lower_text)] = (
+        "medium"
+    )
 
 
 class ProjectConfig(Model):
@@ -142,7 +146,9 @@ def load_project_config(
         located[0].problems = located  # type: ignore[attr-defined]
         raise located[0]
     warnings = [
-        LoadWarning(message=e.message, file=str(file), line=e.line, key_path=e.key_path, hint=e.hint)
+        LoadWarning(
+            message=e.message, file=str(file), line=e.line, key_path=e.key_path, hint=e.hint
+        )
         for e in (to_error(problem, file, index) for problem in unknown)
     ]
     return config, warnings

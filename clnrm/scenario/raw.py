@@ -15,7 +15,14 @@ from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_val
 
 from clnrm.scenario.durations import Duration
 from clnrm.scenario.expect import Expect
-from clnrm.scenario.layers import Chaos, Intelligence, Layers, Orchestration, Performance, SelfHealing
+from clnrm.scenario.layers import (
+    Chaos,
+    Intelligence,
+    Layers,
+    Orchestration,
+    Performance,
+    SelfHealing,
+)
 from clnrm.scenario.model import (
     Determinism,
     Limits,

@@ -200,7 +200,9 @@ def template_variables(
 ) -> dict[str, Any]:
     """defaults < environment < ``[vars]`` < ``variables``; what ``{{ name }}`` resolves to."""
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {name: environ.get(key, default) for name, key, default in DEFAULT_VARIABLES}
+    values: dict[str, Any] = {
+        name: environ.get(key, default) for name, key, default in DEFAULT_VARIABLES
+    }
     values.update(file_vars or {})
     values.update(variables or {})
     return values
@@ -214,13 +216,28 @@ def render_template(
 ) -> str:
     """Render a test file; raise ``ScenarioError`` (with the template line) on any problem."""
     source = _prepare(text, file)
-    first = _render_pass(source, variables=variables, file_vars=None, lenient=True, runtime=RenderRuntime())
+    first = _render_pass(
+        source, variables=variables, file_vars=None, lenient=True, runtime=RenderRuntime()
+    )
     file_vars, matrix, seed, clock = _first_pass_facts(first)
+    if seed is not None or clock is not None:
+        # [vars] may call now_*/uuid_* too: read them again with the seeded clock and RNG
+        # so that a file with [determinism] renders identically every time.
+        again = _render_pass(
+            source, variables=variables, file_vars=None, lenient=True,
+            runtime=RenderRuntime(seed=seed, freeze_clock=clock),
+        )  # fmt: skip
+        file_vars, matrix, _, _ = _first_pass_facts(again)
     runtime = RenderRuntime(seed=seed, freeze_clock=clock)
     rendered = _render_pass(
-        source, variables=variables, file_vars=file_vars, lenient=False, runtime=runtime,
-        matrix=matrix, file=file,
-    )  # fmt: skip
+        source,
+        variables=variables,
+        file_vars=file_vars,
+        lenient=False,
+        runtime=runtime,
+        matrix=matrix,
+        file=file,
+    )
     assert rendered is not None
     return rendered
 
@@ -267,7 +284,9 @@ def _render_pass(
     file: Path | str | None = None,
 ) -> str | None:
     undefined: type[Undefined] = _Placeholder if lenient else TeraUndefined
-    env = _Sandbox(undefined=undefined, keep_trailing_newline=True, autoescape=False, finalize=_as_toml_text)
+    env = _Sandbox(
+        undefined=undefined, keep_trailing_newline=True, autoescape=False, finalize=_as_toml_text
+    )
     env.filters.update(tera_filters())
     for name in ("cycler", "joiner", "namespace", "lipsum"):
         env.globals.pop(name, None)  # object helpers that only make sense with attribute access
@@ -300,7 +319,10 @@ def _located(exc: BaseException, source: str, file: Path | str | None) -> Scenar
         hint = "templates may read variables and table keys only (no attributes, files or methods)"
     elif isinstance(exc, UndefinedError):
         message = f"template error: {exc}"
-        hint = "define it in [vars], pass it with --var NAME=VALUE, or write {{ x | default(value='...') }}"
+        hint = (
+            "define it in [vars], pass it with --var NAME=VALUE, "
+            "or write {{ x | default(value='...') }}"
+        )
     elif isinstance(exc, TemplateFunctionError | TemplateError):
         message = f"template error: {exc}"
     elif isinstance(exc, RecursionError):
@@ -354,7 +376,9 @@ def _vars_section(text: str) -> str:
     for line in text.split("\n"):
         header = re.match(r"\s*\[+\s*([^\]]*)\]", line)
         if header:
-            inside = header.group(1).strip() == "vars" or header.group(1).strip().startswith("vars.")
+            inside = header.group(1).strip() == "vars" or header.group(1).strip().startswith(
+                "vars."
+            )
         if inside:
             keep.append(line)
     return "\n".join(keep)

@@ -9,8 +9,7 @@ arguments, plus the obvious siblings.  Two rules make rendering reproducible:
   seeds, and reads the render's clock, which ``[determinism] freeze_clock``
   freezes.  Without ``[determinism]`` both are real (random, wall clock).
 
-Values are plain text; fake data comes from small built-in word lists (no
-network, no third-party faker), which is all a test fixture needs.
+The ``fake_*`` functions live in :mod:`clnrm.scenario.template_fakes`.
 """
 
 from __future__ import annotations
@@ -24,20 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from jinja2 import Undefined
+
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_FIRST: Final = ("Ada", "Alan", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Radia", "Edsger")
-_LAST: Final = ("Lovelace", "Turing", "Hopper", "Torvalds", "Liskov", "Thompson", "Hamilton", "Ritchie")
-_WORDS: Final = (
-    "alpha", "bravo", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "iris", "juniper",
-    "kelp", "lumen", "maple", "nectar", "onyx", "prism", "quartz", "raven", "sable", "tundra",
-)  # fmt: skip
-_COMPANIES: Final = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell")
-_SUFFIXES: Final = ("Inc", "LLC", "Ltd", "Group", "Labs")
-_CITIES: Final = ("Lisbon", "Oslo", "Kyoto", "Austin", "Nairobi", "Quito", "Tallinn", "Perth")
-_STREETS: Final = ("Main St", "Oak Ave", "Elm Rd", "Pine Ln", "Cedar Blvd", "Lake Dr")
-_COUNTRIES: Final = ("Portugal", "Norway", "Japan", "Kenya", "Ecuador", "Estonia", "Australia")
-_STATES: Final = ("CA", "NY", "TX", "WA", "OR", "MA", "CO")
-_TLDS: Final = ("com", "org", "net", "io", "dev")
 
 
 class TemplateFunctionError(Exception):
@@ -75,7 +63,7 @@ class RenderRuntime:
     def functions(self) -> dict[str, Callable[..., Any]]:
         rt = self
         fns: dict[str, Callable[..., Any]] = {
-            "now_rfc3339": lambda: _rfc3339(rt.now()),
+            "now_rfc3339": lambda: rfc3339(rt.now()),
             "now_unix": lambda: int(rt.now().timestamp()),
             "now_ms": lambda: int(rt.now().timestamp() * 1000),
             "now_plus": rt.now_plus,
@@ -88,7 +76,7 @@ class RenderRuntime:
             "trace_id": lambda seed=None: "%032x" % (rt.rng_for(seed).getrandbits(128) or 1),
             "span_id": lambda seed=None: "%016x" % (rt.rng_for(seed).getrandbits(64) or 1),
             "traceparent": rt.traceparent,
-            "rand_hex": lambda n=16, seed=None: _hex(rt.rng_for(seed), _count(n, "n")),
+            "rand_hex": lambda n=16, seed=None: _hex(rt.rng_for(seed), count_arg(n, "n")),
             "seq": rt.seq,
             "pick": lambda list=(), seed=None: _pick(rt.rng_for(seed), _items(list)),
             "shuffle": lambda list=(), seed=None: _shuffled(rt.rng_for(seed), _items(list)),
@@ -98,12 +86,18 @@ class RenderRuntime:
             "kebab": lambda s="": kebab(s),
             "snake": lambda s="": snake(s),
         }
-        fns.update(self._fakes())
+        from clnrm.scenario.template_fakes import fake_functions  # noqa: PLC0415 - cycle
+
+        fns.update(fake_functions(self))
         return fns
 
-    def now_plus(self, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0) -> str:
-        delta = timedelta(seconds=float(seconds), minutes=float(minutes), hours=float(hours), days=float(days))
-        return _rfc3339(self.now() + delta)
+    def now_plus(
+        self, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0
+    ) -> str:
+        delta = timedelta(
+            seconds=float(seconds), minutes=float(minutes), hours=float(hours), days=float(days)
+        )
+        return rfc3339(self.now() + delta)
 
     def uuid_v4(self, seed: object = None) -> str:
         bits = self.rng_for(seed).getrandbits(128)
@@ -124,59 +118,13 @@ class RenderRuntime:
 
     def traceparent(self, sampled: bool = True, seed: object = None) -> str:
         rng = self.rng_for(seed)
-        return f"00-{rng.getrandbits(128) or 1:032x}-{rng.getrandbits(64) or 1:016x}-{'01' if sampled else '00'}"
+        trace, span = rng.getrandbits(128) or 1, rng.getrandbits(64) or 1
+        return f"00-{trace:032x}-{span:016x}-{'01' if sampled else '00'}"
 
     def seq(self, name: str = "default", start: int = 0, step: int = 1) -> int:
         value = self._seq.get(str(name), int(start))
         self._seq[str(name)] = value + int(step)
         return value
-
-    def _fakes(self) -> dict[str, Callable[..., Any]]:
-        rt = self
-
-        def fake(build: Callable[..., Any]) -> Callable[..., Any]:
-            def call(seed: object = None, **kwargs: Any) -> Any:
-                return build(rt.rng_for(seed), **kwargs)
-
-            return call
-
-        return {
-            "fake_uuid": lambda: str(uuid.UUID(int=rt.rng.getrandbits(128), version=4)),
-            "fake_uuid_seeded": fake(lambda r: str(uuid.UUID(int=r.getrandbits(128), version=4))),
-            "fake_name": fake(lambda r: f"{r.choice(_FIRST)} {r.choice(_LAST)}"),
-            "fake_first_name": fake(lambda r: r.choice(_FIRST)),
-            "fake_last_name": fake(lambda r: r.choice(_LAST)),
-            "fake_username": fake(lambda r: f"{r.choice(_FIRST).lower()}{r.randint(1, 999)}"),
-            "fake_email": fake(lambda r: f"{r.choice(_FIRST).lower()}.{r.choice(_LAST).lower()}@example.com"),
-            "fake_domain": fake(lambda r: f"{r.choice(_WORDS)}.{r.choice(_TLDS)}"),
-            "fake_url": fake(lambda r: f"https://{r.choice(_WORDS)}.{r.choice(_TLDS)}"),
-            "fake_ipv4": fake(lambda r: "10." + ".".join(str(r.randint(0, 255)) for _ in range(3))),
-            "fake_ipv6": fake(lambda r: "fd00:" + ":".join(f"{r.getrandbits(16):x}" for _ in range(7))),
-            "fake_mac_address": fake(lambda r: ":".join(f"{r.getrandbits(8):02x}" for _ in range(6))),
-            "fake_street": fake(lambda r: f"{r.randint(1, 999)} {r.choice(_STREETS)}"),
-            "fake_city": fake(lambda r: r.choice(_CITIES)),
-            "fake_state": fake(lambda r: r.choice(_STATES)),
-            "fake_zip": fake(lambda r: f"{r.randint(10000, 99999)}"),
-            "fake_country": fake(lambda r: r.choice(_COUNTRIES)),
-            "fake_phone": fake(lambda r: f"+1-555-{r.randint(100, 999)}-{r.randint(1000, 9999)}"),
-            "fake_company": fake(lambda r: f"{r.choice(_COMPANIES)} {r.choice(_SUFFIXES)}"),
-            "fake_word": fake(lambda r: r.choice(_WORDS)),
-            "fake_words": fake(lambda r, count=3: " ".join(r.choice(_WORDS) for _ in range(_count(count, "count")))),
-            "fake_sentence": fake(_sentence),
-            "fake_paragraph": fake(lambda r: " ".join(_sentence(r) for _ in range(3))),
-            "fake_int": fake(lambda r, min=0, max=1000: r.randint(int(min), int(max))),
-            "fake_int_range": fake(lambda r, min=0, max=100: r.randint(int(min), int(max))),
-            "fake_float": fake(lambda r, min=0.0, max=1.0: round(r.uniform(float(min), float(max)), 6)),
-            "fake_bool": fake(lambda r, ratio=50: r.randint(1, 100) <= int(ratio)),
-            "fake_string": fake(lambda r, len=8: _alnum(r, _count(len, "len"))),
-            "fake_port": fake(lambda r: r.randint(1024, 65535)),
-            "fake_semver": fake(lambda r: f"{r.randint(0, 9)}.{r.randint(0, 20)}.{r.randint(0, 50)}"),
-            "fake_hex_color": fake(lambda r: f"#{r.getrandbits(24):06x}"),
-            "fake_date": fake(lambda r: _fake_moment(r).date().isoformat()),
-            "fake_time": fake(lambda r: _fake_moment(r).time().isoformat()),
-            "fake_datetime": fake(lambda r: _rfc3339(_fake_moment(r))),
-            "fake_timestamp": fake(lambda r: int(_fake_moment(r).timestamp())),
-        }
 
 
 # -- filters ----------------------------------------------------------------------
@@ -192,7 +140,9 @@ def tera_filters() -> dict[str, Callable[..., Any]]:
         "snake": snake,
         "replace": _replace,
         "join": _join,
-        "json_encode": lambda value, pretty=False: json.dumps(value, indent=2 if pretty else None, default=str),
+        "json_encode": lambda value, pretty=False: json.dumps(
+            value, indent=2 if pretty else None, default=str
+        ),
         "as_str": lambda value: _text(value),
         "split": lambda value, pat=" ": str(value).split(str(pat)),
     }
@@ -212,7 +162,9 @@ def _default(subject: Any, /, *args: Any, **kwargs: Any) -> Any:
     return subject
 
 
-def _replace(value: Any, old: Any = None, new: Any = None, count: int | None = None, **kwargs: Any) -> str:
+def _replace(
+    value: Any, old: Any = None, new: Any = None, count: int | None = None, **kwargs: Any
+) -> str:
     old = kwargs.pop("from", old)
     new = kwargs.pop("to", new)
     if old is None or new is None:
@@ -241,8 +193,6 @@ def snake(value: Any) -> str:
 
 
 def _is_undefined(value: object) -> bool:
-    from jinja2 import Undefined  # local: keeps this module importable without jinja2 state
-
     return isinstance(value, Undefined)
 
 
@@ -256,12 +206,12 @@ def _split_camel(text: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text)
 
 
-def _rfc3339(moment: datetime) -> str:
+def rfc3339(moment: datetime) -> str:
     text = moment.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _count(value: Any, name: str, limit: int = 10_000) -> int:
+def count_arg(value: Any, name: str, limit: int = 10_000) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError) as exc:
@@ -272,18 +222,17 @@ def _count(value: Any, name: str, limit: int = 10_000) -> int:
 
 
 def _items(value: Any) -> list[Any]:
-    if isinstance(value, Mapping) or isinstance(value, str | bytes) or not isinstance(value, Sequence):
+    if (
+        isinstance(value, Mapping)
+        or isinstance(value, str | bytes)
+        or not isinstance(value, Sequence)
+    ):
         raise TemplateFunctionError(f"expected a list, got {type(value).__name__}")
     return list(value)
 
 
 def _hex(rng: random.Random, n: int) -> str:
     return "".join(f"{rng.randrange(16):x}" for _ in range(n))
-
-
-def _alnum(rng: random.Random, n: int) -> str:
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    return "".join(rng.choice(letters) for _ in range(n))
 
 
 def _pick(rng: random.Random, items: list[Any]) -> Any:
@@ -298,7 +247,7 @@ def _shuffled(rng: random.Random, items: list[Any]) -> list[Any]:
 
 
 def _sample(rng: random.Random, items: list[Any], k: Any) -> list[Any]:
-    size = _count(k, "k", limit=len(items))
+    size = count_arg(k, "k", limit=len(items))
     return rng.sample(items, size)
 
 
@@ -312,17 +261,6 @@ def _weighted(rng: random.Random, pairs: Any) -> Any:
     if not values or sum(weights) <= 0:
         raise TemplateFunctionError("weighted() needs at least one positive weight")
     return rng.choices(values, weights=weights)[0]
-
-
-def _sentence(rng: random.Random, min: int = 4, max: int = 10) -> str:
-    low, high = _count(min, "min", 200), _count(max, "max", 200)
-    words = [rng.choice(_WORDS) for _ in range(rng.randint(low, high) if low <= high else low)]
-    return (" ".join(words).capitalize() + ".") if words else ""
-
-
-def _fake_moment(rng: random.Random) -> datetime:
-    start = datetime(2000, 1, 1, tzinfo=UTC)
-    return start + timedelta(seconds=rng.randint(0, 30 * 365 * 86400))
 
 
 def _sha256(s: Any = "") -> str:
@@ -344,7 +282,11 @@ def toml_encode(value: Any = None) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_encode(v)}" for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{json.dumps(str(k))} = {toml_encode(v)}" for k, v in value.items())
+            + "}"
+        )
     if isinstance(value, Sequence) and not isinstance(value, str):
         return "[" + ", ".join(toml_encode(v) for v in value) + "]"
     return json.dumps(_text(value))

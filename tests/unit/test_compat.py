@@ -21,8 +21,18 @@ COMPAT_DIR = Path(
     os.environ.get("CLNRM_COMPAT_DIR")
     or Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "clnrm"
 )
-TEMPLATE_ENV_VARS = ("SERVICE_NAME", "ENV", "OTEL_ENDPOINT", "OTEL_TRACES_EXPORTER", "CLNRM_IMAGE",
-                     "FREEZE_CLOCK", "OTEL_TOKEN", "OTEL_EXPORTER", "TEST_ENV", "CI")  # fmt: skip
+TEMPLATE_ENV_VARS = (
+    "SERVICE_NAME",
+    "ENV",
+    "OTEL_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+    "CLNRM_IMAGE",
+    "FREEZE_CLOCK",
+    "OTEL_TOKEN",
+    "OTEL_EXPORTER",
+    "TEST_ENV",
+    "CI",
+)
 
 
 class Rejection(NamedTuple):
@@ -38,34 +48,50 @@ EXPECTED_INVALID: dict[str, Rejection] = {
     # not a test at all (a behaviour manifest)
     "examples/behaviors.clnrm.toml": Rejection("this is not a clnrm test", None),
     # invented expectation shapes ([expect.span] as a table of named rules)
-    "examples/case-studies/fake-green-detection.toml": Rejection("expected an array", 65, "expect.span"),
+    "examples/case-studies/fake-green-detection.toml": Rejection(
+        "expected an array", 65, "expect.span"
+    ),
     # invalid TOML: [report] digest = "..." then [report.digest]
     "examples/case-studies/redteam-otlp-env.clnrm.toml": Rejection("Cannot overwrite a value", 158),
     # invalid TOML: "basic strings" spanning lines
-    "examples/clnrm-case-study/tests/ai-performance-benchmark.clnrm.toml": Rejection("not valid TOML", 17),
+    "examples/clnrm-case-study/tests/ai-performance-benchmark.clnrm.toml": Rejection(
+        "not valid TOML", 17
+    ),
     # no image and plugins that need one (upstream rejects these too)
-    "examples/llm-proxy-tests/tgi-integration.clnrm.toml": Rejection(_NO_IMAGE, 10, "services.tgi_service"),
+    "examples/llm-proxy-tests/tgi-integration.clnrm.toml": Rejection(
+        _NO_IMAGE, 10, "services.tgi_service"
+    ),
     "examples/multi-service-demo.clnrm.toml": Rejection(_NO_IMAGE, 13, "services.database"),
     "tests/surrealdb/basic-connection.clnrm.toml": Rejection(_NO_IMAGE, 14, "services.surrealdb"),
     "tests/surrealdb/data-persistence.clnrm.toml": Rejection(_NO_IMAGE, 17, "services.surrealdb"),
     "tests/surrealdb/namespace-database.clnrm.toml": Rejection(_NO_IMAGE, 14, "services.surrealdb"),
     "tests/surrealdb/toml-managed.clnrm.toml": Rejection(_NO_IMAGE, 17, "services.app_database"),
     # template uses [template.vars], which is not the template context (upstream fails too)
-    "examples/templates/advanced-validators.clnrm.toml": Rejection("'service_name' is not defined", 22),
+    "examples/templates/advanced-validators.clnrm.toml": Rejection(
+        "'service_name' is not defined", 22
+    ),
     # chaos drafts: run = [ {..}, ..], steps with run =, attrs.all = { x = { gte = 1 } }
-    "tests/chaos/concurrent_chaos.clnrm.toml": Rejection("expected a string", 60, "scenario[0].run"),
-    "tests/chaos/container_failures.clnrm.toml": Rejection("expected a string", 217, "scenario[4].run"),
+    "tests/chaos/concurrent_chaos.clnrm.toml": Rejection(
+        "expected a string", 60, "scenario[0].run"
+    ),
+    "tests/chaos/container_failures.clnrm.toml": Rejection(
+        "expected a string", 217, "scenario[4].run"
+    ),
     "tests/chaos/timeout_scenarios.clnrm.toml": Rejection(
         "required key 'command'", 139, "scenario[2].steps[0].command"
     ),
     # {% import %} of a macro file (upstream's built-in one is empty, so these fail there too)
-    "tests/examples/advanced_macros_demo.clnrm.toml.tera": Rejection("cannot include or import files", 7),
+    "tests/examples/advanced_macros_demo.clnrm.toml.tera": Rejection(
+        "cannot include or import files", 7
+    ),
     "tests/template/vars_rendering.clnrm.toml.tera": Rejection("cannot include or import files", 4),
     # the fuzz corpus's deliberately broken inputs
     "tests/fuzz/corpus/fuzz_toml_parser/edge_empty_name.toml": Rejection(
         "must not be blank", 2, "test.metadata.name"
     ),
-    "tests/fuzz/corpus/fuzz_toml_parser/malformed_unclosed_bracket.toml": Rejection("not valid TOML", 1),
+    "tests/fuzz/corpus/fuzz_toml_parser/malformed_unclosed_bracket.toml": Rejection(
+        "not valid TOML", 1
+    ),
     # vars only, nothing to run
     "validation_tests/test_no_prefix.toml.tera": Rejection("nothing to run", None),
 }
@@ -75,9 +101,12 @@ def _corpus() -> list[Path]:
     if not COMPAT_DIR.is_dir():
         return []
     return sorted(
-        path for path in COMPAT_DIR.rglob("*")
-        if path.is_file() and path.name.endswith((".toml", ".toml.tera")) and path.name != "cleanroom.toml"
-    )  # fmt: skip
+        path
+        for path in COMPAT_DIR.rglob("*")
+        if path.is_file()
+        and path.name.endswith((".toml", ".toml.tera"))
+        and path.name != "cleanroom.toml"
+    )
 
 
 CORPUS = _corpus()
@@ -137,7 +166,9 @@ def test_validate_walks_every_toml_file_and_the_project_file() -> None:
     assert names == set(CORPUS) | {COMPAT_DIR / "cleanroom.toml"}
     project = next(o for o in outcomes if o.kind == "project")
     assert project.status == "ok"
-    assert project.project is not None and project.project.containers.default_image == "ubuntu:22.04"
+    assert (
+        project.project is not None and project.project.containers.default_image == "ubuntu:22.04"
+    )
     failed = sorted(o.path.relative_to(COMPAT_DIR).as_posix() for o in outcomes if not o.ok)
     assert failed == sorted(EXPECTED_INVALID)
 

@@ -104,7 +104,9 @@ target = "db"
 [orchestration]
 mode = "parallel"
 """
-TEMPLATED = VALID.replace('name = "fuzz"', 'name = "{{ vars.who | default(value=\'x\') }}-{{ svc }}"')
+TEMPLATED = VALID.replace(
+    'name = "fuzz"', "name = \"{{ vars.who | default(value='x') }}-{{ svc }}\""
+)
 
 
 def assert_loads_or_located(text: str) -> None:
@@ -163,7 +165,9 @@ toml_scalars = st.one_of(
 )
 toml_values = st.recursive(
     toml_scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -207,7 +211,9 @@ def scratch() -> Iterator[Path]:
         yield Path(name)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(max_size=400))
 def test_random_bytes_from_disk(scratch: Path, data: bytes) -> None:
     path = scratch / "bytes.clnrm.toml"
@@ -231,9 +237,17 @@ def test_random_bytes_from_disk(scratch: Path, data: bytes) -> None:
         "{% if x %}" * 2_000,
         '[meta]\nname = "{{ ' + "[" * 3_000 + "]" * 3_000 + ' }}"\n',
     ],
-    ids=["arrays", "unclosed-arrays", "inline-tables", "dotted-header", "brackets", "template-parens",
-         "template-blocks", "template-lists"],
-)  # fmt: skip
+    ids=[
+        "arrays",
+        "unclosed-arrays",
+        "inline-tables",
+        "dotted-header",
+        "brackets",
+        "template-parens",
+        "template-blocks",
+        "template-lists",
+    ],
+)
 def test_deep_nesting_is_a_scenario_error(text: str) -> None:
     with pytest.raises(ScenarioError) as info:
         loads_scenario(text, source="deep.clnrm.toml")
@@ -253,7 +267,7 @@ MEGABYTE = "x" * 1_000_000
         VALID + f"\n# {MEGABYTE}\n",
         VALID.replace('kind = "internal"', f'kind = "{MEGABYTE}"'),
         VALID.replace('timeout = "30s"', f'timeout = "{MEGABYTE}"'),
-        VALID.replace('name = "fuzz"', 'name = "{{ \'' + MEGABYTE + '\' }}"'),
+        VALID.replace('name = "fuzz"', "name = \"{{ '" + MEGABYTE + "' }}\""),
     ],
     ids=["name", "regex", "command", "key", "comment", "enum", "duration", "template"],
 )

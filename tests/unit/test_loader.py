@@ -45,14 +45,16 @@ def error_of(text: str, **kwargs: object) -> ScenarioError:
 
 def test_enum_error_names_file_line_key_and_choices() -> None:
     err = error_of(MINIMAL + '\n[[expect.span]]\nname = "x"\nkind = "srv"\n')
-    assert str(err).startswith("t.clnrm.toml:11: [expect.span[0].kind] must be one of internal, server,")
+    assert str(err).startswith(
+        "t.clnrm.toml:11: [expect.span[0].kind] must be one of internal, server,"
+    )
     assert "got 'srv'" in str(err)
     assert (err.line, err.key_path) == (11, "expect.span[0].kind")
     assert err.file == Path("t.clnrm.toml")
 
 
 def test_type_error_is_phrased_in_toml_terms() -> None:
-    err = error_of(MINIMAL + "\n[limits]\nmemory_mb = \"lots\"\n")
+    err = error_of(MINIMAL + '\n[limits]\nmemory_mb = "lots"\n')
     assert err.key_path == "limits.memory_mb"
     assert err.line == 10
     assert "expected an integer, got string 'lots'" in str(err)
@@ -86,7 +88,9 @@ def test_multiline_basic_string_gets_a_hint() -> None:
 
 
 def test_every_problem_is_listed_on_the_raised_error() -> None:
-    text = MINIMAL + '\n[[expect.span]]\nname = "x"\nkind = "srv"\n\n[expect.status]\nall = "GREEN"\n'
+    text = (
+        MINIMAL + '\n[[expect.span]]\nname = "x"\nkind = "srv"\n\n[expect.status]\nall = "GREEN"\n'
+    )
     err = error_of(text)
     problems = err.problems  # type: ignore[attr-defined]
     assert [p.key_path for p in problems] == ["expect.span[0].kind", "expect.status.all"]
@@ -94,9 +98,11 @@ def test_every_problem_is_listed_on_the_raised_error() -> None:
 
 
 def test_regex_that_does_not_compile_is_a_located_error() -> None:
-    err = error_of('[meta]\nname = "t"\n[[steps]]\nname = "s"\ncommand = ["true"]\nexpected_output_regex = "a(b"\n')
+    err = error_of(
+        MINIMAL.replace('command = ["true"]', 'command = ["true"]\nexpected_output_regex = "a(b"')
+    )
     assert err.key_path == "steps[0].expected_output_regex"
-    assert err.line == 6
+    assert err.line == 8
     assert "not a valid regular expression" in err.message
 
 
@@ -119,7 +125,7 @@ def test_unknown_key_is_a_warning_with_did_you_mean() -> None:
     assert warning.line == 10
     assert "unknown key 'imgae' in [services.db]" in warning.message
     assert warning.hint and "did you mean 'image'?" in warning.hint
-    assert "valid keys: plugin, image," in warning.hint
+    assert "Valid keys: plugin, image," in warning.hint
     assert str(warning).startswith("t.clnrm.toml:10: [services.db.imgae] unknown key")
     assert scenario.services["db"].image == "postgres:16"
 
@@ -138,7 +144,9 @@ def test_unknown_top_level_table_lists_valid_tables() -> None:
 
 
 def test_known_upstream_leftovers_get_specific_advice() -> None:
-    text = MINIMAL.replace('command = ["true"]', 'command = ["true"]\nexpected_output_contains = "x"')
+    text = MINIMAL.replace(
+        'command = ["true"]', 'command = ["true"]\nexpected_output_contains = "x"'
+    )
     [warning] = load(text).warnings
     assert warning.hint and warning.hint.startswith("use expected_output_regex")
 
@@ -148,17 +156,30 @@ def test_known_upstream_leftovers_get_specific_advice() -> None:
 
 @pytest.mark.parametrize(
     ("header", "timeout", "seconds"),
-    [("[meta]", '"30s"', 30.0), ("[test.metadata]", '"5m"', 300.0), ("[test.metadata]", '"2h"', 7200.0),
-     ("[test.metadata]", '"90s"', 90.0), ("[test.metadata]", "45", 45.0), ("[test]", '"1m30s"', 90.0)],
-)  # fmt: skip
-def test_name_description_timeout_come_from_any_metadata_table(header: str, timeout: str, seconds: float) -> None:
-    text = f'{header}\nname = "n"\ndescription = "d"\ntimeout = {timeout}\n[[steps]]\nname = "s"\ncommand = ["true"]\n'
+    [
+        ("[meta]", '"30s"', 30.0),
+        ("[test.metadata]", '"5m"', 300.0),
+        ("[test.metadata]", '"2h"', 7200.0),
+        ("[test.metadata]", '"90s"', 90.0),
+        ("[test.metadata]", "45", 45.0),
+        ("[test]", '"1m30s"', 90.0),
+    ],
+)
+def test_name_description_timeout_come_from_any_metadata_table(
+    header: str, timeout: str, seconds: float
+) -> None:
+    text = (
+        f'{header}\nname = "n"\ndescription = "d"\ntimeout = {timeout}\n'
+        '[[steps]]\nname = "s"\ncommand = ["true"]\n'
+    )
     scenario = load(text)
     assert (scenario.name, scenario.description, scenario.timeout) == ("n", "d", seconds)
 
 
 def test_meta_wins_over_test_metadata() -> None:
-    scenario = load('[meta]\nname = "a"\n[test.metadata]\nname = "b"\n[[steps]]\nname = "s"\ncommand = ["x"]\n')
+    scenario = load(
+        '[meta]\nname = "a"\n[test.metadata]\nname = "b"\n[[steps]]\nname = "s"\ncommand = ["x"]\n'
+    )
     assert scenario.name == "a"
 
 
@@ -174,7 +195,9 @@ def test_blank_name_points_at_the_key() -> None:
 
 
 def test_bad_timeout_says_what_is_accepted() -> None:
-    err = error_of('[test.metadata]\nname = "n"\ntimeout = "soon"\n[[steps]]\nname = "s"\ncommand = ["x"]\n')
+    err = error_of(
+        '[test.metadata]\nname = "n"\ntimeout = "soon"\n[[steps]]\nname = "s"\ncommand = ["x"]\n'
+    )
     assert err.key_path == "test.metadata.timeout"
     assert err.hint and '"30s"' in err.hint
 
@@ -211,27 +234,34 @@ def test_same_service_in_services_and_service_is_a_located_error() -> None:
 
 
 def test_docker_compose_spellings_are_read() -> None:
-    scenario = load(MINIMAL + dedent("""
+    scenario = load(
+        MINIMAL
+        + dedent("""
         [services.web]
         image = "node:18"
         ports = ["3000:3000", 8080, "127.0.0.1:9000:9001/tcp"]
         environment = { NODE_ENV = "production", PORT = 3000 }
         working_dir = "/app"
         volumes = ["/tmp/data:/data:ro", { host_path = "/a", container_path = "/b" }]
-        healthcheck = { command = ["wget", "-q", "localhost"], interval = "10s", timeout = "5s", retries = 5 }
+        healthcheck = { command = ["wget", "-q", "x"], interval = "10s", timeout = 5, retries = 5 }
         command = "npm start"
         [services.other]
         image = "x"
         env = ["A=1", "B=two=2"]
         health_check = "curl -f localhost || exit 1"
-    """))
+    """)
+    )
     web = scenario.services["web"]
     assert web.ports == [3000, 8080, 9001]
     assert web.env == {"NODE_ENV": "production", "PORT": "3000"}
     assert web.workdir == "/app"
     assert [(v.host_path, v.container_path, v.read_only) for v in web.volumes] == [
-        ("/tmp/data", "/data", True), ("/a", "/b", False)]
-    assert web.health_check == HealthCheck(cmd=["wget", "-q", "localhost"], interval=10, timeout=5, retries=5)
+        ("/tmp/data", "/data", True),
+        ("/a", "/b", False),
+    ]
+    assert web.health_check == HealthCheck(
+        cmd=["wget", "-q", "x"], interval=10, timeout=5, retries=5
+    )
     assert web.command == ["sh", "-c", "npm start"]
     other = scenario.services["other"]
     assert other.env == {"A": "1", "B": "two=2"}
@@ -252,7 +282,9 @@ def test_bad_port_is_located() -> None:
 
 
 def test_upstream_attr_list_and_protocol_shorthands_are_read() -> None:
-    scenario = load(MINIMAL + dedent("""
+    scenario = load(
+        MINIMAL
+        + dedent("""
         [otel]
         exporter = "stdout"
         protocol = "json"
@@ -260,7 +292,8 @@ def test_upstream_attr_list_and_protocol_shorthands_are_read() -> None:
         name = "x"
         attrs.any = ["step.name=hello", "status=ok"]
         attrs.all = { "retries" = 3, "ok" = true }
-    """))
+    """)
+    )
     assert scenario.otel is not None and scenario.otel.protocol == "http/json"
     attrs = scenario.expect.span[0].attrs
     assert attrs is not None
@@ -269,7 +302,8 @@ def test_upstream_attr_list_and_protocol_shorthands_are_read() -> None:
 
 
 def test_scenario_block_and_tables_are_typed() -> None:
-    scenario = load(dedent("""
+    scenario = load(
+        dedent("""
         [meta]
         name = "n"
         [service.app]
@@ -287,11 +321,15 @@ def test_scenario_block_and_tables_are_typed() -> None:
         digest = "d.sha256"
         [expect.hermeticity]
         resource_attrs_must_match = { "service.name" = "clnrm" }
-    """))
+    """)
+    )
     [block] = scenario.scenarios
     assert isinstance(block, ScenarioBlock) and block.run == "echo hi"
     assert scenario.determinism is not None
-    assert (scenario.determinism.seed, scenario.determinism.freeze_clock) == (42, "2025-01-01T00:00:00Z")
+    assert (scenario.determinism.seed, scenario.determinism.freeze_clock) == (
+        42,
+        "2025-01-01T00:00:00Z",
+    )
     assert scenario.report is not None and scenario.report.json_path == "r.json"
     herm = scenario.expect.hermeticity
     assert herm is not None and herm.resource_attrs is not None
@@ -299,7 +337,9 @@ def test_scenario_block_and_tables_are_typed() -> None:
 
 
 def test_layer_tables_load_and_keep_fault_parameters() -> None:
-    scenario = load(MINIMAL + dedent("""
+    scenario = load(
+        MINIMAL
+        + dedent("""
         [services.db]
         image = "postgres"
         [layers]
@@ -326,10 +366,16 @@ def test_layer_tables_load_and_keep_fault_parameters() -> None:
         [[expect.resilience]]
         fault = "latency"
         recovers_within = "30s"
-    """))
+    """)
+    )
     assert scenario.chaos is not None
     [fault] = scenario.chaos.faults
-    assert (fault.type, fault.target, fault.duration, fault.params) == ("latency", "db", 5.0, {"delay_ms": 200})
+    assert (fault.type, fault.target, fault.duration, fault.params) == (
+        "latency",
+        "db",
+        5.0,
+        {"delay_ms": 200},
+    )
     assert scenario.layer_enabled("chaos") and scenario.layer_enabled("orchestration")
     assert not scenario.layer_enabled("intelligence")
     assert scenario.expect.resilience[0].recovers_within == 30.0
@@ -344,7 +390,10 @@ def test_fault_target_must_be_a_declared_service() -> None:
 
 
 def test_step_service_must_be_declared_and_hint_lists_declared_ones() -> None:
-    err = error_of('[meta]\nname = "n"\n[services.db]\nimage = "p"\n[[steps]]\nname = "s"\ncommand = ["x"]\nservice = "dbx"\n')
+    err = error_of(
+        '[meta]\nname = "n"\n[services.db]\nimage = "p"\n'
+        '[[steps]]\nname = "s"\ncommand = ["x"]\nservice = "dbx"\n'
+    )
     assert (err.key_path, err.line) == ("steps[0].service", 8)
     assert "uses service 'dbx', which is not declared" in err.message
     assert err.hint == "declared services: db"
@@ -353,7 +402,10 @@ def test_step_service_must_be_declared_and_hint_lists_declared_ones() -> None:
 def test_depends_on_must_name_a_declared_service_and_not_itself() -> None:
     err = error_of(MINIMAL + '\n[services.a]\nimage = "i"\ndepends_on = ["a", "zz"]\n')
     problems = err.problems  # type: ignore[attr-defined]
-    assert [p.key_path for p in problems] == ["services.a.depends_on[0]", "services.a.depends_on[1]"]
+    assert [p.key_path for p in problems] == [
+        "services.a.depends_on[0]",
+        "services.a.depends_on[1]",
+    ]
     assert "depends on itself" in problems[0].message
 
 
@@ -400,7 +452,9 @@ def test_discover_and_validate_walk_different_sets(tmp_path: Path) -> None:
     (tmp_path / "b.toml").write_text("[meta\n")
     (tmp_path / "c.clnrm.toml.tera").write_text(MINIMAL.replace('"t"', '"{{ svc }}"'))
     (tmp_path / "d.toml.tera").write_text(MINIMAL)
-    (tmp_path / "cleanroom.toml").write_text('[project]\nname = "p"\n[containers]\nstartup_timeout = "2m"\n')
+    (tmp_path / "cleanroom.toml").write_text(
+        '[project]\nname = "p"\n[containers]\nstartup_timeout = "2m"\n'
+    )
     (tmp_path / "README.md").write_text("# not toml")
     (tmp_path / "pyproject.toml").write_text("[project]\n")
     (tmp_path / ".hidden").mkdir()
@@ -408,7 +462,13 @@ def test_discover_and_validate_walk_different_sets(tmp_path: Path) -> None:
     names = [p.name for p in discover_test_files([tmp_path])]
     assert names == ["a.clnrm.toml", "b.toml", "c.clnrm.toml.tera"]
     outcomes = {o.path.name: o for o in validate_paths([tmp_path])}
-    assert sorted(outcomes) == ["a.clnrm.toml", "b.toml", "c.clnrm.toml.tera", "cleanroom.toml", "d.toml.tera"]
+    assert sorted(outcomes) == [
+        "a.clnrm.toml",
+        "b.toml",
+        "c.clnrm.toml.tera",
+        "cleanroom.toml",
+        "d.toml.tera",
+    ]
     assert outcomes["b.toml"].status == "error"
     assert outcomes["c.clnrm.toml.tera"].scenario is not None
     assert outcomes["c.clnrm.toml.tera"].scenario.name == "clnrm"

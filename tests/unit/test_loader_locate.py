@@ -75,7 +75,9 @@ when = 1979-05-27 07:32:00Z
         (("otel", "when"), 44),
     ],
 )
-def test_line_index_finds_keys_tables_and_array_elements(path: tuple[str | int, ...], line: int) -> None:
+def test_line_index_finds_keys_tables_and_array_elements(
+    path: tuple[str | int, ...], line: int
+) -> None:
     assert LineIndex(DOC).exact(path) == line
 
 
@@ -93,7 +95,9 @@ def test_text_inside_multiline_strings_is_not_indexed() -> None:
     assert index.exact(("steps", 0, "multi-line")) is None
 
 
-@pytest.mark.parametrize("text", ["[[[", "a = [1, 2", 'x = "unterminated', "= 1", "[a]\nb = {", "\x00", ""])
+@pytest.mark.parametrize(
+    "text", ["[[[", "a = [1, 2", 'x = "unterminated', "= 1", "[a]\nb = {", "\x00", ""]
+)
 def test_line_index_never_raises_on_broken_text(text: str) -> None:
     LineIndex(text).line_of(("a", "b"))
 
@@ -104,19 +108,36 @@ def test_deep_nesting_does_not_exhaust_the_stack() -> None:
 
 def test_key_paths_are_formatted_like_the_error_messages() -> None:
     assert format_key_path(("expect", "span", 0, "kind")) == "expect.span[0].kind"
-    assert format_key_path(("expect", "counts", "by_name", "clnrm.run", "eq")) == 'expect.counts.by_name."clnrm.run".eq'
+    assert (
+        format_key_path(("expect", "counts", "by_name", "clnrm.run", "eq"))
+        == 'expect.counts.by_name."clnrm.run".eq'
+    )
 
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(30, 30.0), (1.5, 1.5), ("30s", 30.0), ("5m", 300.0), ("2h", 7200.0), ("90s", 90.0), ("1d", 86400.0),
-     ("500ms", 0.5), ("1m30s", 90.0), (" 10 s ", 10.0), ("45", 45.0), ("0", 0.0)],
-)  # fmt: skip
+    [
+        (30, 30.0),
+        (1.5, 1.5),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("2h", 7200.0),
+        ("90s", 90.0),
+        ("1d", 86400.0),
+        ("500ms", 0.5),
+        ("1m30s", 90.0),
+        (" 10 s ", 10.0),
+        ("45", 45.0),
+        ("0", 0.0),
+    ],
+)
 def test_durations_accept_numbers_and_unit_strings(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["", "soon", "5 parsecs", "-3s", -1, True, "nan", "inf", [30], "9" * 100])
+@pytest.mark.parametrize(
+    "value", ["", "soon", "5 parsecs", "-3s", -1, True, "nan", "inf", [30], "9" * 100]
+)
 def test_durations_reject_everything_else(value: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(value)

@@ -10,8 +10,15 @@ import pytest
 from clnrm.errors import ScenarioError
 from clnrm.scenario import Scenario, is_template, loads_scenario, render_template
 
-DEFAULT_ENV = ("SERVICE_NAME", "ENV", "OTEL_ENDPOINT", "OTEL_TRACES_EXPORTER", "CLNRM_IMAGE", "FREEZE_CLOCK",
-               "OTEL_TOKEN")  # fmt: skip
+DEFAULT_ENV = (
+    "SERVICE_NAME",
+    "ENV",
+    "OTEL_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+    "CLNRM_IMAGE",
+    "FREEZE_CLOCK",
+    "OTEL_TOKEN",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -47,21 +54,33 @@ def render_error(text: str) -> ScenarioError:
 
 @pytest.mark.parametrize(
     ("text", "templated"),
-    [("a = '{{ x }}'", True), ("{% if x %}{% endif %}", True), ("{# note #}", True),
-     ("a = 'plain'", False), ("run = 'echo ${#VAR}'", False)],
-)  # fmt: skip
-def test_template_detection_follows_upstream_but_ignores_shell_length(text: str, templated: bool) -> None:
+    [
+        ("a = '{{ x }}'", True),
+        ("{% if x %}{% endif %}", True),
+        ("{# note #}", True),
+        ("a = 'plain'", False),
+        ("run = 'echo ${#VAR}'", False),
+    ],
+)
+def test_template_detection_follows_upstream_but_ignores_shell_length(
+    text: str, templated: bool
+) -> None:
     assert is_template(text) is templated
 
 
 def test_defaults_are_upstreams(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = "{{ svc }}|{{ env }}|{{ endpoint }}|{{ exporter }}|{{ image }}|{{ freeze_clock }}|{{ token }}|{{ vars.svc }}"
+    text = (
+        "{{ svc }}|{{ env }}|{{ endpoint }}|{{ exporter }}|{{ image }}|"
+        "{{ freeze_clock }}|{{ token }}|{{ vars.svc }}"
+    )
     assert render_template(text) == (
         "clnrm|ci|http://localhost:4318|otlp|clnrm/busybox:latest|2025-01-01T00:00:00Z||clnrm"
     )
 
 
-def test_precedence_is_defaults_then_environment_then_vars_then_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precedence_is_defaults_then_environment_then_vars_then_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("SERVICE_NAME", "from-env")
     monkeypatch.setenv("ENV", "from-env")
     monkeypatch.setenv("OTEL_ENDPOINT", "from-env")
@@ -87,17 +106,24 @@ def test_vars_may_use_templates_themselves() -> None:
 
 
 def test_nested_vars_and_numbers_render() -> None:
-    text = templated_file("{{ vars.db.host }}:{{ vars.db.port }}", extra='[vars.db]\nhost = "h"\nport = 5432')
+    text = templated_file(
+        "{{ vars.db.host }}:{{ vars.db.port }}", extra='[vars.db]\nhost = "h"\nport = 5432'
+    )
     assert load(text).name == "h:5432"
 
 
 def test_toml_comments_with_examples_do_not_break_rendering() -> None:
-    text = templated_file("{{ vars.x }}", extra='# use {{ vars.undefined_example }} in commands\n[vars]\nx = "ok"')
+    text = templated_file(
+        "{{ vars.x }}", extra='# use {{ vars.undefined_example }} in commands\n[vars]\nx = "ok"'
+    )
     assert load(text).name == "ok"
 
 
 def test_shell_string_length_is_not_a_template_comment() -> None:
-    text = templated_file("{{ svc }}") + '\n[[steps]]\nname = "len"\ncommand = ["sh", "-c", "X=ab; echo ${#X}"]\n'
+    text = (
+        templated_file("{{ svc }}")
+        + '\n[[steps]]\nname = "len"\ncommand = ["sh", "-c", "X=ab; echo ${#X}"]\n'
+    )
     assert load(text).steps[1].command[2] == "X=ab; echo ${#X}"
 
 
@@ -116,12 +142,15 @@ def test_tera_keyword_filters_and_env_function(monkeypatch: pytest.MonkeyPatch) 
         "{{ env(name='CLNRM_TEST_UNSET') | default(value='fallback') }}|"
         "{{ env(name='CLNRM_TEST_UNSET', default='d2') }}|"
         "{% if env(name='CLNRM_TEST_UNSET') %}yes{% else %}no{% endif %}|"
-        "{{ 'My Company' | slugify }}|{{ 'a-b' | replace(from='-', to='_') }}|{{ [1, 2] | join(sep=',') }}"
+        "{{ 'My Company' | slugify }}|{{ 'a-b' | replace(from='-', to='_') }}|"
+        "{{ [1, 2] | join(sep=',') }}"
     )
     assert render_template(text) == "dflt|set|fallback|d2|no|my-company|a_b|1,2"
 
 
-def test_unset_environment_variable_printed_is_a_located_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unset_environment_variable_printed_is_a_located_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("CLNRM_TEST_UNSET", raising=False)
     err = render_error("a\nb = '{{ env(name=\"CLNRM_TEST_UNSET\") }}'\n")
     assert err.line == 2
@@ -140,16 +169,23 @@ def test_undefined_is_false_in_conditions_like_tera() -> None:
 
 
 def test_tera_macro_call_syntax_is_a_located_error_not_a_traceback() -> None:
-    err = render_error("[meta]\n{{ m::span(\"x\") }}\n")
+    err = render_error('[meta]\n{{ m::span("x") }}\n')
     assert err.line == 2
     assert err.hint and "Tera-only syntax" in err.hint
 
 
 def test_functions_render_well_formed_ids_and_times() -> None:
-    text = "{{ uuid_v4() }} {{ uuid_v7() }} {{ ulid() }} {{ now_rfc3339() }} {{ sha256(s='abc') }} {{ trace_id() }}"
+    text = (
+        "{{ uuid_v4() }} {{ uuid_v7() }} {{ ulid() }} {{ now_rfc3339() }} "
+        "{{ sha256(s='abc') }} {{ trace_id() }}"
+    )
     uuid4, uuid7, ulid, now, digest, trace = render_template(text).split()
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", uuid4)
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", uuid7)
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", uuid4
+    )
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", uuid7
+    )
     assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{26}", ulid)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*", now)
     assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -164,11 +200,13 @@ def test_seed_argument_makes_a_function_pure() -> None:
 
 def test_determinism_table_freezes_clock_and_seeds_rng() -> None:
     text = dedent("""
+        [vars]
+        ids = "{{ uuid_v4() }} {{ uuid_v4() }}"
         [determinism]
         seed = 7
         freeze_clock = "2025-01-01T00:00:00Z"
         [meta]
-        name = "{{ now_rfc3339() }} {{ now_plus(seconds=3600) }} {{ now_unix() }} {{ uuid_v4() }} {{ uuid_v4() }}"
+        name = "{{ now_rfc3339() }} {{ now_plus(seconds=3600) }} {{ now_unix() }} {{ vars.ids }}"
         [[steps]]
         name = "s"
         command = ["true"]
@@ -185,17 +223,27 @@ def test_determinism_table_freezes_clock_and_seeds_rng() -> None:
 
 @pytest.mark.parametrize(
     "expr",
-    ["''.__class__", "''.__class__.__mro__", "vars.__class__", "range.__globals__", "'a'.upper()",
-     "'a' | attr('upper')", "loop.__class__", "sha256.__globals__"],
-)  # fmt: skip
+    [
+        "''.__class__",
+        "''.__class__.__mro__",
+        "vars.__class__",
+        "range.__globals__",
+        "'a'.upper()",
+        "'a' | attr('upper')",
+        "loop.__class__",
+        "sha256.__globals__",
+    ],
+)
 def test_attribute_access_is_refused(expr: str) -> None:
     err = render_error(f"a = 1\nb = '{{{{ {expr} }}}}'\n")
     assert err.line == 2
     assert "refused" in err.message or "not defined" in err.message or "undefined" in err.message
 
 
-@pytest.mark.parametrize("tag", ["include 'x.toml'", "import '_macros.toml.tera' as m", "extends 'base'",
-                                 "from 'm' import x"])  # fmt: skip
+@pytest.mark.parametrize(
+    "tag",
+    ["include 'x.toml'", "import '_macros.toml.tera' as m", "extends 'base'", "from 'm' import x"],
+)
 def test_templates_cannot_read_files(tag: str) -> None:
     err = render_error(f"# header\n\n{{% {tag} %}}\n")
     assert err.line == 3
