@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -36,12 +36,12 @@ images_app = typer.Typer(help="Build and list the local base images (nothing is 
 app.add_typer(images_app, name="images")
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     human = "human"
     json = "json"
 
 
-class BackendName(str, Enum):
+class BackendName(StrEnum):
     docker = "docker"
     local = "local"
 
@@ -170,7 +170,7 @@ def run(
 ) -> None:
     """Run test files (exit 0 all passed, 1 a test failed, 2 bad input or set-up)."""
     from clnrm.errors import ClnrmError, InterruptedRun
-    from clnrm.runner import RunOptions, Runner
+    from clnrm.runner import Runner, RunOptions
 
     try:
         scenarios = _load_all(paths, strict=strict)
@@ -293,8 +293,8 @@ def _print_result(result: RunResult, fmt: Format) -> None:
     marks = {Outcome.PASSED: "[green]✓ PASS[/]", Outcome.FAILED: "[red]✗ FAIL[/]",
              Outcome.ERROR: "[red]! ERROR[/]", Outcome.SKIPPED: "[yellow]- SKIP[/]"}
     for t in result.tests:
-        out.print(f"{marks[t.outcome]} {escape(t.name)} [dim]({escape(t.file)}, {t.duration_s:.2f} s, "
-                  f"{len(t.steps)} steps)[/]", soft_wrap=True)
+        out.print(f"{marks[t.outcome]} {escape(t.name)} [dim]({escape(t.file)}, "
+                  f"{t.duration_s:.2f} s, {len(t.steps)} steps)[/]", soft_wrap=True)
         if t.message:
             out.print("    " + t.message.replace("\n", "\n    "), soft_wrap=True, markup=False)
     counts = ", ".join(f"{result.count(o)} {o.value}" for o in Outcome if result.count(o))

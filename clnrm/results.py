@@ -6,12 +6,14 @@ verdicts themselves, so every output format agrees by construction.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from clnrm.otel.span import Span
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """Verdict of a step or test. ERROR means the test could not be judged
     (bad set-up, missing image, readiness failure), FAILED means it was judged
     and an expectation did not hold."""
@@ -20,6 +22,31 @@ class Outcome(str, Enum):
     FAILED = "failed"
     ERROR = "error"
     SKIPPED = "skipped"
+
+
+class ValidationStatus(StrEnum):
+    """Verdict of one expectation (OTel ``SpanExportResult`` style, not a bool)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"  # the expectation could not be evaluated (e.g. bad glob)
+    SKIP = "skip"
+
+
+class ValidationResult(BaseModel):
+    """One ``[[expect.*]]`` entry judged against the spans of a test.
+
+    ``expected`` and ``seen`` are short human sentences; ``declared_at`` is
+    ``file:line [key]`` of the expectation so a failure can be found in the TOML.
+    """
+
+    validator: str  # span, graph, counts, window, order, status, hermeticity
+    expectation: str  # e.g. "span 'http.request' kind=server"
+    status: ValidationStatus
+    message: str = ""
+    expected: str = ""
+    seen: str = ""
+    declared_at: str | None = None
 
 
 class ExecResult(BaseModel):
@@ -45,6 +72,8 @@ class StepResult(BaseModel):
 
 
 class TestResult(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     name: str
     file: str
     outcome: Outcome
@@ -53,6 +82,9 @@ class TestResult(BaseModel):
     services: list[str] = Field(default_factory=list)
     message: str | None = None
     warnings: list[str] = Field(default_factory=list)
+    validations: list[ValidationResult] = Field(default_factory=list)
+    spans: list[Span] = Field(default_factory=list)
+    digest: str | None = None  # sha256 over normalised spans, see clnrm.otel.digest
 
 
 class RunResult(BaseModel):

@@ -90,7 +90,8 @@ def start_levels(scenario: Scenario, specs: dict[str, ServiceSpec]) -> list[list
             if dep not in scenario.services:
                 raise ScenarioError(f"service {name!r} depends on unknown service {dep!r}",
                                     file=scenario.source, key_path=f"services.{name}.depends_on",
-                                    hint="declared services: " + ", ".join(sorted(scenario.services)))
+                                    hint="declared services: "
+                                    + ", ".join(sorted(scenario.services)))
             graph.add_edge(dep, name)
     try:
         cycle = nx.find_cycle(graph)

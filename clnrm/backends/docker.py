@@ -56,7 +56,8 @@ def docker_client() -> DockerClient:
         client.ping()
     except DockerException as exc:
         raise BackendError(
-            f"cannot reach the Docker engine ({os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}): "
+            "cannot reach the Docker engine "
+            f"({os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}): "
             f"{_short(exc)}",
             backend="docker",
             hint="start one with `bash .ci/ensure-docker.sh` (installs docker.io if needed), "

@@ -74,6 +74,27 @@ class ServiceType(ABC):
         """Translate the TOML table into a spec; must not touch the engine."""
 
 
+def container_spec(service: str, config: ServiceConfig, ctx: SpecContext, *,
+                   fallback_readiness: Readiness, keep_alive: bool = False) -> ServiceSpec:
+    """The spec every container-based type starts from: the table's fields, the
+    image resolved (default image when none is given), and a health check, when
+    present, taking precedence over the type's own readiness rule."""
+    return ServiceSpec(
+        name=service,
+        kind="container",
+        image=ctx.resolve_image(config.image) if config.image else ctx.default_image,
+        command=command_of(config),
+        entrypoint=config.entrypoint,
+        env=dict(config.env),
+        workdir=config.workdir,
+        ports=tuple(config.ports),
+        volumes=volumes_of(config),
+        health_check=config.health_check,
+        readiness="health_check" if config.health_check else fallback_readiness,
+        keep_alive=keep_alive,
+    )
+
+
 def command_of(config: ServiceConfig) -> list[str] | None:
     """``command`` wins over upstream's ``args`` spelling."""
     return config.command if config.command is not None else config.args

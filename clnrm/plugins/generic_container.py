@@ -9,7 +9,13 @@ kept alive with a sleeper so steps can ``exec`` into it, as upstream does with
 from __future__ import annotations
 
 from clnrm.hookspecs import hookimpl
-from clnrm.plugins.base import ServiceSpec, ServiceType, SpecContext, command_of, volumes_of
+from clnrm.plugins.base import (
+    ServiceSpec,
+    ServiceType,
+    SpecContext,
+    command_of,
+    container_spec,
+)
 from clnrm.scenario.model import ServiceConfig
 
 
@@ -19,21 +25,9 @@ class GenericContainer(ServiceType):
 
     def to_spec(self, service: str, config: ServiceConfig, ctx: SpecContext) -> ServiceSpec:
         assert config.image is not None  # guaranteed by check()
-        command = command_of(config)
-        return ServiceSpec(
-            name=service,
-            kind="container",
-            image=ctx.resolve_image(config.image),
-            command=command,
-            entrypoint=config.entrypoint,
-            env=dict(config.env),
-            workdir=config.workdir,
-            ports=tuple(config.ports),
-            volumes=volumes_of(config),
-            health_check=config.health_check,
-            readiness="health_check" if config.health_check else "running",
-            keep_alive=command is None and config.entrypoint is None,
-        )
+        return container_spec(
+            service, config, ctx, fallback_readiness="running",
+            keep_alive=command_of(config) is None and config.entrypoint is None)
 
 
 @hookimpl

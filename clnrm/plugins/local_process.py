@@ -36,7 +36,8 @@ class LocalProcess(ServiceType):
             workdir=config.workdir,
             ports=tuple(config.ports),
             health_check=config.health_check,
-            readiness="health_check" if config.health_check else ("tcp" if config.ports else "running"),
+            readiness="health_check" if config.health_check
+            else ("tcp" if config.ports else "running"),
         )
 
 

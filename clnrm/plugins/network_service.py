@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from clnrm.errors import PluginError
 from clnrm.hookspecs import hookimpl
-from clnrm.plugins.base import ServiceSpec, ServiceType, SpecContext, command_of, volumes_of
+from clnrm.plugins.base import (
+    ServiceSpec,
+    ServiceType,
+    SpecContext,
+    command_of,
+    container_spec,
+)
 from clnrm.scenario.model import ServiceConfig
 
 
@@ -35,20 +41,7 @@ class NetworkService(ServiceType):
             )
 
     def to_spec(self, service: str, config: ServiceConfig, ctx: SpecContext) -> ServiceSpec:
-        image = ctx.resolve_image(config.image) if config.image else ctx.default_image
-        return ServiceSpec(
-            name=service,
-            kind="container",
-            image=image,
-            command=command_of(config),
-            entrypoint=config.entrypoint,
-            env=dict(config.env),
-            workdir=config.workdir,
-            ports=tuple(config.ports),
-            volumes=volumes_of(config),
-            health_check=config.health_check,
-            readiness="health_check" if config.health_check else "tcp",
-        )
+        return container_spec(service, config, ctx, fallback_readiness="tcp")
 
 
 @hookimpl
