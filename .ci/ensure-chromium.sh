@@ -4,8 +4,9 @@
 # The HTML report test (tests/integration/test_html_report_browser.py) opens the
 # report in it and fails, rather than skips, when it is missing; this script is
 # the fix that failure names. Idempotent: exits 0 at once when the binary is there.
-# Installs with apt-get as root (or password-less sudo); Debian's package is used
-# because downloading a browser build of its own is not possible offline-ish CI.
+# Installs Debian's package with apt-get as root (or password-less sudo): CI
+# reaches Debian's archive but no browser vendor's downloads, so tools that fetch
+# their own browser build (playwright, puppeteer) cannot be used here.
 set -euo pipefail
 
 CHROMIUM="${CLNRM_CHROMIUM:-/usr/bin/chromium}"

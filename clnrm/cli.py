@@ -167,6 +167,19 @@ def run(
         "--image-map", help="Use a local image for one a file names: FROM=TO, repeatable.")] = None,
     default_image: Annotated[str, typer.Option(
         help="Image for steps that name no service.")] = "clnrm/busybox:latest",
+    traces: Annotated[Path | None, typer.Option(
+        help="Judge an existing trace export (OTLP JSON, Jaeger JSON, spans.jsonl) against "
+             "the files' expectations; no containers run.")] = None,
+    digest: Annotated[bool, typer.Option(
+        "--digest", help="Print each test's span digest (ids and times normalised).")] = False,
+    otel_endpoint: Annotated[str | None, typer.Option(
+        help="Also export clnrm's own spans to this OTLP/HTTP endpoint (e.g. Jaeger).")] = None,
+    artifacts: Annotated[Path, typer.Option(
+        help="Folder for per-run artifacts (spans.jsonl per test).")] = Path(".clnrm/runs"),
+    report_json: Annotated[Path | None, typer.Option(help="Write a JSON report.")] = None,
+    report_junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report.")] = None,
+    report_html: Annotated[Path | None, typer.Option(
+        help="Write a self-contained HTML report (waterfall, service graph).")] = None,
 ) -> None:
     """Run test files (exit 0 all passed, 1 a test failed, 2 bad input or set-up)."""
     from clnrm.errors import ClnrmError, InterruptedRun
@@ -176,17 +189,40 @@ def run(
         scenarios = _load_all(paths, strict=strict)
         options = RunOptions(backend=backend.value, jobs=jobs, seed=seed,
                              default_image=default_image, image_map=_parse_map(image_map or []),
-                             fail_fast=fail_fast)
-        with _signals_as_interrupts() as received, _progress(fmt, len(scenarios)) as on_event:
-            runner = Runner(options, on_event=on_event)
-            try:
-                result = runner.run(scenarios)
-            except KeyboardInterrupt:
-                raise InterruptedRun(received.get("name", "SIGINT")) from None
+                             fail_fast=fail_fast, otel_endpoint=otel_endpoint,
+                             artifacts_dir=artifacts)
+        if traces is not None:
+            from clnrm.otel.tracefile import load_trace_file
+
+            result = Runner(options).judge_traces(scenarios, load_trace_file(traces),
+                                                  str(traces))
+        else:
+            with _signals_as_interrupts() as received, \
+                    _progress(fmt, len(scenarios)) as on_event:
+                runner = Runner(options, on_event=on_event)
+                try:
+                    result = runner.run(scenarios)
+                except KeyboardInterrupt:
+                    raise InterruptedRun(received.get("name", "SIGINT")) from None
+        _write_reports(result, json_path=report_json, junit_path=report_junit,
+                       html_path=report_html)
     except (ClnrmError, OSError) as exc:
         _fail(exc)
-    _print_result(result, fmt)
+    _print_result(result, fmt, digest=digest)
     raise typer.Exit(result.exit_code)
+
+
+def _write_reports(result: RunResult, *, json_path: Path | None, junit_path: Path | None,
+                   html_path: Path | None) -> None:
+    if not (json_path or junit_path or html_path):
+        return
+    from clnrm import reports
+
+    for path, write in ((json_path, reports.write_json), (junit_path, reports.write_junit),
+                        (html_path, reports.write_html)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(result, path)
 
 
 def _load_all(paths: list[Path], *, strict: bool) -> list[Any]:
@@ -278,7 +314,7 @@ class _progress:  # noqa: N801
             self._bar.__exit__(None, None, None)
 
 
-def _print_result(result: RunResult, fmt: Format) -> None:
+def _print_result(result: RunResult, fmt: Format, *, digest: bool = False) -> None:
     from rich.markup import escape
 
     from clnrm.results import Outcome
@@ -297,6 +333,12 @@ def _print_result(result: RunResult, fmt: Format) -> None:
                   f"{t.duration_s:.2f} s, {len(t.steps)} steps)[/]", soft_wrap=True)
         if t.message:
             out.print("    " + t.message.replace("\n", "\n    "), soft_wrap=True, markup=False)
+        if t.validations:
+            passed = sum(1 for v in t.validations if v.status.value == "pass")
+            out.print(f"    [dim]{passed}/{len(t.validations)} span expectations held, "
+                      f"{len(t.spans)} spans[/]")
+        if digest and t.digest:
+            out.print(f"    digest {t.digest}", markup=False)
     counts = ", ".join(f"{result.count(o)} {o.value}" for o in Outcome if result.count(o))
     out.print(f"run {result.run_id}: {counts} in {result.duration_s:.2f} s")
 

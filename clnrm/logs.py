@@ -8,8 +8,24 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
+
+
+def add_trace_ids(logger: object, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Bind the current OTel trace and span id, so a log line leads to its span.
+
+    Looks the API up in ``sys.modules`` instead of importing it: when nothing
+    has started a span yet, logging must not pay for loading OpenTelemetry.
+    """
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is not None:
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            event.setdefault("trace_id", f"{ctx.trace_id:032x}")
+            event.setdefault("span_id", f"{ctx.span_id:016x}")
+    return event
 
 
 def configure(verbosity: int = 0, *, debug: bool = False) -> None:
@@ -19,6 +35,7 @@ def configure(verbosity: int = 0, *, debug: bool = False) -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            add_trace_ids,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
         ],

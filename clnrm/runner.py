@@ -9,7 +9,6 @@ thread: it sets the cancel flag, reaps the run by label and re-raises.
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
 import time
@@ -17,20 +16,26 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from clnrm.backends.base import Backend, Sandbox
-from clnrm.errors import BackendError, ClnrmError, PluginError, ReadinessError, ScenarioError
+from clnrm.backends.base import Backend
+from clnrm.errors import BackendError, PluginError, ScenarioError
+from clnrm.execution import TestExecution, describe_validations, judge_spans
+from clnrm.otel.digest import span_digest
 from clnrm.plugins import get_service_type
 from clnrm.plugins.base import ServiceSpec, SpecContext
-from clnrm.results import ExecResult, Outcome, RunResult, StepResult, TestResult
-from clnrm.scenario.model import Scenario, Step
+from clnrm.results import Outcome, RunResult, TestResult, ValidationStatus
+from clnrm.scenario.model import Scenario
+
+if TYPE_CHECKING:
+    from clnrm.otel.selftrace import SelfTracer
+    from clnrm.otel.span import Span
 
 log = structlog.get_logger("clnrm.runner")
 
-DEFAULT_STEP_TIMEOUT = 300.0
-DEFAULT_START_TIMEOUT = 60.0
 EventCallback = Callable[[str, str], None]
 """``(test name, message)``: progress for a UI; must be cheap and thread-safe."""
 
@@ -43,6 +48,8 @@ class RunOptions:
     default_image: str = "clnrm/busybox:latest"
     image_map: dict[str, str] = field(default_factory=dict)
     fail_fast: bool = False
+    otel_endpoint: str | None = None  # where clnrm exports its own spans (OTLP/HTTP)
+    artifacts_dir: Path | None = None  # spans.jsonl per test under <dir>/<run id>/
 
 
 @dataclass
@@ -131,6 +138,32 @@ class Runner:
         self._backend = backend
         self._on_event = on_event or (lambda test, msg: None)
         self.cancelled = threading.Event()
+        self._run_context: Any = None
+        self._tracer: SelfTracer | None = None
+
+    @property
+    def tracer(self) -> SelfTracer:
+        if self._tracer is None:
+            from clnrm.otel.selftrace import SelfTracer
+
+            self._tracer = SelfTracer(self.run_id, endpoint=self.options.otel_endpoint)
+        return self._tracer
+
+    def _execution(self, tp: TestPlan, default_image: str) -> TestExecution:
+        return TestExecution(tp, backend=self.backend, run_id=self.run_id,
+                             default_image=default_image, seed=self.options.seed,
+                             tracer=self.tracer, parent=self._run_context,
+                             spans_dir=self.artifacts, cancelled=self.cancelled,
+                             on_event=self._on_event)
+
+    @property
+    def artifacts(self) -> Path | None:
+        """``<artifacts_dir>/<run id>/``, created on first use; None disables files."""
+        if self.options.artifacts_dir is None:
+            return None
+        path = self.options.artifacts_dir / self.run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def backend(self) -> Backend:
@@ -153,11 +186,36 @@ class Runner:
         self.backend.preflight(images)
         log.info("run.start", run_id=self.run_id, tests=len(plans), backend=self.backend.name)
         try:
-            result.tests = self._execute(plans, ctx.default_image)
+            with self.tracer.span("clnrm.run", attributes={
+                    "clnrm.run": self.run_id, "clnrm.backend": self.backend.name,
+                    "clnrm.tests": len(plans)}) as run_span:
+                self._run_context = self.tracer.context_of(run_span)
+                result.tests = self._execute(plans, ctx.default_image)
         finally:
             if self.cancelled.is_set():
                 self.backend.reap()  # second pass: anything a worker created during the first
+            self.tracer.shutdown()
         result.duration_s = time.monotonic() - started
+        return result
+
+    def judge_traces(self, scenarios: list[Scenario], spans: list[Span],
+                     source: str) -> RunResult:
+        """``--traces FILE``: judge existing spans against each file's expectations, no engine."""
+        result = RunResult(run_id=self.run_id, backend="traces",
+                           started_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        for sc in scenarios:
+            test = TestResult(name=sc.name, file=sc.source or "", outcome=Outcome.PASSED,
+                              spans=spans, message=None)
+            test.validations = judge_spans(sc, spans)
+            bad = [v for v in test.validations
+                   if v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
+            if bad:
+                test.outcome, test.message = Outcome.FAILED, describe_validations(bad)
+            elif not test.validations:
+                test.outcome = Outcome.ERROR
+                test.message = f"{sc.source}: has no [[expect.*]] tables to judge {source} with"
+            test.digest = span_digest(spans)
+            result.tests.append(test)
         return result
 
     def _execute(self, plans: list[TestPlan], default_image: str) -> list[TestResult]:
@@ -165,7 +223,7 @@ class Runner:
         jobs = max(1, self.options.jobs)
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="clnrm-test")
         pending: dict[Future[TestResult], int] = {
-            pool.submit(self._run_test, p, default_image): i for i, p in enumerate(plans)}
+            pool.submit(self._execution(p, default_image).run): i for i, p in enumerate(plans)}
         try:
             while pending:
                 # a short timeout keeps the main thread responsive to Ctrl-C / SIGTERM
@@ -184,124 +242,3 @@ class Runner:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return [results[i] for i in sorted(results)]
-
-    # -- one test ------------------------------------------------------------
-
-    def _run_test(self, tp: TestPlan, default_image: str) -> TestResult:
-        sc = tp.scenario
-        test = TestResult(name=sc.name, file=sc.source or "", outcome=Outcome.PASSED,
-                          services=[s.name for lvl in tp.levels for s in lvl])
-        if self.cancelled.is_set():
-            test.outcome, test.message = Outcome.SKIPPED, "not started: run was cancelled"
-            return test
-        started = time.monotonic()
-        deadline = started + (sc.timeout or 3600.0)
-        env = self._test_env(sc)
-        self._on_event(sc.name, "creating sandbox")
-        try:
-            with self.backend.sandbox(sc.name, default_image=default_image, env=env) as box:
-                self._start_services(box, tp, deadline)
-                test.steps = self._run_steps(box, sc, deadline)
-        except ReadinessError as exc:
-            test.outcome = Outcome.ERROR
-            test.message = f"{exc}\n--- last log lines of {exc.service} ---\n{exc.logs}".rstrip()
-        except ClnrmError as exc:
-            test.outcome, test.message = Outcome.ERROR, str(exc)
-        except Exception as exc:  # engine API errors etc.: a result, never a traceback
-            log.exception("test.crashed", test=sc.name)
-            test.outcome = Outcome.ERROR
-            test.message = f"{type(exc).__name__}: {exc}"
-        else:
-            failed = [s for s in test.steps if s.outcome is Outcome.FAILED]
-            if failed:
-                test.outcome = Outcome.FAILED
-                test.message = f"step {failed[0].name!r}: {failed[0].message}"
-            elif self.cancelled.is_set():
-                test.outcome, test.message = Outcome.ERROR, "interrupted"
-        test.duration_s = time.monotonic() - started
-        self._on_event(sc.name, f"done: {test.outcome.value}")
-        log.info("test.done", test=sc.name, outcome=test.outcome.value,
-                 seconds=round(test.duration_s, 3))
-        return test
-
-    def _test_env(self, sc: Scenario) -> dict[str, str]:
-        env = {"CLNRM_RUN_ID": self.run_id, "CLNRM_TEST": sc.name}
-        det = getattr(sc, "determinism", None)
-        seed = self.options.seed if self.options.seed is not None else (
-            det.seed if det is not None else None)
-        if seed is not None:
-            env["CLNRM_SEED"] = str(seed)
-        if det is not None and det.freeze_clock:
-            env["CLNRM_FREEZE_CLOCK"] = det.freeze_clock
-        return env
-
-    def _start_services(self, box: Sandbox, tp: TestPlan, deadline: float) -> None:
-        """Start each dependency level concurrently; a level starts when the previous is ready."""
-        for level in tp.levels:
-            if self.cancelled.is_set():
-                raise ClnrmError("run cancelled before all services started")
-            self._on_event(tp.scenario.name, "starting " + ", ".join(s.name for s in level))
-            timeout = max(1.0, min(DEFAULT_START_TIMEOUT, deadline - time.monotonic()))
-            if len(level) == 1:
-                box.start_service(level[0], timeout=timeout)
-                continue
-            with ThreadPoolExecutor(max_workers=len(level)) as pool:
-                futures = [pool.submit(box.start_service, s, timeout=timeout) for s in level]
-                for fut in futures:
-                    fut.result()
-
-    def _run_steps(self, box: Sandbox, sc: Scenario, deadline: float) -> list[StepResult]:
-        work: list[tuple[Step, str | None]] = [(s, s.service) for s in sc.steps]
-        for block in sc.scenarios:
-            if block.run:
-                work.append((Step(name=block.name, command=["sh", "-c", block.run],
-                                  service=block.service,
-                                  expected_exit_code=block.expected_exit_code,
-                                  expected_output_regex=block.expected_output_regex,
-                                  timeout=block.timeout_ms / 1000 if block.timeout_ms else None),
-                             block.service))
-            work.extend((s, s.service or block.service) for s in block.steps)
-        results: list[StepResult] = []
-        for i, (step, service) in enumerate(work, 1):
-            if self.cancelled.is_set():
-                break
-            self._on_event(sc.name, f"step {i}/{len(work)}: {step.name}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                results.append(StepResult(name=step.name, service=service, command=step.command,
-                                          outcome=Outcome.FAILED,
-                                          message=f"test timeout of {sc.timeout:g} s reached "
-                                                  "before this step"))
-                break
-            timeout = min(step.timeout or DEFAULT_STEP_TIMEOUT, remaining)
-            res = box.exec(service, step.command, env=step.env, workdir=step.workdir,
-                           timeout=timeout)
-            sr = judge_step(step, service, res, timeout)
-            results.append(sr)
-            if sr.outcome is Outcome.FAILED and not step.continue_on_failure:
-                break
-        return results
-
-
-def judge_step(step: Step, service: str | None, res: ExecResult, timeout: float) -> StepResult:
-    """Compare one exec result with the step's expectations (upstream: regex on trimmed stdout)."""
-    message = None
-    out = res.stdout.strip()
-    if res.timed_out:
-        message = f"timed out after {timeout:g} s"
-    elif res.exit_code != step.expected_exit_code:
-        tail = (res.stderr.strip() or out)[-500:]
-        message = f"exit code {res.exit_code}, expected {step.expected_exit_code}"
-        if tail:
-            message += f"; output: {tail}"
-    elif step.expected_output_regex and not re.search(step.expected_output_regex, out):
-        message = (f"stdout does not match /{step.expected_output_regex}/; "
-                   f"stdout was: {out[-500:]!r}")
-    elif step.expected_output_regex_not and re.search(step.expected_output_regex_not, out):
-        message = f"stdout matches forbidden /{step.expected_output_regex_not}/"
-    return StepResult(name=step.name, service=service, command=step.command,
-                      outcome=Outcome.FAILED if message else Outcome.PASSED,
-                      exit_code=res.exit_code, stdout=res.stdout, stderr=res.stderr,
-                      duration_s=res.duration_s, message=message)
-
-

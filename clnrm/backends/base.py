@@ -24,6 +24,14 @@ ProgressCallback = Callable[[str], None]
 class Sandbox(ABC):
     """Isolated place where one test's services and steps run."""
 
+    #: address a receiver must bind to so this sandbox's containers (and only they,
+    #: plus the host) can reach it: the test network's gateway, or loopback
+    otlp_host: str = "127.0.0.1"
+
+    @abstractmethod
+    def extend_env(self, env: dict[str, str]) -> None:
+        """Add variables for every service started and step run from now on."""
+
     @abstractmethod
     def start_service(self, spec: ServiceSpec, *, timeout: float) -> None:
         """Start a service and block until it is ready; raise ReadinessError if it never is."""

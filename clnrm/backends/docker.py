@@ -37,7 +37,13 @@ LABEL_RUN = "clnrm.run"
 LABEL_OWNER = "clnrm.owner"
 LABEL_TEST = "clnrm.test"
 LABEL_SERVICE = "clnrm.service"
-_SHELLS = {"sh", "/bin/sh", "bash", "/bin/bash", "ash", "/bin/ash"}
+# Default commands that exit at once without a terminal (shells and REPLs): a service
+# whose image has one of these and no command of its own is kept alive with a sleeper.
+_SHELLS = {"sh", "/bin/sh", "bash", "/bin/bash", "ash", "/bin/ash", "python3", "python",
+           "/usr/bin/python3", "node", "irb"}
+_RUNNING_GRACE_S = 0.05
+"""A 'running' service is checked twice, this far apart, so a command that dies at once
+is reported as a readiness error with its logs instead of as a failed first step."""
 _KEEP_ALIVE = ["sleep", "infinity"]
 _MAX_OUTPUT = 1 << 20  # keep at most 1 MiB of each stream per step
 _STEP_CONTAINER = "__steps__"
@@ -113,7 +119,12 @@ class DockerSandbox(Sandbox):
                                backend="docker") from exc
         self.network_id: str = net["Id"]
         self.network_name = self._prefix
+        ipam = self._api.inspect_network(self.network_id)["IPAM"]["Config"] or [{}]
+        self.otlp_host = ipam[0].get("Gateway") or "127.0.0.1"
         log.debug("network.created", network=self._prefix)
+
+    def extend_env(self, env: dict[str, str]) -> None:
+        self._env = {**self._env, **env}
 
     # -- services ------------------------------------------------------------
 
@@ -126,7 +137,8 @@ class DockerSandbox(Sandbox):
         elif spec.keep_alive and self._runs_only_a_shell(spec.image):
             command = _KEEP_ALIVE
         cid = self._create(spec.name, spec.image, command=command, entrypoint=entrypoint,
-                           env={**self._env, **spec.env}, workdir=spec.workdir,
+                           env={**self._env, "OTEL_SERVICE_NAME": spec.name, **spec.env},
+                           workdir=spec.workdir,
                            volumes=spec.volumes)
         started = time.monotonic()
         self._api.start(cid)
@@ -176,7 +188,11 @@ class DockerSandbox(Sandbox):
                     "before it was ready", service=spec.name, logs=self.logs(spec.name),
                     hint="its command must keep running; check the command and the logs above")
             if spec.readiness == "running":
-                return
+                if attempts:
+                    return
+                attempts, pause = 1, _RUNNING_GRACE_S
+                time.sleep(pause)
+                continue
             if spec.readiness == "tcp" and self._tcp_open(cid, spec.ports[0]):
                 return
             if spec.readiness == "health_check" and hc is not None:

@@ -37,6 +37,9 @@ class LocalSandbox(Sandbox):
         self._logs: dict[str, Path] = {}
         self._closed = False
 
+    def extend_env(self, env: dict[str, str]) -> None:
+        self._env = {**self._env, **env}
+
     def _environ(self, extra: dict[str, str] | None) -> dict[str, str]:
         return {**os.environ, **self._env, **(extra or {})}
 
@@ -51,7 +54,8 @@ class LocalSandbox(Sandbox):
         with open(log_path, "wb") as log_file:
             try:
                 proc = subprocess.Popen(spec.command, cwd=spec.workdir or self.workdir,
-                                        env=self._environ(spec.env), stdout=log_file,
+                                        env=self._environ({"OTEL_SERVICE_NAME": spec.name,
+                                                           **spec.env}), stdout=log_file,
                                         stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as exc:
                 raise ReadinessError(f"service {spec.name!r} could not start: {exc}",

@@ -41,6 +41,7 @@ class PythonOtelRecipe:
         return {
             "Dockerfile": _data_text("Dockerfile"),
             "requirements.txt": requirements,
+            "emit_spans.py": _data_text("emit_spans.py"),
             "wheels": f"{target.describe()}:{wheels_key(requirements, target)}",
             "base": str(base.id),
         }
@@ -51,6 +52,7 @@ class PythonOtelRecipe:
         files: dict[str, bytes | Path] = {
             "Dockerfile": _data_text("Dockerfile").encode(),
             "requirements.txt": requirements.encode(),
+            "emit_spans.py": _data_text("emit_spans.py").encode(),
         }
         for wheel in sorted(wheels_dir.glob("*.whl")):
             files[f"wheels/{wheel.name}"] = wheel

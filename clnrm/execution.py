@@ -1,0 +1,264 @@
+"""One test, start to verdict: sandbox, receiver, services, steps, spans, judgement.
+
+The order inside a test is fixed: the sandbox (network) exists first so the
+OTLP receiver can bind to its gateway; the receiver runs before any service
+so no span is lost; services start level by level; steps run; spans are
+settled and collected; the sandbox and receiver are closed (context
+managers); *then* the spans are judged, so a slow validator never keeps
+containers alive.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from clnrm.backends.base import Backend, Sandbox
+from clnrm.errors import ClnrmError, ReadinessError
+from clnrm.results import (
+    ExecResult,
+    Outcome,
+    StepResult,
+    TestResult,
+    ValidationResult,
+    ValidationStatus,
+)
+from clnrm.scenario.model import Scenario, Step
+
+if TYPE_CHECKING:
+    from clnrm.otel.selftrace import SelfTracer
+    from clnrm.otel.span import Span
+    from clnrm.runner import TestPlan
+
+log = structlog.get_logger("clnrm.test")
+
+DEFAULT_STEP_TIMEOUT = 300.0
+DEFAULT_START_TIMEOUT = 60.0
+
+
+class TestExecution:
+    """Runs one planned test; built by the Runner, used once, from a worker thread."""
+
+    def __init__(self, tp: TestPlan, *, backend: Backend, run_id: str, default_image: str,
+                 seed: int | None, tracer: SelfTracer, parent: Any,
+                 spans_dir: Path | None, cancelled: threading.Event,
+                 on_event: Callable[[str, str], None]) -> None:
+        self.tp = tp
+        self.sc: Scenario = tp.scenario
+        self.backend = backend
+        self.run_id = run_id
+        self.default_image = default_image
+        self.seed = seed
+        self.tracer = tracer
+        self.parent = parent
+        self.spans_dir = spans_dir
+        self.cancelled = cancelled
+        self.on_event = on_event
+
+    def run(self) -> TestResult:
+        sc = self.sc
+        test = TestResult(name=sc.name, file=sc.source or "", outcome=Outcome.PASSED,
+                          services=[s.name for lvl in self.tp.levels for s in lvl])
+        if self.cancelled.is_set():
+            test.outcome, test.message = Outcome.SKIPPED, "not started: run was cancelled"
+            return test
+        started = time.monotonic()
+        received: list[Span] = []
+        with self.tracer.span("clnrm.test", parent=self.parent, attributes={
+                "clnrm.test": sc.name, "clnrm.file": sc.source or ""}) as span:
+            trace_id = self.tracer.trace_id(span)
+            try:
+                received = self._in_sandbox(test, self.tracer.traceparent(span))
+            except ReadinessError as exc:
+                test.outcome = Outcome.ERROR
+                test.message = (f"{exc}\n--- last log lines of {exc.service} ---\n"
+                                f"{exc.logs}").rstrip()
+            except ClnrmError as exc:
+                test.outcome, test.message = Outcome.ERROR, str(exc)
+            except Exception as exc:  # engine API errors etc.: a result, never a traceback
+                log.exception("test.crashed", test=sc.name)
+                test.outcome, test.message = Outcome.ERROR, f"{type(exc).__name__}: {exc}"
+            span.set_attribute("clnrm.outcome", test.outcome.value)
+        test.spans = received + self.tracer.spans_of_trace(trace_id)
+        if test.outcome is Outcome.PASSED:
+            self._judge(test)
+        test.duration_s = time.monotonic() - started
+        self.on_event(sc.name, f"done: {test.outcome.value}")
+        log.info("test.done", test=sc.name, outcome=test.outcome.value,
+                 seconds=round(test.duration_s, 3), spans=len(test.spans))
+        return test
+
+    def _in_sandbox(self, test: TestResult, traceparent: str) -> list[Span]:
+        from clnrm.otel.session import TestTelemetry
+
+        deadline = time.monotonic() + (self.sc.timeout or 3600.0)
+        self.on_event(self.sc.name, "creating sandbox")
+        with ExitStack() as stack:
+            box = stack.enter_context(self.backend.sandbox(
+                self.sc.name, default_image=self.default_image, env=self._base_env()))
+            spans_file = None
+            if self.spans_dir is not None:
+                spans_file = self.spans_dir / f"{_slug(self.sc.name)}.spans.jsonl"
+            telemetry = stack.enter_context(TestTelemetry(box.otlp_host, spans_file=spans_file))
+            box.extend_env(telemetry.container_env(run_id=self.run_id, test=self.sc.name,
+                                                   traceparent=traceparent))
+            self._start_services(box, deadline)
+            test.steps = self._run_steps(box, deadline)
+            if not self.sc.expect.is_empty:
+                self.on_event(self.sc.name, "collecting spans")
+                telemetry.settle()
+            spans = telemetry.spans()
+        return spans
+
+    def _base_env(self) -> dict[str, str]:
+        env = {"CLNRM_RUN_ID": self.run_id, "CLNRM_TEST": self.sc.name}
+        det = self.sc.determinism
+        seed = self.seed if self.seed is not None else (det.seed if det else None)
+        if seed is not None:
+            env["CLNRM_SEED"] = str(seed)
+        if det is not None and det.freeze_clock:
+            env["CLNRM_FREEZE_CLOCK"] = det.freeze_clock
+        return env
+
+    def _start_services(self, box: Sandbox, deadline: float) -> None:
+        """Start each dependency level concurrently; a level starts when the previous is ready."""
+        parent = self.tracer.context_of_current()
+        for level in self.tp.levels:
+            if self.cancelled.is_set():
+                raise ClnrmError("run cancelled before all services started")
+            self.on_event(self.sc.name, "starting " + ", ".join(s.name for s in level))
+            timeout = max(1.0, min(DEFAULT_START_TIMEOUT, deadline - time.monotonic()))
+
+            def start(spec: Any, timeout: float = timeout) -> None:
+                with self.tracer.span("clnrm.service.start", parent=parent, attributes={
+                        "clnrm.service": spec.name, "container.image.name": spec.image or ""}):
+                    box.start_service(spec, timeout=timeout)
+
+            if len(level) == 1:
+                start(level[0])
+                continue
+            with ThreadPoolExecutor(max_workers=len(level)) as pool:
+                for fut in [pool.submit(start, s) for s in level]:
+                    fut.result()
+
+    def _work(self) -> list[tuple[Step, str | None]]:
+        """Steps in order: ``[[steps]]``, then each ``[[scenario]]`` (its ``run``, its steps)."""
+        work: list[tuple[Step, str | None]] = [(s, s.service) for s in self.sc.steps]
+        for block in self.sc.scenarios:
+            if block.run:
+                work.append((Step(name=block.name, command=["sh", "-c", block.run],
+                                  service=block.service,
+                                  expected_exit_code=block.expected_exit_code,
+                                  expected_output_regex=block.expected_output_regex,
+                                  timeout=block.timeout_ms / 1000 if block.timeout_ms else None),
+                             block.service))
+            work.extend((s, s.service or block.service) for s in block.steps)
+        return work
+
+    def _run_steps(self, box: Sandbox, deadline: float) -> list[StepResult]:
+        work = self._work()
+        results: list[StepResult] = []
+        for i, (step, service) in enumerate(work, 1):
+            if self.cancelled.is_set():
+                break
+            self.on_event(self.sc.name, f"step {i}/{len(work)}: {step.name}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                results.append(StepResult(
+                    name=step.name, service=service, command=step.command,
+                    outcome=Outcome.FAILED,
+                    message=f"test timeout of {self.sc.timeout:g} s reached before this step"))
+                break
+            timeout = min(step.timeout or DEFAULT_STEP_TIMEOUT, remaining)
+            with self.tracer.span("clnrm.step", attributes={
+                    "clnrm.step": step.name, "clnrm.service": service or "",
+                    "clnrm.step.index": i}) as span:
+                res = box.exec(service, step.command, env=step.env, workdir=step.workdir,
+                               timeout=timeout)
+                sr = judge_step(step, service, res, timeout)
+                span.set_attribute("process.exit_code", -1 if res.exit_code is None
+                                   else res.exit_code)
+                span.set_attribute("clnrm.outcome", sr.outcome.value)
+                if sr.outcome is Outcome.FAILED:
+                    from opentelemetry.trace import Status, StatusCode
+
+                    span.set_status(Status(StatusCode.ERROR, sr.message))
+            results.append(sr)
+            if sr.outcome is Outcome.FAILED and not step.continue_on_failure:
+                break
+        return results
+
+    def _judge(self, test: TestResult) -> None:
+        """Steps first (the cheaper, more direct signal), then span expectations."""
+        if self.cancelled.is_set():
+            test.outcome, test.message = Outcome.ERROR, "interrupted"
+            return
+        failed = [s for s in test.steps if s.outcome is Outcome.FAILED]
+        if failed:
+            test.outcome = Outcome.FAILED
+            test.message = f"step {failed[0].name!r}: {failed[0].message}"
+        if not self.sc.expect.is_empty:
+            test.validations = judge_spans(self.sc, test.spans)
+            bad = [v for v in test.validations
+                   if v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
+            if bad and test.outcome is Outcome.PASSED:
+                test.outcome = Outcome.FAILED
+                test.message = describe_validations(bad)
+        if test.spans:
+            from clnrm.otel.digest import span_digest
+
+            test.digest = span_digest(test.spans)
+
+
+def judge_spans(sc: Scenario, spans: list[Span]) -> list[ValidationResult]:
+    from clnrm.validators import validate
+
+    return validate(sc.expect, spans, source=sc.source)
+
+
+def describe_validations(bad: list[ValidationResult]) -> str:
+    lines = [f"{len(bad)} span expectation(s) failed:"]
+    for v in bad[:10]:
+        where = f" ({v.declared_at})" if v.declared_at else ""
+        lines.append(f"- {v.expectation}{where}: {v.message or 'failed'}")
+        if v.expected:
+            lines.append(f"    expected: {v.expected}")
+        if v.seen:
+            lines.append(f"    seen:     {v.seen}")
+    if len(bad) > 10:
+        lines.append(f"... and {len(bad) - 10} more")
+    return "\n".join(lines)
+
+
+def judge_step(step: Step, service: str | None, res: ExecResult, timeout: float) -> StepResult:
+    """Compare one exec result with the step's expectations (upstream: regex on trimmed stdout)."""
+    message = None
+    out = res.stdout.strip()
+    if res.timed_out:
+        message = f"timed out after {timeout:g} s"
+    elif res.exit_code != step.expected_exit_code:
+        tail = (res.stderr.strip() or out)[-500:]
+        message = f"exit code {res.exit_code}, expected {step.expected_exit_code}"
+        if tail:
+            message += f"; output: {tail}"
+    elif step.expected_output_regex and not re.search(step.expected_output_regex, out):
+        message = (f"stdout does not match /{step.expected_output_regex}/; "
+                   f"stdout was: {out[-500:]!r}")
+    elif step.expected_output_regex_not and re.search(step.expected_output_regex_not, out):
+        message = f"stdout matches forbidden /{step.expected_output_regex_not}/"
+    return StepResult(name=step.name, service=service, command=step.command,
+                      outcome=Outcome.FAILED if message else Outcome.PASSED,
+                      exit_code=res.exit_code, stdout=res.stdout, stderr=res.stderr,
+                      duration_s=res.duration_s, message=message)
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)[:60] or "test"

@@ -1,0 +1,118 @@
+"""clnrm traces itself, with the OpenTelemetry SDK.
+
+Every run produces ``clnrm.run`` > ``clnrm.test`` > ``clnrm.service.start`` /
+``clnrm.step`` spans. They are kept in memory so a test can put expectations
+on clnrm's own behaviour (the self-test does), are merged into the test's span
+set, and are exported to ``--otel-endpoint`` (OTLP/HTTP) so runs show up in
+Jaeger or Tempo. Containers receive the test span's W3C ``TRACEPARENT`` so
+their spans join the same trace.
+
+The SDK is imported when a run starts, never for ``clnrm --help``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from clnrm.otel.span import Span, SpanEvent
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import Span as OtelSpan
+
+SERVICE_NAME = "clnrm"
+
+
+class SelfTracer:
+    """One tracer provider per run, so parallel runs in one process never mix spans."""
+
+    def __init__(self, run_id: str, *, endpoint: str | None = None) -> None:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        from clnrm import __version__
+
+        self.provider = TracerProvider(resource=Resource.create({
+            "service.name": SERVICE_NAME, "service.version": __version__, "clnrm.run": run_id}))
+        self._memory = InMemorySpanExporter()
+        self.provider.add_span_processor(SimpleSpanProcessor(self._memory))
+        if endpoint:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            url = endpoint.rstrip("/")
+            if not url.endswith("/v1/traces"):
+                url += "/v1/traces"
+            self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
+        self.tracer = self.provider.get_tracer("clnrm")
+
+    @contextmanager
+    def span(self, name: str, *, parent: Context | None = None,
+             attributes: dict[str, Any] | None = None) -> Iterator[OtelSpan]:
+        """A span that records exceptions and sets ERROR status when the block raises."""
+        with self.tracer.start_as_current_span(name, context=parent,
+                                               attributes=attributes or {}) as span:
+            yield span
+
+    @staticmethod
+    def context_of(span: OtelSpan) -> Context:
+        from opentelemetry import trace
+
+        return trace.set_span_in_context(span)
+
+    @staticmethod
+    def context_of_current() -> Context:
+        """The calling thread's context, to hand to spans started in helper threads."""
+        from opentelemetry import context
+
+        return context.get_current()
+
+    @staticmethod
+    def traceparent(span: OtelSpan) -> str:
+        ctx = span.get_span_context()
+        return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
+
+    @staticmethod
+    def trace_id(span: OtelSpan) -> str:
+        return f"{span.get_span_context().trace_id:032x}"
+
+    def spans_of_trace(self, trace_id: str) -> list[Span]:
+        """clnrm's own finished spans of one trace, as clnrm Spans."""
+        return [to_span(s) for s in self._memory.get_finished_spans()
+                if f"{s.context.trace_id:032x}" == trace_id]
+
+    def shutdown(self) -> None:
+        """Flush exporters (bounded by the SDK's own timeouts)."""
+        self.provider.shutdown()
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def to_span(s: ReadableSpan) -> Span:
+    """SDK span -> clnrm Span, following span.py's conventions."""
+    ctx = s.context
+    return Span(
+        name=s.name,
+        trace_id=f"{ctx.trace_id:032x}",
+        span_id=f"{ctx.span_id:016x}",
+        parent_span_id=f"{s.parent.span_id:016x}" if s.parent is not None else None,
+        start_time_unix_nano=s.start_time,
+        end_time_unix_nano=s.end_time,
+        kind=s.kind.name.lower(),
+        status=s.status.status_code.name,
+        status_message=s.status.description or "",
+        attributes={k: _plain(v) for k, v in (s.attributes or {}).items()},
+        events=[SpanEvent(e.name, e.timestamp, {k: _plain(v) for k, v in
+                                                 (e.attributes or {}).items()})
+                for e in s.events],
+        resource={k: _plain(v) for k, v in s.resource.attributes.items()},
+        scope=s.instrumentation_scope.name if s.instrumentation_scope else None,
+    )

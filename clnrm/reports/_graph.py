@@ -1,0 +1,196 @@
+"""The service graph seen in the spans, and a layered layout to draw it as SVG.
+
+An edge ``A -> B`` is counted once for every span of service B whose parent
+span (looked up in the same trace) belongs to service A; calls within one
+service are not edges.  Spans without ``service.name`` are grouped under
+:data:`UNKNOWN_SERVICE` rather than dropped, since a missing resource
+attribute is itself worth seeing.
+
+The layout puts callers left of callees: each strongly connected group of
+services (services calling each other in a loop) shares one layer, layers
+follow the longest call path, and one barycentre pass orders each layer by
+its callers' positions to cut crossings.  Coordinates are plain numbers so
+the template only prints them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from clnrm.otel.span import Span
+
+UNKNOWN_SERVICE: Final = "(no service.name)"
+
+_NODE_H: Final = 34
+_GAP_Y: Final = 26
+_GAP_X: Final = 110
+_MARGIN: Final = 24
+_CHAR_W: Final = 7.3  # 12 px monospace
+_LABEL_CHARS: Final = 32
+_LOOP: Final = 40  # how far a same-layer or backward edge bulges beyond the boxes
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEdge:
+    source: str
+    target: str
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceGraph:
+    """Services sorted by name; edges sorted by ``(source, target)``."""
+
+    services: list[str]
+    edges: list[ServiceEdge]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBox:
+    name: str
+    label: str  # name clipped to fit the box
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True, slots=True)
+class EdgePath:
+    edge: ServiceEdge
+    d: str  # SVG path data
+    label_x: float
+    label_y: float
+
+
+@dataclass(frozen=True, slots=True)
+class GraphLayout:
+    nodes: list[NodeBox]
+    edges: list[EdgePath]
+    width: float
+    height: float
+
+
+def service_graph(spans: Sequence[Span]) -> ServiceGraph:
+    """Services and caller -> callee edges with call counts, from parent links."""
+    by_key = {(s.trace_id, s.span_id): s for s in reversed(spans)}  # first of duplicates wins
+    services: set[str] = set()
+    calls: Counter[tuple[str, str]] = Counter()
+    for span in spans:
+        service = span.service_name or UNKNOWN_SERVICE
+        services.add(service)
+        if not span.parent_span_id:
+            continue
+        parent = by_key.get((span.trace_id, span.parent_span_id))
+        if parent is None or parent is span:
+            continue
+        caller = parent.service_name or UNKNOWN_SERVICE
+        if caller != service:
+            calls[(caller, service)] += 1
+    edges = [ServiceEdge(a, b, n) for (a, b), n in sorted(calls.items())]
+    return ServiceGraph(services=sorted(services), edges=edges)
+
+
+def merge_graphs(graphs: Iterable[ServiceGraph]) -> ServiceGraph:
+    """One graph for several tests: services united, call counts added."""
+    services: set[str] = set()
+    calls: Counter[tuple[str, str]] = Counter()
+    for graph in graphs:
+        services.update(graph.services)
+        for e in graph.edges:
+            calls[(e.source, e.target)] += e.calls
+    return ServiceGraph(services=sorted(services),
+                        edges=[ServiceEdge(a, b, n) for (a, b), n in sorted(calls.items())])
+
+
+def layout(graph: ServiceGraph) -> GraphLayout:
+    """Boxes and edge paths for ``graph``, callers left of callees."""
+    layers = _layers(graph)
+    width_of = {s: min(len(s), _LABEL_CHARS) * _CHAR_W + 24 for s in graph.services}
+    columns = max(layers.values(), default=-1) + 1
+    by_layer: list[list[str]] = [[] for _ in range(columns)]
+    for service in graph.services:
+        by_layer[layers[service]].append(service)
+    _order_by_callers(by_layer, graph.edges)
+
+    back = [e for e in graph.edges if layers[e.target] <= layers[e.source]]
+    top = _LOOP if any(e.source > e.target for e in back) else 0  # room for loops above
+    bottom = _LOOP if any(e.source < e.target for e in back) else 0
+    tallest = max((len(col) for col in by_layer), default=0)
+    inner = tallest * _NODE_H + max(tallest - 1, 0) * _GAP_Y
+    height = 2 * _MARGIN + top + inner + bottom
+    boxes: dict[str, NodeBox] = {}
+    x = float(_MARGIN)
+    for col in by_layer:
+        col_h = len(col) * _NODE_H + max(len(col) - 1, 0) * _GAP_Y
+        y = _MARGIN + top + (inner - col_h) / 2
+        col_w = max(width_of[s] for s in col)
+        for s in col:
+            label = s if len(s) <= _LABEL_CHARS else s[: _LABEL_CHARS - 1] + "…"
+            boxes[s] = NodeBox(s, label, x + (col_w - width_of[s]) / 2, y, width_of[s], _NODE_H)
+            y += _NODE_H + _GAP_Y
+        x += col_w + _GAP_X
+    width = x - _GAP_X + _MARGIN if by_layer else 2 * _MARGIN
+    paths = [_route(e, boxes[e.source], boxes[e.target], layers) for e in graph.edges]
+    return GraphLayout(nodes=[boxes[s] for col in by_layer for s in col], edges=paths,
+                       width=round(width, 1), height=round(height, 1))
+
+
+def _layers(graph: ServiceGraph) -> dict[str, int]:
+    """Longest-path layer of each service, loops condensed into one layer."""
+    if not graph.edges:
+        return dict.fromkeys(graph.services, 0)
+    # lazy: only reports with calls between services pay for it
+    import networkx as nx  # type: ignore[import-untyped,unused-ignore]
+
+    g = nx.DiGraph()
+    g.add_nodes_from(graph.services)
+    g.add_edges_from((e.source, e.target) for e in graph.edges)
+    dag = nx.condensation(g)
+    depth: dict[int, int] = {}
+    for component in nx.topological_sort(dag):
+        depth[component] = max((depth[p] + 1 for p in dag.predecessors(component)), default=0)
+    mapping: Mapping[str, int] = dag.graph["mapping"]
+    return {s: depth[mapping[s]] for s in graph.services}
+
+
+def _order_by_callers(by_layer: list[list[str]], edges: list[ServiceEdge]) -> None:
+    callers: dict[str, list[str]] = {}
+    for e in edges:
+        callers.setdefault(e.target, []).append(e.source)
+    position: dict[str, float] = {}
+    for col in by_layer:
+        def key(s: str) -> tuple[float, str]:
+            placed = [position[c] for c in callers.get(s, ()) if c in position]
+            return (sum(placed) / len(placed) if placed else float("inf"), s)
+
+        col.sort(key=key)
+        position.update((s, float(i)) for i, s in enumerate(col))
+
+
+def _route(edge: ServiceEdge, a: NodeBox, b: NodeBox, layers: Mapping[str, int]) -> EdgePath:
+    """Forward edges run right side to left side; others loop below (or above) the boxes."""
+    if layers[edge.target] > layers[edge.source]:
+        x1, y1 = a.x + a.width, a.y + a.height / 2
+        x2, y2 = b.x - 2, b.y + b.height / 2
+        dx = (x2 - x1) / 2
+        c1, c2 = (x1 + dx, y1), (x2 - dx, y2)
+    elif edge.source < edge.target:  # the reverse call, if any, takes the other side
+        x1, y1 = a.x + a.width / 2 + 6, a.y + a.height
+        x2, y2 = b.x + b.width / 2 - 6, b.y + b.height + 2
+        low = max(y1, y2) + _LOOP
+        c1, c2 = (x1, low), (x2, low)
+    else:
+        x1, y1 = a.x + a.width / 2 - 6, a.y
+        x2, y2 = b.x + b.width / 2 + 6, b.y - 2
+        high = min(y1, y2) - _LOOP
+        c1, c2 = (x1, high), (x2, high)
+    d = (f"M{x1:.1f},{y1:.1f} C{c1[0]:.1f},{c1[1]:.1f} {c2[0]:.1f},{c2[1]:.1f} "
+         f"{x2:.1f},{y2:.1f}")
+    # the point at t = 0.5 on a cubic Bézier curve
+    mx = (x1 + 3 * c1[0] + 3 * c2[0] + x2) / 8
+    my = (y1 + 3 * c1[1] + 3 * c2[1] + y2) / 8
+    return EdgePath(edge=edge, d=d, label_x=round(mx, 1), label_y=round(my, 1))
