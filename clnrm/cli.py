@@ -338,9 +338,47 @@ def _print_result(result: RunResult, fmt: Format, *, digest: bool = False) -> No
             out.print(f"    [dim]{passed}/{len(t.validations)} span expectations held, "
                       f"{len(t.spans)} spans[/]")
         if digest and t.digest:
-            out.print(f"    digest {t.digest}", markup=False)
+            out.print(f"    digest {t.digest}", markup=False, soft_wrap=True)
     counts = ", ".join(f"{result.count(o)} {o.value}" for o in Outcome if result.count(o))
     out.print(f"run {result.run_id}: {counts} in {result.duration_s:.2f} s")
+
+
+@app.command("self-test")
+def self_test(
+    suite: Annotated[Path | None, typer.Option(help="Suite folder (positive/, negative/).")]
+    = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=16)] = 2,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+) -> None:
+    """Check clnrm's span validation on spans sent over real OTLP (exit 0 when sound)."""
+    import json
+
+    from clnrm.errors import ClnrmError, InterruptedRun
+    from clnrm.runner import RunOptions, Runner
+    from clnrm.selftest import find_suite, judge
+
+    try:
+        folder = find_suite(suite)
+        scenarios = _load_all([folder], strict=True)
+        with _signals_as_interrupts() as received, _progress(fmt, len(scenarios)) as on_event:
+            try:
+                result = Runner(RunOptions(jobs=jobs), on_event=on_event).run(scenarios)
+            except KeyboardInterrupt:
+                raise InterruptedRun(received.get("name", "SIGINT")) from None
+    except ClnrmError as exc:
+        _fail(exc)
+    checks = judge(result, folder)
+    if fmt is Format.json:
+        typer.echo(json.dumps([c.model_dump() for c in checks], indent=2))
+    else:
+        out = _console()
+        for c in checks:
+            out.print(_styled("✓ " if c.ok else "✗ ", "green" if c.ok else "red",
+                              f"{c.file}: expected {c.expected}; {c.detail}".rstrip("; ")),
+                      soft_wrap=True)
+        bad = sum(not c.ok for c in checks)
+        out.print(f"self-test: {len(checks) - bad} of {len(checks)} behaved as expected")
+    raise typer.Exit(0 if all(c.ok for c in checks) else 1)
 
 
 # -- images, gc, plugins, init -------------------------------------------------

@@ -74,7 +74,6 @@ class TestExecution:
         received: list[Span] = []
         with self.tracer.span("clnrm.test", parent=self.parent, attributes={
                 "clnrm.test": sc.name, "clnrm.file": sc.source or ""}) as span:
-            trace_id = self.tracer.trace_id(span)
             try:
                 received = self._in_sandbox(test, self.tracer.traceparent(span))
             except ReadinessError as exc:
@@ -87,7 +86,13 @@ class TestExecution:
                 log.exception("test.crashed", test=sc.name)
                 test.outcome, test.message = Outcome.ERROR, f"{type(exc).__name__}: {exc}"
             span.set_attribute("clnrm.outcome", test.outcome.value)
-        test.spans = received + self.tracer.spans_of_trace(trace_id)
+        own = self.tracer.spans_under(span)
+        test.spans = received + own
+        if self.spans_dir is not None:
+            from clnrm.otel.sink import JsonlSpanSink
+
+            with JsonlSpanSink(self._spans_file()) as sink:
+                sink.write(own)
         if test.outcome is Outcome.PASSED:
             self._judge(test)
         test.duration_s = time.monotonic() - started
@@ -104,9 +109,7 @@ class TestExecution:
         with ExitStack() as stack:
             box = stack.enter_context(self.backend.sandbox(
                 self.sc.name, default_image=self.default_image, env=self._base_env()))
-            spans_file = None
-            if self.spans_dir is not None:
-                spans_file = self.spans_dir / f"{_slug(self.sc.name)}.spans.jsonl"
+            spans_file = self._spans_file() if self.spans_dir is not None else None
             telemetry = stack.enter_context(TestTelemetry(box.otlp_host, spans_file=spans_file))
             box.extend_env(telemetry.container_env(run_id=self.run_id, test=self.sc.name,
                                                    traceparent=traceparent))
@@ -117,6 +120,10 @@ class TestExecution:
                 telemetry.settle()
             spans = telemetry.spans()
         return spans
+
+    def _spans_file(self) -> Path:
+        assert self.spans_dir is not None
+        return self.spans_dir / f"{_slug(self.sc.name)}.spans.jsonl"
 
     def _base_env(self) -> dict[str, str]:
         env = {"CLNRM_RUN_ID": self.run_id, "CLNRM_TEST": self.sc.name}

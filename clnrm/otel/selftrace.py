@@ -82,10 +82,27 @@ class SelfTracer:
     def trace_id(span: OtelSpan) -> str:
         return f"{span.get_span_context().trace_id:032x}"
 
-    def spans_of_trace(self, trace_id: str) -> list[Span]:
-        """clnrm's own finished spans of one trace, as clnrm Spans."""
-        return [to_span(s) for s in self._memory.get_finished_spans()
-                if f"{s.context.trace_id:032x}" == trace_id]
+    def spans_under(self, root: OtelSpan) -> list[Span]:
+        """clnrm's own finished spans in ``root``'s subtree (root included).
+
+        All tests of a run share the run's trace, so a trace id alone would
+        mix the spans of tests that ran before or beside this one.
+        """
+        root_id = root.get_span_context().span_id
+        finished = self._memory.get_finished_spans()
+        parent_of = {s.context.span_id: (s.parent.span_id if s.parent else None)
+                     for s in finished}
+
+        def inside(span_id: int | None) -> bool:
+            for _ in range(256):  # bounded walk: a malformed chain must not hang
+                if span_id is None:
+                    return False
+                if span_id == root_id:
+                    return True
+                span_id = parent_of.get(span_id)
+            return False
+
+        return [to_span(s) for s in finished if inside(s.context.span_id)]
 
     def shutdown(self) -> None:
         """Flush exporters (bounded by the SDK's own timeouts)."""

@@ -6,8 +6,7 @@ result, so the formats agree with each other and with ``clnrm run`` by
 construction.  Each ``write_*`` creates the parent folder and writes UTF-8;
 each ``render_*`` returns the text.
 
-Only the standard library, jinja2 (HTML) and networkx (graph layout, loaded
-only when spans show calls between services) are used.
+Only the standard library and jinja2 (HTML, imported on first render) are used.
 """
 
 from __future__ import annotations

@@ -6,11 +6,13 @@ service are not edges.  Spans without ``service.name`` are grouped under
 :data:`UNKNOWN_SERVICE` rather than dropped, since a missing resource
 attribute is itself worth seeing.
 
-The layout puts callers left of callees: each strongly connected group of
-services (services calling each other in a loop) shares one layer, layers
-follow the longest call path, and one barycentre pass orders each layer by
-its callers' positions to cut crossings.  Coordinates are plain numbers so
-the template only prints them.
+The layout puts callers left of callees, as Graphviz ``dot`` does: a
+depth-first walk from the services nobody calls marks the calls that close a
+loop; without them the graph is acyclic, each service sits in the layer of
+its longest call path, and one barycentre pass orders each layer by its
+callers' positions to cut crossings.  Loop-closing calls are drawn as arcs
+under the boxes.  Coordinates are plain numbers so the template only prints
+them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ _GAP_X: Final = 110
 _MARGIN: Final = 24
 _CHAR_W: Final = 7.3  # 12 px monospace
 _LABEL_CHARS: Final = 32
-_LOOP: Final = 40  # how far a same-layer or backward edge bulges beyond the boxes
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,17 +117,17 @@ def layout(graph: ServiceGraph) -> GraphLayout:
         by_layer[layers[service]].append(service)
     _order_by_callers(by_layer, graph.edges)
 
-    back = [e for e in graph.edges if layers[e.target] <= layers[e.source]]
-    top = _LOOP if any(e.source > e.target for e in back) else 0  # room for loops above
-    bottom = _LOOP if any(e.source < e.target for e in back) else 0
     tallest = max((len(col) for col in by_layer), default=0)
     inner = tallest * _NODE_H + max(tallest - 1, 0) * _GAP_Y
-    height = 2 * _MARGIN + top + inner + bottom
+    spans = [layers[e.source] - layers[e.target] for e in graph.edges
+             if layers[e.target] < layers[e.source]]
+    below = _arc_depth(max(spans)) + 10 if spans else 0  # room for loop-closing arcs
+    height = 2 * _MARGIN + inner + below
     boxes: dict[str, NodeBox] = {}
     x = float(_MARGIN)
     for col in by_layer:
         col_h = len(col) * _NODE_H + max(len(col) - 1, 0) * _GAP_Y
-        y = _MARGIN + top + (inner - col_h) / 2
+        y = _MARGIN + (inner - col_h) / 2
         col_w = max(width_of[s] for s in col)
         for s in col:
             label = s if len(s) <= _LABEL_CHARS else s[: _LABEL_CHARS - 1] + "…"
@@ -134,27 +135,59 @@ def layout(graph: ServiceGraph) -> GraphLayout:
             y += _NODE_H + _GAP_Y
         x += col_w + _GAP_X
     width = x - _GAP_X + _MARGIN if by_layer else 2 * _MARGIN
-    paths = [_route(e, boxes[e.source], boxes[e.target], layers) for e in graph.edges]
+    floor = _MARGIN + inner
+    paths = [_route(e, boxes[e.source], boxes[e.target], layers, floor) for e in graph.edges]
     return GraphLayout(nodes=[boxes[s] for col in by_layer for s in col], edges=paths,
                        width=round(width, 1), height=round(height, 1))
 
 
 def _layers(graph: ServiceGraph) -> dict[str, int]:
-    """Longest-path layer of each service, loops condensed into one layer."""
-    if not graph.edges:
-        return dict.fromkeys(graph.services, 0)
-    # lazy: only reports with calls between services pay for it
-    import networkx as nx  # type: ignore[import-untyped,unused-ignore]
+    """Longest-path layer of each service once loop-closing calls are set aside."""
+    callees: dict[str, list[str]] = {s: [] for s in graph.services}
+    for e in graph.edges:
+        callees[e.source].append(e.target)
+    closing = _loop_closing(graph.services, callees)
+    callers: dict[str, list[str]] = {s: [] for s in graph.services}
+    for e in graph.edges:
+        if (e.source, e.target) not in closing:
+            callers[e.target].append(e.source)
+    layer: dict[str, int] = {}
+    pending = {s: len(callers[s]) for s in graph.services}
+    ready = [s for s in graph.services if not pending[s]]
+    while ready:  # Kahn's topological order over the acyclic rest
+        service = ready.pop()
+        layer[service] = max((layer[c] + 1 for c in callers[service]), default=0)
+        for callee in callees[service]:
+            if (service, callee) not in closing:
+                pending[callee] -= 1
+                if not pending[callee]:
+                    ready.append(callee)
+    return layer
 
-    g = nx.DiGraph()
-    g.add_nodes_from(graph.services)
-    g.add_edges_from((e.source, e.target) for e in graph.edges)
-    dag = nx.condensation(g)
-    depth: dict[int, int] = {}
-    for component in nx.topological_sort(dag):
-        depth[component] = max((depth[p] + 1 for p in dag.predecessors(component)), default=0)
-    mapping: Mapping[str, int] = dag.graph["mapping"]
-    return {s: depth[mapping[s]] for s in graph.services}
+
+def _loop_closing(services: list[str], callees: Mapping[str, list[str]]) -> set[tuple[str, str]]:
+    """Calls to a service still on the depth-first path: removing them breaks every loop."""
+    called = {c for targets in callees.values() for c in targets}
+    starts = [s for s in services if s not in called] + [s for s in services if s in called]
+    state: dict[str, int] = {}  # 1 on the current path, 2 finished
+    closing: set[tuple[str, str]] = set()
+    for start in starts:
+        if start in state:
+            continue
+        state[start] = 1
+        stack = [(start, iter(callees[start]))]
+        while stack:
+            service, pending = stack[-1]
+            callee = next(pending, None)
+            if callee is None:
+                state[service] = 2
+                stack.pop()
+            elif state.get(callee) == 1:
+                closing.add((service, callee))
+            elif callee not in state:
+                state[callee] = 1
+                stack.append((callee, iter(callees[callee])))
+    return closing
 
 
 def _order_by_callers(by_layer: list[list[str]], edges: list[ServiceEdge]) -> None:
@@ -171,23 +204,26 @@ def _order_by_callers(by_layer: list[list[str]], edges: list[ServiceEdge]) -> No
         position.update((s, float(i)) for i, s in enumerate(col))
 
 
-def _route(edge: ServiceEdge, a: NodeBox, b: NodeBox, layers: Mapping[str, int]) -> EdgePath:
-    """Forward edges run right side to left side; others loop below (or above) the boxes."""
+def _arc_depth(layers_spanned: int) -> float:
+    """How far below the lowest box an arc spanning that many layers bottoms out."""
+    return 16.0 + 14.0 * min(layers_spanned - 1, 4)
+
+
+def _route(edge: ServiceEdge, a: NodeBox, b: NodeBox, layers: Mapping[str, int],
+           floor: float) -> EdgePath:
+    """Calls forward run right side to left side; loop-closing calls arc under every box."""
     if layers[edge.target] > layers[edge.source]:
         x1, y1 = a.x + a.width, a.y + a.height / 2
         x2, y2 = b.x - 2, b.y + b.height / 2
         dx = (x2 - x1) / 2
         c1, c2 = (x1 + dx, y1), (x2 - dx, y2)
-    elif edge.source < edge.target:  # the reverse call, if any, takes the other side
-        x1, y1 = a.x + a.width / 2 + 6, a.y + a.height
-        x2, y2 = b.x + b.width / 2 - 6, b.y + b.height + 2
-        low = max(y1, y2) + _LOOP
-        c1, c2 = (x1, low), (x2, low)
     else:
-        x1, y1 = a.x + a.width / 2 - 6, a.y
-        x2, y2 = b.x + b.width / 2 + 6, b.y - 2
-        high = min(y1, y2) - _LOOP
-        c1, c2 = (x1, high), (x2, high)
+        x1, y1 = a.x + a.width / 2, a.y + a.height
+        x2, y2 = b.x + b.width / 2, b.y + b.height + 2
+        bottom = floor + _arc_depth(layers[edge.source] - layers[edge.target])
+        # both control points at one height, chosen so the curve's midpoint lands on `bottom`
+        control = (8 * bottom - y1 - y2) / 6
+        c1, c2 = (x1, control), (x2, control)
     d = (f"M{x1:.1f},{y1:.1f} C{c1[0]:.1f},{c1[1]:.1f} {c2[0]:.1f},{c2[1]:.1f} "
          f"{x2:.1f},{y2:.1f}")
     # the point at t = 0.5 on a cubic Bézier curve

@@ -19,8 +19,7 @@ from clnrm.results import ValidationResult
 from clnrm.scenario.expect import Expect
 from clnrm.validators._text import listing, name_counts, plural, quoted
 from clnrm.validators.base import Declarations, verdict
-from clnrm.validators.index import SpanIndex
-from clnrm.validators.span import name_matches
+from clnrm.validators.index import SpanIndex, name_matches
 
 
 def _edges_into(children: list[Span], parent_pattern: str, index: SpanIndex) -> list[Span]:

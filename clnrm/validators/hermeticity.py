@@ -104,12 +104,15 @@ class HermeticityValidator:
             return verdict(self.name, expectation, False, expected=expected,
                            seen="no spans to judge", declared_at=declared_at)
         wrong: dict[str, int] = {}
-        checked: dict[int, bool] = {}  # resources are usually shared dicts; judge each once
+        # Spans of one OTLP resource block usually share its dict and sit together:
+        # judge a resource once per run of spans carrying it, without a memo that
+        # would grow to a million entries when every span has its own copy.
+        last: object = None
+        ok = True
         for span in index.spans:
             resource = span.resource
-            ok = checked.get(id(resource))
-            if ok is None:
-                ok = checked[id(resource)] = attr_matches(resource.get(key), want)
+            if resource is not last:
+                last, ok = resource, attr_matches(resource.get(key), want)
             if not ok:
                 label = quoted(attr_text(resource.get(key)) or "<missing>")
                 wrong[label] = wrong.get(label, 0) + 1

@@ -31,6 +31,11 @@ def is_glob(pattern: str) -> bool:
     return not GLOB_CHARS.isdisjoint(pattern)
 
 
+def name_matches(name: str, pattern: str) -> bool:
+    """One span name against a name-or-glob, by the rule of :meth:`SpanIndex.names_matching`."""
+    return name == pattern or (is_glob(pattern) and fnmatchcase(name, pattern))
+
+
 _name_status: Final = attrgetter("name", "status")
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
-from fnmatch import fnmatchcase
 from typing import Final, TypeAlias
 
 from clnrm.otel.span import Span
@@ -30,17 +29,13 @@ from clnrm.results import ValidationResult
 from clnrm.scenario.expect import Expect, SpanExpectation
 from clnrm.validators._text import attr_matches, attr_text, ms, name_counts, plural, quoted
 from clnrm.validators.base import Declarations, verdict
-from clnrm.validators.index import SpanIndex, is_glob
+from clnrm.validators.index import SpanIndex, name_matches
 
 CLOSEST: Final = 3
 """Candidates described in a failure message."""
 
 Check: TypeAlias = Callable[[Span], tuple[str, str] | None]
 """A constraint: ``None`` when the span satisfies it, else ``(label, what was wrong)``."""
-
-
-def name_matches(name: str, pattern: str) -> bool:
-    return name == pattern or (is_glob(pattern) and fnmatchcase(name, pattern))
 
 
 def describe(exp: SpanExpectation) -> str:

@@ -1,6 +1,7 @@
 """The HTML report in a real browser: it renders, runs its script under its CSP, logs no errors.
 
-Uses Debian's headless Chromium at /usr/bin/chromium (``CLNRM_CHROMIUM`` overrides).
+Uses Debian's headless Chromium at /usr/bin/chromium (``CLNRM_CHROMIUM`` overrides);
+with ``CLNRM_ARTIFACTS=DIR`` the screenshot and the report are copied to DIR.
 A missing browser fails these tests, it never skips them: run
 ``bash .ci/ensure-chromium.sh`` to install it.  Console errors are collected over
 the DevTools protocol on a pipe (``--remote-debugging-pipe``), so no port is
@@ -13,6 +14,7 @@ import fcntl
 import json
 import os
 import select
+import shutil
 import struct
 import subprocess
 import time
@@ -92,6 +94,11 @@ def test_report_screenshot_is_a_real_image(chromium: Path, report: Path,
     width, height, distinct = png_facts(shot.read_bytes())
     assert (width, height) == (1280, 2000)
     assert shot.stat().st_size > 50_000 and distinct > 100, "screenshot looks blank"
+    keep = os.environ.get("CLNRM_ARTIFACTS")  # CI or a person who wants to look at it
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / "html-report.png")
+        shutil.copy(report, Path(keep) / "html-report.html")
     print(f"screenshot of the HTML report: {shot}")
 
 

@@ -152,14 +152,25 @@ def test_layout_puts_callers_left_of_callees_inside_the_canvas() -> None:
     assert len(plan.edges) == 4 and all(e.d.startswith("M") for e in plan.edges)
 
 
-def test_services_calling_each_other_share_a_layer_and_loop_inside_the_canvas() -> None:
+def test_calls_that_close_a_loop_arc_under_the_boxes_inside_the_canvas() -> None:
     spans = [span("a", "alpha", "1", start_ms=0, end_ms=9), span("b", "beta", "2", "1"),
              span("c", "alpha", "3", "2"), span("d", "gamma", "4", "3")]
     plan = layout(service_graph(spans))
     x = {n.name: n.x + n.width / 2 for n in plan.nodes}
-    assert x["alpha"] == x["beta"] < x["gamma"]
-    for e in plan.edges:
-        assert 0 <= e.label_y <= plan.height
+    assert x["alpha"] < x["beta"] == x["gamma"]
+    lowest = max(n.y + n.height for n in plan.nodes)
+    [back] = [e for e in plan.edges if e.edge.source == "beta"]
+    assert lowest < back.label_y < plan.height - 10
+
+
+def test_a_ring_of_services_is_laid_out_in_a_row_not_a_stack() -> None:
+    ring = ["a", "b", "c", "d"]
+    spans = [span("s0", "a", "1", start_ms=0, end_ms=1)]
+    spans += [span(f"s{i}", ring[i % 4], str(i + 1), str(i)) for i in range(1, 8)]
+    plan = layout(service_graph(spans))
+    assert len({n.x + n.width / 2 for n in plan.nodes}) == 4
+    assert len({n.y for n in plan.nodes}) == 1
+    assert all(0 < e.label_y < plan.height for e in plan.edges)
 
 
 def test_layout_of_an_empty_graph_is_an_empty_canvas() -> None:

@@ -88,7 +88,8 @@ def test_by_name_exact() -> None:
 
 
 def test_by_name_wrong_count_fails() -> None:
-    assert_fail(only(SPANS, counts={"by_name": {"db.query": {"gte": 3}}}), "2 spans named 'db.query'")
+    result = only(SPANS, counts={"by_name": {"db.query": {"gte": 3}}})
+    assert_fail(result, "2 spans named 'db.query'")
 
 
 def test_by_name_absent_fails_listing_names_unless_zero_is_expected() -> None:

@@ -85,7 +85,8 @@ def test_acyclic_cycle_fails_naming_its_spans() -> None:
 
 
 def test_acyclic_self_parent_fails() -> None:
-    assert_fail(only([mk("a", "1", "1")], graph={"acyclic": True}), "a cycle of 1 span: a (1) -> a (1)")
+    result = only([mk("a", "1", "1")], graph={"acyclic": True})
+    assert_fail(result, "a cycle of 1 span: a (1) -> a (1)")
 
 
 def test_reused_ids_across_traces_make_no_false_cycle() -> None:
@@ -116,7 +117,8 @@ def forests(draw: st.DrawFn) -> list[Span]:
     """Spans whose parent (if any) comes earlier in a shuffled order: never a cycle."""
     n = draw(st.integers(1, 40))
     parents = [None] + [draw(st.none() | st.integers(0, i - 1)) for i in range(1, n)]
-    spans = [mk(f"n{i % 4}", f"{i:x}", None if p is None else f"{p:x}") for i, p in enumerate(parents)]
+    spans = [mk(f"n{i % 4}", f"{i:x}", None if p is None else f"{p:x}")
+             for i, p in enumerate(parents)]
     return draw(st.permutations(spans))
 
 

@@ -99,8 +99,8 @@ def span_sets(draw: st.DrawFn) -> list[Span]:
     for i in range(draw(st.integers(0, 8))):
         start = draw(maybe_ms)
         end = draw(maybe_ms)
-        out.append(mk(draw(st.sampled_from("abc")), str(i), trace=draw(st.sampled_from(["t1", "t2"])),
-                      start=start, end=end))
+        trace = draw(st.sampled_from(["t1", "t2"]))
+        out.append(mk(draw(st.sampled_from("abc")), str(i), trace=trace, start=start, end=end))
     return out
 
 

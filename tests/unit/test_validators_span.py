@@ -184,7 +184,8 @@ def test_literal_name_with_glob_characters_matches_itself() -> None:
 
 
 def test_one_result_per_entry_in_declaration_order() -> None:
-    results = run([mk("a", "1")], span=[{"name": "a"}, {"name": "b"}, {"name": "a", "kind": "server"}])
+    entries = [{"name": "a"}, {"name": "b"}, {"name": "a", "kind": "server"}]
+    results = run([mk("a", "1")], span=entries)
     assert [(r.expectation, r.status.value, r.declared_at) for r in results] == [
         ("span 'a'", "pass", "expect.span[0]"),
         ("span 'b'", "fail", "expect.span[1]"),
