@@ -235,11 +235,12 @@ def describe_validations(bad: list[ValidationResult]) -> str:
     lines = [f"{len(bad)} span expectation(s) failed:"]
     for v in bad[:10]:
         where = f" ({v.declared_at})" if v.declared_at else ""
-        lines.append(f"- {v.expectation}{where}: {v.message or 'failed'}")
-        if v.expected:
+        lines.append(f"- {v.expectation}{where}")
+        if v.expected or v.seen:
             lines.append(f"    expected: {v.expected}")
-        if v.seen:
             lines.append(f"    seen:     {v.seen}")
+        else:
+            lines.append(f"    {v.message or v.status.value}")
     if len(bad) > 10:
         lines.append(f"... and {len(bad) - 10} more")
     return "\n".join(lines)

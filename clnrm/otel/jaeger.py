@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Required
 
 from pydantic import AfterValidator, StringConstraints, TypeAdapter
-from typing_extensions import Required, TypedDict
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from clnrm.otel.decode import status_from_attributes
 from clnrm.otel.span import AttrValue, Span, SpanEvent

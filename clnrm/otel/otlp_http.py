@@ -148,7 +148,8 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         except Exception as exc:  # a bug must not kill the connection thread silently
-            log.warning("otlp.internal_error", transport="http", error=f"{type(exc).__name__}: {exc}")
+            log.warning("otlp.internal_error", transport="http",
+                        error=f"{type(exc).__name__}: {exc}")
             self._send_status(500, _INTERNAL, "internal error in clnrm's receiver",
                               encoding or "json", close=True)
             return

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, Required
 
 from pydantic import AfterValidator, AliasChoices, Field, StringConstraints, TypeAdapter
-from typing_extensions import Required, TypedDict
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 
 def _alias(camel: str, snake: str) -> AliasChoices:

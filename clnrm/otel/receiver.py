@@ -201,6 +201,7 @@ class OtlpReceiver:
         Woken by each accepted batch, never by polling; also returns (with the
         predicate's current value) once the receiver is closed.
         """
+        predicate: SpanPredicate
         if isinstance(until, int):
             count = until
 

@@ -25,10 +25,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Required
 
 from pydantic import AliasChoices, Field, TypeAdapter, ValidationError
-from typing_extensions import Required, TypedDict
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from clnrm.errors import ScenarioError
 from clnrm.otel.decode import (
@@ -163,17 +163,17 @@ def _parse_lines(lines: list[str], first: int, file: Path | str | None) -> list[
     head = lines[first]
     # substring tests, not a parse: a one-line OTLP export can be the whole file
     if '"resourceSpans"' in head or '"resource_spans"' in head:
-        fmt, validate, convert = ("OTLP JSON", REQUEST_ADAPTER.validate_json,
-                                  spans_from_json_object)
+        fmt = "OTLP JSON"
     elif '"trace_id"' in head and '"span_id"' in head:
-        fmt, validate, convert = ("spans.jsonl", SPAN_RECORD_ADAPTER.validate_json,
-                                  _spans_from_record)
+        fmt = "spans.jsonl"
     elif '"data"' in head:
-        fmt, validate, convert = "Jaeger JSON", JAEGER_ADAPTER.validate_json, spans_from_jaeger
+        fmt = "Jaeger JSON"
     else:
         keys = sorted(_load_head(head, first + 1, file))
         raise ScenarioError(f"not a trace record: keys {keys[:8]}", file=file,
                             line=first + 1, hint=FORMATS_HINT)
+    adapter, convert = _LINE_FORMATS[fmt]
+    validate = adapter.validate_json
     out: list[Span] = []
     for index in range(first, len(lines)):
         line = lines[index]
@@ -228,6 +228,13 @@ def _spans_from_record(rec: SpanRecord) -> list[Span]:
         status_message=rec.get("status_message", ""),
         attributes=attributes, events=events, resource=rec.get("resource") or {},
         scope=rec.get("scope"))]
+
+
+_LINE_FORMATS: Final[dict[str, tuple[TypeAdapter[Any], Callable[[Any], list[Span]]]]] = {
+    "OTLP JSON": (REQUEST_ADAPTER, spans_from_json_object),
+    "spans.jsonl": (SPAN_RECORD_ADAPTER, _spans_from_record),
+    "Jaeger JSON": (JAEGER_ADAPTER, spans_from_jaeger),
+}
 
 
 def _hint(fmt: str) -> str:

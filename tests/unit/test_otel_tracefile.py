@@ -17,6 +17,7 @@ from clnrm.otel.span import Span, SpanEvent
 from clnrm.otel.tracefile import load_trace_file
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
+FIXTURE_REUSE = HealthCheck.function_scoped_fixture  # tmp_path is only a folder to write into
 
 
 def otlp_doc(n: int = 2) -> dict[str, Any]:
@@ -233,7 +234,7 @@ def test_missing_file_is_a_scenario_error(tmp_path: Path) -> None:
 # -- property tests ------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[FIXTURE_REUSE])
 @given(st.text(max_size=300))
 def test_any_text_loads_or_fails_with_a_scenario_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "fuzz.json"
@@ -248,7 +249,7 @@ _mutations = st.sampled_from(["traceId", "spanId", "kind", "startTimeUnixNano", 
                               "name", "status", "events"])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[FIXTURE_REUSE])
 @given(_mutations, st.one_of(st.none(), st.integers(), st.text(max_size=6), st.booleans(),
                              st.lists(st.integers(), max_size=2), st.just({"x": 1})))
 def test_mutated_otlp_field_loads_or_names_its_key_path(tmp_path: Path, field: str,
