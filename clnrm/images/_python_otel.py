@@ -42,6 +42,7 @@ class PythonOtelRecipe:
             "Dockerfile": _data_text("Dockerfile"),
             "requirements.txt": requirements,
             "emit_spans.py": _data_text("emit_spans.py"),
+            "clnrm_freeze.py": _data_text("clnrm_freeze.py"),
             "wheels": f"{target.describe()}:{wheels_key(requirements, target)}",
             "base": str(base.id),
         }
@@ -53,6 +54,7 @@ class PythonOtelRecipe:
             "Dockerfile": _data_text("Dockerfile").encode(),
             "requirements.txt": requirements.encode(),
             "emit_spans.py": _data_text("emit_spans.py").encode(),
+            "clnrm_freeze.py": _data_text("clnrm_freeze.py").encode(),
         }
         for wheel in sorted(wheels_dir.glob("*.whl")):
             files[f"wheels/{wheel.name}"] = wheel

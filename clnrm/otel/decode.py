@@ -97,7 +97,7 @@ def spans_from_protobuf(data: bytes) -> list[Span]:
 
 
 def spans_from_request(request: ExportTraceServiceRequest) -> list[Span]:
-    """Convert an already parsed request (the gRPC path hands one over)."""
+    """Convert a request message already parsed (or built, as :mod:`clnrm.otel.encode` does)."""
     out: list[Span] = []
     append = out.append
     kinds = KINDS

@@ -12,8 +12,9 @@ Every shape is a typed pydantic schema; anything it rejects becomes a
 :class:`~clnrm.errors.ScenarioError` naming the file, the line and the key
 path (``resourceSpans[0].scopeSpans[0].spans[3].traceId``), so the CLI prints
 one located message and exits 2.  Validation runs in pydantic-core and the
-garbage collector is paused while a file loads: 100k spans load in about a
-second instead of three.
+garbage collector is paused while a file loads (measured on 100k spans:
+spans.jsonl 0.5 s instead of 0.9 s, a 50 MB OTLP JSON document 1.5 s instead
+of 2.4 s).
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ def _tree_order(spans: Sequence[Span], members: list[int]) -> list[tuple[int, in
         elif parent == i:
             roots.append((i, "its parent id is its own span id"))
         elif parent_id:
-            roots.append((i, f"orphan: parent {parent_id[:16]} not among the spans"))
+            roots.append((i, f"orphan: parent {parent_id[:16]} missing"))
         else:
             roots.append((i, ""))
     roots.sort(key=lambda r: when(r[0]))

@@ -81,3 +81,12 @@ def test_clnrm_exports_its_own_spans_to_an_otlp_endpoint() -> None:
                                  timeout=10)
         names = {s.name for s in receiver.spans()}
     assert {"clnrm.run", "clnrm.test", "clnrm.step", "clnrm.service.start"} <= names
+
+
+def test_frozen_clock_and_seed_reach_the_python_image() -> None:
+    scenario = load_scenario(SUITE / "positive" / "determinism.clnrm.toml")
+    [test] = Runner(RunOptions()).run([scenario]).tests
+    assert test.outcome.value == "passed", test.message
+    [span] = [s for s in test.spans if s.name == "frozen.work"]
+    frozen = 1735689600 * 10**9  # 2025-01-01T00:00:00Z
+    assert frozen <= span.start_time_unix_nano < frozen + 60 * 10**9
