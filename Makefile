@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install engine images bench lint clean
+.PHONY: demo test install engine images chromium bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,13 +19,16 @@ install: $(STAMP)
 engine:
 	bash .ci/ensure-docker.sh
 
+chromium:
+	bash .ci/ensure-chromium.sh
+
 images: install engine
 	$(BIN)/clnrm images build
 
 demo: images
 	$(BIN)/clnrm run scenarios/demo
 
-test: images
+test: images chromium
 	$(BIN)/python -m pytest -q tests
 
 bench: images

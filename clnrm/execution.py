@@ -109,17 +109,27 @@ class TestExecution:
         with ExitStack() as stack:
             box = stack.enter_context(self.backend.sandbox(
                 self.sc.name, default_image=self.default_image, env=self._base_env()))
-            spans_file = self._spans_file() if self.spans_dir is not None else None
-            telemetry = stack.enter_context(TestTelemetry(box.otlp_host, spans_file=spans_file))
-            box.extend_env(telemetry.container_env(run_id=self.run_id, test=self.sc.name,
-                                                   traceparent=traceparent))
+            telemetry = None
+            if self._wants_spans():
+                spans_file = self._spans_file() if self.spans_dir is not None else None
+                telemetry = stack.enter_context(TestTelemetry(box.otlp_host,
+                                                              spans_file=spans_file))
+                box.extend_env(telemetry.container_env(run_id=self.run_id, test=self.sc.name,
+                                                       traceparent=traceparent))
             self._start_services(box, deadline)
             test.steps = self._run_steps(box, deadline)
+            if telemetry is None:
+                return []
             if not self.sc.expect.is_empty:
                 self.on_event(self.sc.name, "collecting spans")
                 telemetry.settle()
-            spans = telemetry.spans()
-        return spans
+            return telemetry.spans()
+
+    def _wants_spans(self) -> bool:
+        """A receiver runs when something can send spans or something will read them:
+        services, span expectations, or an ``[otel]`` table. A steps-only test with none
+        of these skips it (two servers started and stopped for nothing)."""
+        return bool(self.sc.services) or not self.sc.expect.is_empty or self.sc.otel is not None
 
     def _spans_file(self) -> Path:
         assert self.spans_dir is not None

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import secrets
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from clnrm.backends.docker import LABEL_OWNER, LABEL_RUN, owner_label
 from clnrm.otel.receiver import OtlpReceiver
 from clnrm.otel.sink import JsonlSpanSink
 from clnrm.otel.tracefile import load_trace_file
+from tests.conftest import clnrm_resources
 
 IMAGE = "clnrm/python-otel:latest"
 
@@ -48,15 +51,19 @@ EXPORT_SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture
-def internal_network(docker_client: Any, local_images: None, no_leaks: None) -> Any:
+def internal_network(docker_client: Any, local_images: None) -> Iterator[Any]:
+    """A labelled internal network; the owner label keeps a concurrent ``clnrm gc`` off it."""
     run_id = f"otlp-{secrets.token_hex(4)}"
+    labels = {LABEL_RUN: run_id, LABEL_OWNER: owner_label()}
     network = docker_client.networks.create(f"clnrm-{run_id}", driver="bridge", internal=True,
-                                            labels={"clnrm.run": run_id})
+                                            labels=labels)
     try:
         network.reload()
         yield network
     finally:
         network.remove()
+    leftovers = clnrm_resources(docker_client, run_id)
+    assert not any(leftovers.values()), f"resources leaked: {leftovers}"
 
 
 def test_container_exports_over_http_and_grpc_to_the_gateway(

@@ -250,11 +250,14 @@ def test_close_is_prompt_with_an_open_keep_alive_connection_and_frees_ports() ->
         conn.request("POST", "/v1/traces", body=protobuf(make_spans(1)),
                      headers={"Content-Type": "application/x-protobuf"})
         conn.getresponse().read()
+        channel = grpc.insecure_channel(rcv.grpc_endpoint.removeprefix("http://"))
+        channel.unary_unary(EXPORT)(protobuf(make_spans(1)), timeout=10)
         http_port = int(rcv.http_endpoint.rsplit(":", 1)[1])
         grpc_port = int(rcv.grpc_endpoint.rsplit(":", 1)[1])
         started = time.monotonic()
     assert time.monotonic() - started < 1.0
     conn.close()
+    channel.close()
     with OtlpReceiver(http_port=http_port, grpc_port=grpc_port) as again:
         assert again.http_endpoint.endswith(f":{http_port}")
         assert again.grpc_endpoint.endswith(f":{grpc_port}")
