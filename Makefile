@@ -33,6 +33,8 @@ test: images chromium
 
 bench: images
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/ingest.py
 
 lint: install
 	$(BIN)/ruff check clnrm agents memory ray_cluster tests bench

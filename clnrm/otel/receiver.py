@@ -72,6 +72,7 @@ class OtlpReceiver:
         self._cond = threading.Condition()
         self._spans: list[Span] = []
         self._rejected = 0
+        self._seen_404: set[str] = set()
         self._closed = False
         self._http: OtlpHttpServer | None = None
         self._http_thread: threading.Thread | None = None
@@ -232,8 +233,17 @@ class OtlpReceiver:
 
     def reject(self, *, transport: str, status: str, reason: str, peer: str,
                size: int | None) -> None:
+        """Count and log one refused payload.
+
+        A 404 is logged once per path: an SDK exporting metrics or logs too
+        would otherwise repeat the same line every export interval.
+        """
         with self._cond:
             self._rejected += 1
+            if status == "404":
+                if reason in self._seen_404:
+                    return
+                self._seen_404.add(reason)
         log.warning("otlp.payload_rejected", transport=transport, status=status, reason=reason,
                     peer=peer, bytes=size)
 

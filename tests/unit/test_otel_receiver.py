@@ -159,6 +159,15 @@ def test_wrong_requests_get_their_status_codes(receiver: OtlpReceiver, kwargs: d
     assert post(receiver, protobuf(make_spans(1)))[0] == 200
 
 
+def test_other_signal_paths_are_logged_once(receiver: OtlpReceiver) -> None:
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert post(receiver, b"", path="/v1/metrics")[0] == 404
+    assert [e["reason"] for e in logs] == [
+        "no OTLP endpoint at '/v1/metrics' (traces go to /v1/traces)"]
+    assert receiver.rejected_count == 3
+
+
 def test_chunked_upload_is_accepted(receiver: OtlpReceiver) -> None:
     body = protobuf(make_spans(4))
     conn = http.client.HTTPConnection(receiver.http_endpoint.removeprefix("http://"), timeout=10)
