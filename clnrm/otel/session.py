@@ -38,7 +38,12 @@ class TestTelemetry:
         self._sink = sink
 
     def __enter__(self) -> Self:
-        self.receiver.__enter__()
+        try:
+            self.receiver.__enter__()
+        except BaseException:
+            if self._sink is not None:  # the sink is ours to close when the receiver never ran
+                self._sink.close()
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -15,7 +15,8 @@ Conventions (all parsers must produce these):
   sources without one, upstream's attribute fallback (``otel.status_code``,
   then ``status``);
 - attribute values are plain Python values (str, bool, int, float, or lists
-  of those), never OTLP ``{"stringValue": ...}`` wrappers;
+  of those, or a dict for an OTLP kvlist), never OTLP ``{"stringValue": ...}``
+  wrappers;
 - ``resource`` holds resource attributes (``service.name``...), same typing.
 """
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-AttrValue = str | bool | int | float | list[Any] | None
+AttrValue = str | bool | int | float | list[Any] | dict[str, Any] | None
 """A span or resource attribute value after decoding."""
 
 
