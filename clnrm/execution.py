@@ -155,7 +155,7 @@ class TestExecution:
             timeout = max(1.0, min(DEFAULT_START_TIMEOUT, deadline - time.monotonic()))
 
             def start(spec: Any, timeout: float = timeout) -> None:
-                with self.tracer.span("clnrm.service.start", parent=parent, attributes={
+                with self.tracer.span("clnrm.container.start", parent=parent, attributes={
                         "clnrm.service": spec.name, "container.image.name": spec.image or ""}):
                     box.start_service(spec, timeout=timeout)
 

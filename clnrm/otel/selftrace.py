@@ -1,6 +1,6 @@
 """clnrm traces itself, with the OpenTelemetry SDK.
 
-Every run produces ``clnrm.run`` > ``clnrm.test`` > ``clnrm.service.start`` /
+Every run produces ``clnrm.run`` > ``clnrm.test`` > ``clnrm.container.start`` /
 ``clnrm.step`` spans. They are kept in memory so a test can put expectations
 on clnrm's own behaviour (the self-test does), are merged into the test's span
 set, and are exported to ``--otel-endpoint`` (OTLP/HTTP) so runs show up in

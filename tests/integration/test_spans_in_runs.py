@@ -80,7 +80,7 @@ def test_clnrm_exports_its_own_spans_to_an_otlp_endpoint() -> None:
         assert receiver.wait_for(lambda spans: any(s.name == "clnrm.run" for s in spans),
                                  timeout=10)
         names = {s.name for s in receiver.spans()}
-    assert {"clnrm.run", "clnrm.test", "clnrm.step", "clnrm.service.start"} <= names
+    assert {"clnrm.run", "clnrm.test", "clnrm.step", "clnrm.container.start"} <= names
 
 
 def test_frozen_clock_and_seed_reach_the_python_image() -> None:
