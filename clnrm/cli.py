@@ -354,7 +354,7 @@ def self_test(
     import json
 
     from clnrm.errors import ClnrmError, InterruptedRun
-    from clnrm.runner import RunOptions, Runner
+    from clnrm.runner import Runner, RunOptions
     from clnrm.selftest import find_suite, judge
 
     try:

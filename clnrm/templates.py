@@ -13,7 +13,8 @@ description = "busybox httpd answers a request from another container"
 [services.web]
 plugin = "network_service"
 image = "clnrm/busybox:latest"
-command = ["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -f -p 8080 -h /www"]
+command = ["sh", "-c", """mkdir -p /www && echo hello-from-web > /www/index.html \\
+  && httpd -f -p 8080 -h /www"""]
 ports = [8080]
 
 [[steps]]

@@ -21,7 +21,17 @@ _LAZY = {
     "span_digest": "clnrm.otel.digest",
 }
 
-__all__ = sorted(["Span", "SpanEvent", *_LAZY])
+__all__ = [
+    "InMemorySpanSink",
+    "JsonlSpanSink",
+    "OtlpDecodeError",
+    "OtlpReceiver",
+    "Span",
+    "SpanEvent",
+    "SpanSink",
+    "load_trace_file",
+    "span_digest",
+]
 
 
 def __getattr__(name: str) -> Any:

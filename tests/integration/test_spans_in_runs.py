@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from clnrm.otel.receiver import OtlpReceiver
-from clnrm.runner import RunOptions, Runner
+from clnrm.runner import Runner, RunOptions
 from clnrm.scenario import load_scenario
 from tests.conftest import REPO, run_cli
 

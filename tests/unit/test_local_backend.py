@@ -10,7 +10,7 @@ from clnrm.backends.local import LocalBackend
 from clnrm.errors import BackendError, ReadinessError
 from clnrm.plugins.base import ServiceSpec
 from clnrm.results import Outcome
-from clnrm.runner import RunOptions, Runner
+from clnrm.runner import Runner, RunOptions
 from clnrm.scenario.model import Scenario, ServiceConfig, Step
 
 
@@ -21,7 +21,8 @@ def run(scenario: Scenario) -> object:
 
 def test_steps_run_as_subprocesses_with_expectations() -> None:
     sc = Scenario(name="local", steps=[
-        Step(name="echo", command=["sh", "-c", "echo $CLNRM_TEST"], expected_output_regex="^local$"),
+        Step(name="echo", command=["sh", "-c", "echo $CLNRM_TEST"],
+             expected_output_regex="^local$"),
         Step(name="code", command=["sh", "-c", "exit 4"], expected_exit_code=4),
     ])
     result = run(sc)
