@@ -387,7 +387,8 @@ def self_test(
 @images_app.command("build")
 def images_build(
     names: Annotated[list[str] | None, typer.Argument(
-        help="busybox, debian, python-otel (default: all).")] = None,
+        help="busybox, debian, python-otel, demo-redis, demo-postgres, demo-app "
+             "(default: all).")] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even when cached.")] = False,
 ) -> None:
     """Build the local base images offline and cache them by content hash."""
@@ -482,6 +483,28 @@ def init(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(BASIC_TEST, encoding="utf-8")
     _console().print(f"wrote {target}; run it with: clnrm run {target}")
+
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
+                 "help_option_names": []}
+
+
+@app.command("memory", context_settings=_PASS_THROUGH, add_help_option=False)
+def memory_group(ctx: typer.Context) -> None:
+    """Query and maintain the agents' shared memory (query, stats, export, import, forget)."""
+    # Delegated, not mounted: importing the memory package loads pydantic models,
+    # which `clnrm --help` must not pay for.
+    from memory.cli import memory_app
+
+    memory_app(args=ctx.args, prog_name="clnrm memory")
+
+
+@app.command("swarm", context_settings=_PASS_THROUGH, add_help_option=False)
+def swarm_group(ctx: typer.Context) -> None:
+    """Run test files through the agent swarm on Ray (embedded, or --address)."""
+    from ray_cluster.cli import swarm_app
+
+    swarm_app(args=ctx.args, prog_name="clnrm swarm")
 
 
 def main() -> None:

@@ -1,11 +1,12 @@
 """One test, start to verdict: sandbox, receiver, services, steps, spans, judgement.
 
-The order inside a test is fixed: the sandbox (network) exists first so the
+The order inside a test is fixed: the sandbox (networks) exists first so the
 OTLP receiver can bind to its gateway; the receiver runs before any service
-so no span is lost; services start level by level; steps run; spans are
-settled and collected; the sandbox and receiver are closed (context
-managers); *then* the spans are judged, so a slow validator never keeps
-containers alive.
+so no span is lost; each service starts the moment its own dependencies are
+ready (:mod:`clnrm.orchestration`); steps run; spans are settled and
+collected; the sandbox and receiver are closed (context managers, services
+removed dependants first); *then* spans, timeline and topology are judged,
+so a slow validator never keeps containers alive.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ import structlog
 
 from clnrm.backends.base import Backend, Sandbox
 from clnrm.errors import ClnrmError, ReadinessError
+from clnrm.orchestration.schedule import Timeline
 from clnrm.results import (
     ExecResult,
     Outcome,
@@ -34,6 +35,8 @@ from clnrm.results import (
 from clnrm.scenario.model import Scenario, Step
 
 if TYPE_CHECKING:
+    from clnrm.orchestration import OrchestrationPlan
+    from clnrm.orchestration.readiness import SpanWaiter
     from clnrm.otel.selftrace import SelfTracer
     from clnrm.otel.span import Span
     from clnrm.runner import TestPlan
@@ -62,6 +65,12 @@ class TestExecution:
         self.spans_dir = spans_dir
         self.cancelled = cancelled
         self.on_event = on_event
+        if tp.orchestration is None:
+            from clnrm.orchestration import plan_orchestration
+
+            tp.orchestration = plan_orchestration(self.sc, tp.specs)
+        self.orch: OrchestrationPlan = tp.orchestration
+        self.timeline = self._new_timeline()
 
     def run(self) -> TestResult:
         sc = self.sc
@@ -71,6 +80,7 @@ class TestExecution:
             test.outcome, test.message = Outcome.SKIPPED, "not started: run was cancelled"
             return test
         started = time.monotonic()
+        self.timeline = self._new_timeline()
         received: list[Span] = []
         with self.tracer.span("clnrm.test", parent=self.parent, attributes={
                 "clnrm.test": sc.name, "clnrm.file": sc.source or ""}) as span:
@@ -86,6 +96,7 @@ class TestExecution:
                 log.exception("test.crashed", test=sc.name)
                 test.outcome, test.message = Outcome.ERROR, f"{type(exc).__name__}: {exc}"
             span.set_attribute("clnrm.outcome", test.outcome.value)
+        test.services_timeline = self.timeline.rows()
         own = self.tracer.spans_under(span)
         test.spans = received + own
         if self.spans_dir is not None:
@@ -101,6 +112,10 @@ class TestExecution:
                  seconds=round(test.duration_s, 3), spans=len(test.spans))
         return test
 
+    def _new_timeline(self) -> Timeline:
+        """Start and ready moments, in seconds from now (the start of the test)."""
+        return Timeline(time.monotonic(), self.orch.graph.requires, self.orch.readiness_text())
+
     def _in_sandbox(self, test: TestResult, traceparent: str) -> list[Span]:
         from clnrm.otel.session import TestTelemetry
 
@@ -108,7 +123,13 @@ class TestExecution:
         self.on_event(self.sc.name, "creating sandbox")
         with ExitStack() as stack:
             box = stack.enter_context(self.backend.sandbox(
-                self.sc.name, default_image=self.default_image, env=self._base_env()))
+                self.sc.name, default_image=self.default_image, env=self._base_env(),
+                links=self.orch.links))
+            if self.orch.links is not None and not box.enforces_links:
+                test.warnings.append(f"topology not enforced: the {self.backend.name} backend "
+                                     "cannot isolate services from each other")
+            box.order_shutdown({name: set(deps)
+                                for name, deps in self.orch.graph.required_by.items()})
             telemetry = None
             if self._wants_spans():
                 spans_file = self._spans_file() if self.spans_dir is not None else None
@@ -116,11 +137,11 @@ class TestExecution:
                                                               spans_file=spans_file))
                 box.extend_env(telemetry.container_env(run_id=self.run_id, test=self.sc.name,
                                                        traceparent=traceparent))
-            self._start_services(box, deadline)
+            self._start_services(box, deadline, telemetry.receiver if telemetry else None)
             test.steps = self._run_steps(box, deadline)
             if telemetry is None:
                 return []
-            if not self.sc.expect.is_empty:
+            if not self.sc.expect.is_empty or self.orch.needs_spans:
                 self.on_event(self.sc.name, "collecting spans")
                 telemetry.settle()
             return telemetry.spans()
@@ -145,26 +166,40 @@ class TestExecution:
             env["CLNRM_FREEZE_CLOCK"] = det.freeze_clock
         return env
 
-    def _start_services(self, box: Sandbox, deadline: float) -> None:
-        """Start each dependency level concurrently; a level starts when the previous is ready."""
+    def _start_services(self, box: Sandbox, deadline: float, spans: SpanWaiter | None) -> None:
+        """Start every service the moment its own dependencies are ready, in parallel."""
+        from clnrm.orchestration import ProbeEnv, await_ready, run_in_dependency_order
+
         parent = self.tracer.context_of_current()
-        for level in self.tp.levels:
-            if self.cancelled.is_set():
-                raise ClnrmError("run cancelled before all services started")
-            self.on_event(self.sc.name, "starting " + ", ".join(s.name for s in level))
+        specs = self.tp.specs
+        if specs:
+            self.on_event(self.sc.name, "starting " + ", ".join(self.orch.graph.services))
+        requires = self.orch.graph.requires
+        roots_left = [sum(1 for deps in requires.values() if not deps)]
+        lock = threading.Lock()
+
+        def start(name: str, abort: threading.Event) -> None:
+            spec = specs[name]
             timeout = max(1.0, min(DEFAULT_START_TIMEOUT, deadline - time.monotonic()))
+            with self.tracer.span("clnrm.container.start", parent=parent, attributes={
+                    "clnrm.service": spec.name, "container.image.name": spec.image or ""}):
+                handle = box.launch(spec)
+                self.timeline.started(name)
+                if not requires[name]:
+                    with lock:
+                        roots_left[0] -= 1
+                        last_root = roots_left[0] == 0
+                    if last_root:  # the engine is free again: get the dependants ready to go
+                        box.hold([specs[n] for n in self.orch.graph.services if requires[n]])
+                await_ready(handle, self.orch.checks[name], timeout=timeout,
+                            env=ProbeEnv(spans=spans, abort=abort))
+                self.timeline.ready(name)
+            self.on_event(self.sc.name, f"{name} ready")
 
-            def start(spec: Any, timeout: float = timeout) -> None:
-                with self.tracer.span("clnrm.container.start", parent=parent, attributes={
-                        "clnrm.service": spec.name, "container.image.name": spec.image or ""}):
-                    box.start_service(spec, timeout=timeout)
-
-            if len(level) == 1:
-                start(level[0])
-                continue
-            with ThreadPoolExecutor(max_workers=len(level)) as pool:
-                for fut in [pool.submit(start, s) for s in level]:
-                    fut.result()
+        if self.cancelled.is_set():
+            raise ClnrmError("run cancelled before all services started")
+        run_in_dependency_order(self.orch.graph.requires, start, cancelled=self.cancelled,
+                                thread_name=f"clnrm-start-{_slug(self.sc.name)[:12]}")
 
     def _work(self) -> list[tuple[Step, str | None]]:
         """Steps in order: ``[[steps]]``, then each ``[[scenario]]`` (its ``run``, its steps)."""
@@ -224,11 +259,14 @@ class TestExecution:
             test.message = f"step {failed[0].name!r}: {failed[0].message}"
         if not self.sc.expect.is_empty:
             test.validations = judge_spans(self.sc, test.spans)
-            bad = [v for v in test.validations
-                   if v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
-            if bad and test.outcome is Outcome.PASSED:
-                test.outcome = Outcome.FAILED
-                test.message = describe_validations(bad)
+        from clnrm.orchestration import judge_orchestration
+
+        test.validations += judge_orchestration(self.orch, test.spans, test.services_timeline)
+        bad = [v for v in test.validations
+               if v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
+        if bad and test.outcome is Outcome.PASSED:
+            test.outcome = Outcome.FAILED
+            test.message = describe_validations(bad)
         if test.spans:
             from clnrm.otel.digest import span_digest
 
@@ -242,7 +280,10 @@ def judge_spans(sc: Scenario, spans: list[Span]) -> list[ValidationResult]:
 
 
 def describe_validations(bad: list[ValidationResult]) -> str:
-    lines = [f"{len(bad)} span expectation(s) failed:"]
+    kinds = {v.validator for v in bad}
+    what = ("orchestration " if kinds <= {"temporal", "topology"}
+            else "" if kinds & {"temporal", "topology"} else "span ")
+    lines = [f"{len(bad)} {what}expectation(s) failed:"]
     for v in bad[:10]:
         where = f" ({v.declared_at})" if v.declared_at else ""
         lines.append(f"- {v.expectation}{where}")

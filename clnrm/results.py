@@ -71,6 +71,20 @@ class StepResult(BaseModel):
     message: str | None = None  # why it failed, in words a user can act on
 
 
+class ServiceTimeline(BaseModel):
+    """When one service was started and became ready, in seconds since its test began.
+
+    ``None`` means the moment never came (the start failed or was skipped);
+    temporal constraints (``[[orchestration.temporal]]``) are judged on these.
+    """
+
+    service: str
+    depends_on: list[str] = Field(default_factory=list)
+    readiness: list[str] = Field(default_factory=list)  # the probes, in words
+    start_s: float | None = None
+    ready_s: float | None = None
+
+
 class TestResult(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -85,6 +99,7 @@ class TestResult(BaseModel):
     validations: list[ValidationResult] = Field(default_factory=list)
     spans: list[Span] = Field(default_factory=list)
     digest: str | None = None  # sha256 over normalised spans, see clnrm.otel.digest
+    services_timeline: list[ServiceTimeline] = Field(default_factory=list)
 
 
 class RunResult(BaseModel):

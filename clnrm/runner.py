@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,11 +26,12 @@ from clnrm.errors import BackendError, PluginError, ScenarioError
 from clnrm.execution import TestExecution, describe_validations, judge_spans
 from clnrm.otel.digest import span_digest
 from clnrm.plugins import get_service_type
-from clnrm.plugins.base import ServiceSpec, SpecContext
+from clnrm.plugins.base import ServiceSpec, SpecContext, probes_of
 from clnrm.results import Outcome, RunResult, TestResult, ValidationStatus
 from clnrm.scenario.model import Scenario
 
 if TYPE_CHECKING:
+    from clnrm.orchestration import OrchestrationPlan
     from clnrm.otel.selftrace import SelfTracer
     from clnrm.otel.span import Span
 
@@ -54,19 +55,26 @@ class RunOptions:
 
 @dataclass
 class TestPlan:
-    """A scenario with its services resolved to specs, grouped by start level."""
+    """A scenario with its services resolved to specs and its orchestration planned."""
 
     scenario: Scenario
     levels: list[list[ServiceSpec]]
     needs_step_container: bool
+    orchestration: OrchestrationPlan | None = None
 
     @property
     def images(self) -> set[str]:
         return {s.image for level in self.levels for s in level if s.image}
 
+    @property
+    def specs(self) -> dict[str, ServiceSpec]:
+        return {s.name: s for level in self.levels for s in level}
+
 
 def plan(scenario: Scenario, ctx: SpecContext) -> TestPlan:
     """Resolve plugins and the start order; raise ClnrmError on anything unrunnable."""
+    from clnrm.orchestration import plan_orchestration
+
     specs: dict[str, ServiceSpec] = {}
     for name, cfg in scenario.services.items():
         try:
@@ -75,41 +83,27 @@ def plan(scenario: Scenario, ctx: SpecContext) -> TestPlan:
         except PluginError as exc:
             raise ScenarioError(exc.message, file=scenario.source,
                                 key_path=f"services.{name}.plugin", hint=exc.hint) from exc
-        specs[name] = stype.to_spec(name, cfg, ctx)
+        spec = stype.to_spec(name, cfg, ctx)
+        if not spec.checks:  # a type that builds its own spec still honours declared probes
+            spec = replace(spec, checks=probes_of(cfg))
+        specs[name] = spec
     all_steps = list(scenario.steps) + [s for b in scenario.scenarios for s in b.steps]
     needs = any(s.service is None for s in all_steps) or any(
         b.service is None and b.run for b in scenario.scenarios)
-    return TestPlan(scenario=scenario, levels=start_levels(scenario, specs),
-                    needs_step_container=needs)
+    orchestration = plan_orchestration(scenario, specs)
+    levels = [[specs[n] for n in level] for level in orchestration.graph.levels]
+    return TestPlan(scenario=scenario, levels=levels, needs_step_container=needs,
+                    orchestration=orchestration)
 
 
 def start_levels(scenario: Scenario, specs: dict[str, ServiceSpec]) -> list[list[ServiceSpec]]:
-    """Services grouped by dependency depth; a level may start once the previous is ready."""
-    if not any(cfg.depends_on for cfg in scenario.services.values()):
-        # no edges: one level, and no reason to pay for importing networkx
-        return [[specs[n] for n in sorted(specs)]] if specs else []
-    import networkx as nx  # lazy: keeps `clnrm --help` fast
+    """Services grouped by dependency depth (for display; starts follow each service's own
+    dependencies, see :mod:`clnrm.orchestration.schedule`)."""
+    from clnrm.orchestration import dependency_graph
 
-    graph = nx.DiGraph()
-    for name, cfg in scenario.services.items():
-        graph.add_node(name)
-        for dep in cfg.depends_on:
-            if dep not in scenario.services:
-                raise ScenarioError(f"service {name!r} depends on unknown service {dep!r}",
-                                    file=scenario.source, key_path=f"services.{name}.depends_on",
-                                    hint="declared services: "
-                                    + ", ".join(sorted(scenario.services)))
-            graph.add_edge(dep, name)
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        cycle = None
-    if cycle:
-        path = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
-        raise ScenarioError(f"services depend on each other in a cycle: {path}",
-                            file=scenario.source, key_path="services.*.depends_on",
-                            hint="remove one depends_on entry to break the cycle")
-    return [[specs[n] for n in sorted(gen)] for gen in nx.topological_generations(graph)]
+    graph = dependency_graph({n: c.depends_on for n, c in scenario.services.items()},
+                             source=scenario.source)
+    return [[specs[n] for n in level] for level in graph.levels]
 
 
 def new_run_id() -> str:

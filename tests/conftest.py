@@ -39,10 +39,10 @@ def docker_client() -> Any:
 
 @pytest.fixture(scope="session")
 def local_images(docker_client: Any) -> None:
-    """The busybox and python-otel images, built once (cached by content hash)."""
-    from clnrm.images import build_images
+    """Every local image the tests use (the demo's too), built once (cached by content hash)."""
+    from clnrm.images import KNOWN_IMAGES, build_images
 
-    build_images(docker_client, ["busybox", "python-otel"])
+    build_images(docker_client, list(KNOWN_IMAGES))
 
 
 def clnrm_resources(client: Any, run_id: str | None = None) -> dict[str, set[str]]:

@@ -10,15 +10,68 @@ cover (SIGKILL): see :mod:`clnrm.gc`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
 from clnrm.plugins.base import ServiceSpec
 from clnrm.results import ExecResult
 
 ProgressCallback = Callable[[str], None]
 """Receives short human messages ("starting db", "step 3/20") for progress bars."""
+
+STEPS_MEMBER: Final = "__steps__"
+"""Stands for the step container in a network link (see :meth:`Backend.sandbox`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """What the engine says about a started service right now."""
+
+    running: bool
+    exit_code: int | None = None
+    status: str = ""  # the engine's word for it: running, exited, dead, ...
+
+
+class ServiceHandle(ABC):
+    """A started service, as readiness probes see it.
+
+    Probes need only these five things, so one probe implementation serves
+    every backend (testcontainers' wait strategies work the same way).
+    """
+
+    name: str
+
+    @abstractmethod
+    def state(self) -> ServiceState:
+        """Running or not (with exit code) at this moment."""
+
+    @abstractmethod
+    def address(self) -> str | None:
+        """An address this host can reach the service's ports at; None if it has none yet."""
+
+    @abstractmethod
+    def exec(self, argv: list[str], *, timeout: float | None) -> ExecResult:
+        """Run argv inside the service (or beside it, for host processes)."""
+
+    @abstractmethod
+    def logs(self, *, tail: int = 20) -> str:
+        """Last lines the service printed."""
+
+    def follow_logs(self) -> LogStream | None:
+        """Lines as they are printed, from the first; None when the backend cannot stream."""
+        return None
+
+
+class LogStream(ABC):
+    """An iterator of log lines that another thread may close to stop it."""
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[str]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
 
 
 class Sandbox(ABC):
@@ -27,14 +80,34 @@ class Sandbox(ABC):
     #: address a receiver must bind to so this sandbox's containers (and only they,
     #: plus the host) can reach it: the test network's gateway, or loopback
     otlp_host: str = "127.0.0.1"
+    #: whether ``links`` (a declared topology) really limit who reaches whom
+    enforces_links: bool = False
 
     @abstractmethod
     def extend_env(self, env: dict[str, str]) -> None:
         """Add variables for every service started and step run from now on."""
 
     @abstractmethod
+    def launch(self, spec: ServiceSpec) -> ServiceHandle:
+        """Create and start a service without waiting for it to be ready."""
+
     def start_service(self, spec: ServiceSpec, *, timeout: float) -> None:
-        """Start a service and block until it is ready; raise ReadinessError if it never is."""
+        """Start a service and block until it is ready; raise ReadinessError if it never is.
+
+        Readiness is the spec's own rule (``spec.checks``, else ``spec.readiness``);
+        span probes need the test's receiver, which the orchestration layer passes.
+        """
+        from clnrm.orchestration.readiness import await_ready, checks_for
+
+        await_ready(self.launch(spec), checks_for(spec), timeout=timeout)
+
+    def hold(self, specs: Sequence[ServiceSpec]) -> None:  # noqa: B027 - optional hook
+        """Get these services as close to started as possible without running them yet
+        (their dependencies are not ready); :meth:`launch` finishes the start."""
+
+    def order_shutdown(self, stop_after: dict[str, set[str]]) -> None:  # noqa: B027
+        """Remove a service only after every service in ``stop_after[service]`` is gone
+        (its dependants), so teardown runs in reverse dependency order."""
 
     @abstractmethod
     def exec(self, service: str | None, argv: list[str], *, env: dict[str, str] | None = None,
@@ -66,8 +139,15 @@ class Backend(ABC):
         self.run_id = run_id
 
     @abstractmethod
-    def sandbox(self, test_slug: str, *, default_image: str, env: dict[str, str]) -> Sandbox:
-        """A fresh, empty sandbox for one test."""
+    def sandbox(self, test_slug: str, *, default_image: str, env: dict[str, str],
+                links: Sequence[Sequence[str]] | None = None) -> Sandbox:
+        """A fresh, empty sandbox for one test.
+
+        ``links`` None: every service reaches every other.  Otherwise only the
+        members of one link (service names, :data:`STEPS_MEMBER` for the step
+        container) reach each other; a backend that cannot enforce this says
+        so in :meth:`limitations`.
+        """
 
     def limitations(self) -> list[str]:
         """What this backend cannot isolate, shown to the user before the run."""

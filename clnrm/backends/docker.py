@@ -8,6 +8,10 @@ hand-written ``docker`` script.  Every container and network carries
 
 Isolation guarantees: networks are ``internal`` (no route out), containers are
 never privileged, never on the host network, and never get the Docker socket.
+With a declared topology (``links``) the test network stops carrying traffic
+between containers (``enable_icc=false``: they still reach the OTLP receiver
+on its gateway) and each link gets a small internal network of its own, so
+only linked services can reach each other at all.
 """
 
 from __future__ import annotations
@@ -18,13 +22,16 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from clnrm.backends.base import Backend, Sandbox
-from clnrm.errors import BackendError, ReadinessError
+from clnrm.backends.base import STEPS_MEMBER, Backend, Sandbox
+from clnrm.backends.docker_network import ICC_OFF, create_link_network
+from clnrm.backends.docker_service import DockerService
+from clnrm.errors import BackendError
 from clnrm.plugins.base import ServiceSpec
 from clnrm.results import ExecResult
 
@@ -41,12 +48,19 @@ LABEL_SERVICE = "clnrm.service"
 # whose image has one of these and no command of its own is kept alive with a sleeper.
 _SHELLS = {"sh", "/bin/sh", "bash", "/bin/bash", "ash", "/bin/ash", "python3", "python",
            "/usr/bin/python3", "node", "irb"}
-_RUNNING_GRACE_S = 0.05
-"""A 'running' service is checked twice, this far apart, so a command that dies at once
-is reported as a readiness error with its logs instead of as a failed first step."""
 _KEEP_ALIVE = ["sleep", "infinity"]
 _MAX_OUTPUT = 1 << 20  # keep at most 1 MiB of each stream per step
-_STEP_CONTAINER = "__steps__"
+_STEP_CONTAINER = STEPS_MEMBER
+# Held before its command runs: the trap is set before the sleeper starts, so a running
+# sleeper means USR1 will exec the real command (kept as "$@") at once.
+_GATE = ('trap \'kill "$!" 2>/dev/null; exec "$@"\' USR1; '
+         "sleep 2147483647 & wait; exit 125")
+_GATE_SLEEPER = "sleep 2147483647"
+_GATE_ARM_S = 5.0
+_HOLD_WORKERS = 3
+_LINKED_DNS_OPTS = ["timeout:1", "attempts:2"]
+"""A name outside a service's links is unknown to the engine's DNS, which then waits for
+upstream servers an internal network cannot reach: 10 s per lookup by default."""
 
 
 def docker_client() -> DockerClient:
@@ -98,8 +112,11 @@ def _name_part(text: str) -> str:
 class DockerSandbox(Sandbox):
     """One test: an internal network plus the containers started on it."""
 
+    enforces_links = True
+
     def __init__(self, client: DockerClient, run_id: str, test_slug: str, *,
-                 default_image: str, env: dict[str, str], owner: str) -> None:
+                 default_image: str, env: dict[str, str], owner: str,
+                 links: Sequence[Sequence[str]] | None = None) -> None:
         self._api = client.api
         self._client = client
         self._run_id = run_id
@@ -111,39 +128,139 @@ class DockerSandbox(Sandbox):
         self._containers: dict[str, str] = {}  # service -> container id
         self._lock = threading.Lock()
         self._closed = False
+        self._stop_after: dict[str, set[str]] = {}
+        self._held: dict[str, Future[str | None]] = {}  # service -> gated container, if any
+        self._linked = links is not None
+        self._member_nets: dict[str, list[str]] = {}  # member -> its link networks
+        self._link_ids: list[str] = []
         try:
             net = self._api.create_network(self._prefix, driver="bridge", internal=True,
-                                           labels=self._labels, check_duplicate=True)
+                                           labels=self._labels, check_duplicate=True,
+                                           options=ICC_OFF if self._linked else None)
         except Exception as exc:
             raise BackendError(f"could not create network {self._prefix}: {_short(exc)}",
                                backend="docker") from exc
         self.network_id: str = net["Id"]
         self.network_name = self._prefix
-        ipam = self._api.inspect_network(self.network_id)["IPAM"]["Config"] or [{}]
-        self.otlp_host = ipam[0].get("Gateway") or "127.0.0.1"
-        log.debug("network.created", network=self._prefix)
+        try:
+            ipam = self._api.inspect_network(self.network_id)["IPAM"]["Config"] or [{}]
+            self.otlp_host = ipam[0].get("Gateway") or "127.0.0.1"
+            if links:
+                self._create_links(links)
+        except BaseException:
+            self._remove_networks()  # not entered yet: nobody else would remove them
+            raise
+        log.debug("network.created", network=self._prefix, links=len(self._link_ids))
+
+    def _create_links(self, links: Sequence[Sequence[str]]) -> None:
+        names = [f"{self._prefix}-l{i}" for i in range(len(links))]
+        with ThreadPoolExecutor(max_workers=min(8, len(links))) as pool:
+            futures = [pool.submit(create_link_network, self._api, name, members, self._labels)
+                       for name, members in zip(names, links, strict=True)]
+            errors = []
+            for fut in futures:
+                try:
+                    self._link_ids.append(fut.result())
+                except Exception as exc:  # keep collecting ids so all get removed
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+        for name, members in zip(names, links, strict=True):
+            for member in members:
+                self._member_nets.setdefault(member, []).append(name)
 
     def extend_env(self, env: dict[str, str]) -> None:
         self._env = {**self._env, **env}
 
+    def order_shutdown(self, stop_after: dict[str, set[str]]) -> None:
+        self._stop_after = {name: set(deps) for name, deps in stop_after.items()}
+
     # -- services ------------------------------------------------------------
 
-    def start_service(self, spec: ServiceSpec, *, timeout: float) -> None:
+    def launch(self, spec: ServiceSpec) -> DockerService:
+        held = self._held.pop(spec.name, None)
+        # a hold still queued is slower than a plain start; one under way is nearly done
+        cid = held.result() if held is not None and not held.cancel() else None
+        if cid is not None:
+            self._api.kill(cid, signal="SIGUSR1")  # the gate execs the real command
+            return DockerService(self, self._api, spec.name, cid)
+        command, entrypoint = self._argv(spec)
         assert spec.image is not None
-        command = spec.command
-        entrypoint = spec.entrypoint
+        cid = self._create(spec.name, spec.image, command=command, entrypoint=entrypoint,
+                           env=self._service_env(spec), workdir=spec.workdir,
+                           volumes=spec.volumes)
+        self._api.start(cid)
+        return DockerService(self, self._api, spec.name, cid)
+
+    def hold(self, specs: Sequence[ServiceSpec]) -> None:
+        """Start these containers now (in this order), each held before its command, so that
+        :meth:`launch` later only releases it: a container start costs the engine 0.2-0.5 s,
+        a release one signal.  A service whose image cannot be held (no ``sh``) starts
+        normally."""
+        if not specs:
+            return
+        # few at a time, in the caller's order: the engine starts containers about as fast
+        # one by one, and the services needed first are then held first
+        pool = ThreadPoolExecutor(max_workers=min(_HOLD_WORKERS, len(specs)),
+                                  thread_name_prefix="clnrm-hold")
+        for spec in specs:
+            self._held[spec.name] = pool.submit(self._hold_one, spec)
+        pool.shutdown(wait=False)
+
+    def _hold_one(self, spec: ServiceSpec) -> str | None:
+        """The held container's id, or None (then :meth:`launch` starts it the normal way,
+        which also reports any real problem, such as a missing image)."""
+        cid = None
+        try:
+            command, entrypoint = self._argv(spec)
+            argv = self._effective_argv(spec.image or "", command, entrypoint)
+            if self._closed or not argv:
+                return None
+            cid = self._create(spec.name, spec.image or "", command=argv,
+                               entrypoint=["/bin/sh", "-c", _GATE, "clnrm-gate"],
+                               env=self._service_env(spec), workdir=spec.workdir,
+                               volumes=spec.volumes)
+            self._api.start(cid)
+            deadline = time.monotonic() + _GATE_ARM_S
+            while time.monotonic() < deadline and not self._closed:
+                if not self._api.inspect_container(cid)["State"].get("Running"):
+                    break  # no sh in the image, say
+                procs = self._api.top(cid).get("Processes") or []
+                # the CMD column must BE the sleeper: docker-init (pid 1) carries the whole
+                # gate script, sleeper text included, before sh has set its trap
+                if any(p and p[-1].strip() == _GATE_SLEEPER for p in procs):
+                    return cid
+                time.sleep(0.02)
+        except Exception as exc:
+            log.debug("hold.failed", service=spec.name, error=_short(exc))
+        if cid is not None:
+            with self._lock:
+                self._containers.pop(spec.name, None)
+            remove_containers(self._client, [cid])
+        return None
+
+    def _argv(self, spec: ServiceSpec) -> tuple[list[str] | None, list[str] | None]:
+        """``(command, entrypoint)`` to create the container with."""
+        command, entrypoint = spec.command, spec.entrypoint
         if spec.kind == "process" and command is not None:
             entrypoint = []  # a local_process command is run as given, not via the image entrypoint
-        elif spec.keep_alive and self._runs_only_a_shell(spec.image):
+        elif spec.keep_alive and self._runs_only_a_shell(spec.image or ""):
             command = _KEEP_ALIVE
-        cid = self._create(spec.name, spec.image, command=command, entrypoint=entrypoint,
-                           env={**self._env, "OTEL_SERVICE_NAME": spec.name, **spec.env},
-                           workdir=spec.workdir,
-                           volumes=spec.volumes)
-        started = time.monotonic()
-        self._api.start(cid)
-        self._wait_ready(spec, cid, deadline=started + timeout)
-        log.debug("service.ready", service=spec.name, seconds=round(time.monotonic() - started, 3))
+        return command, entrypoint
+
+    def _effective_argv(self, image: str, command: list[str] | None,
+                        entrypoint: list[str] | None) -> list[str]:
+        """What the engine would run, merged with the image's config as the engine merges it."""
+        config = self._api.inspect_image(image).get("Config") or {}
+        if not entrypoint:
+            if not command:
+                command = config.get("Cmd")
+            if entrypoint is None:
+                entrypoint = config.get("Entrypoint")
+        return [*(entrypoint or []), *(command or [])]
+
+    def _service_env(self, spec: ServiceSpec) -> dict[str, str]:
+        return {**self._env, "OTEL_SERVICE_NAME": spec.name, **spec.env}
 
     def _runs_only_a_shell(self, image: str) -> bool:
         config = self._api.inspect_image(image).get("Config") or {}
@@ -156,14 +273,20 @@ class DockerSandbox(Sandbox):
         binds = {host: {"bind": ctr, "mode": "ro" if ro else "rw"} for host, ctr, ro in volumes}
         host_config = self._api.create_host_config(
             network_mode=self.network_name, init=True, binds=binds or None,
-            privileged=False, auto_remove=False)
+            privileged=False, auto_remove=False,
+            dns_opt=_LINKED_DNS_OPTS if self._linked else None)
+        # linked: the service's name must not resolve on the shared network, where a
+        # forbidden peer would find it (the engine publishes the hostname there too, and a
+        # dotted one costs every program that resolves it a DNS timeout)
         net_config = self._api.create_networking_config(
-            {self.network_name: self._api.create_endpoint_config(aliases=[service])})
+            {self.network_name: self._api.create_endpoint_config(
+                aliases=None if self._linked else [service])})
         name = f"{self._prefix}-{_name_part(service)}"
+        hostname = None if self._linked else _name_part(service)[:63]
         try:
             created = self._api.create_container(
                 image, command=command, entrypoint=entrypoint, name=name,
-                hostname=_name_part(service)[:63], environment=env, working_dir=workdir,
+                hostname=hostname, environment=env, working_dir=workdir,
                 labels={**self._labels, LABEL_SERVICE: service}, host_config=host_config,
                 networking_config=net_config, detach=True)
         except Exception as exc:
@@ -174,59 +297,15 @@ class DockerSandbox(Sandbox):
                                backend="docker") from exc
         with self._lock:
             self._containers[service] = created["Id"]
+        for net in self._member_nets.get(service, []):
+            self._api.connect_container_to_network(created["Id"], net, aliases=[service])
         return str(created["Id"])
 
-    def _wait_ready(self, spec: ServiceSpec, cid: str, *, deadline: float) -> None:
-        hc = spec.health_check
-        attempts = 0
-        pause = 0.02
-        while True:
-            state = self._api.inspect_container(cid)["State"]
-            if not state.get("Running"):
-                raise ReadinessError(
-                    f"service {spec.name!r} exited with code {state.get('ExitCode')} "
-                    "before it was ready", service=spec.name, logs=self.logs(spec.name),
-                    hint="its command must keep running; check the command and the logs above")
-            if spec.readiness == "running":
-                if attempts:
-                    return
-                attempts, pause = 1, _RUNNING_GRACE_S
-                time.sleep(pause)
-                continue
-            if spec.readiness == "tcp" and self._tcp_open(cid, spec.ports[0]):
-                return
-            if spec.readiness == "health_check" and hc is not None:
-                attempts += 1
-                res = self._exec_in(cid, hc.cmd, env=None, workdir=None, timeout=hc.timeout)
-                if res.exit_code == 0:
-                    return
-                if attempts >= hc.retries:
-                    raise self._not_ready(spec, f"health check {hc.cmd} failed {attempts} times "
-                                          f"(last exit {res.exit_code})")
-                pause = hc.interval
-            if time.monotonic() + pause > deadline:
-                what = f"TCP port {spec.ports[0]}" if spec.readiness == "tcp" else \
-                    f"health check {hc.cmd if hc else ''}"
-                raise self._not_ready(spec, f"{what} not ready within the start timeout")
-            time.sleep(pause)
-            if spec.readiness == "tcp":
-                pause = min(pause * 1.5, 0.25)
-
-    def _not_ready(self, spec: ServiceSpec, what: str) -> ReadinessError:
-        return ReadinessError(f"service {spec.name!r}: {what}", service=spec.name,
-                              logs=self.logs(spec.name),
-                              hint="raise the test's timeout or fix the service's readiness check")
-
-    def _tcp_open(self, cid: str, port: int) -> bool:
+    def address_of(self, cid: str) -> str | None:
+        """The container's IP on the test network (the host is its gateway, so it can connect)."""
         nets = self._api.inspect_container(cid)["NetworkSettings"]["Networks"]
         ip = (nets.get(self.network_name) or {}).get("IPAddress")
-        if not ip:
-            return False
-        try:
-            with socket.create_connection((ip, port), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        return str(ip) if ip else None
 
     # -- steps ---------------------------------------------------------------
 
@@ -236,7 +315,7 @@ class DockerSandbox(Sandbox):
         if cid is None:
             raise BackendError(f"service {service!r} is not running in this test",
                                backend="docker")
-        return self._exec_in(cid, argv, env={**self._env, **(env or {})}, workdir=workdir,
+        return self.exec_in(cid, argv, env={**self._env, **(env or {})}, workdir=workdir,
                              timeout=timeout)
 
     def _step_container(self) -> str:
@@ -248,8 +327,8 @@ class DockerSandbox(Sandbox):
             self._api.start(cid)
         return cid
 
-    def _exec_in(self, cid: str, argv: list[str], *, env: dict[str, str] | None,
-                 workdir: str | None, timeout: float | None) -> ExecResult:
+    def exec_in(self, cid: str, argv: list[str], *, env: dict[str, str] | None,
+                workdir: str | None, timeout: float | None) -> ExecResult:
         started = time.monotonic()
         try:
             exec_id = self._api.exec_create(cid, argv, environment=env, workdir=workdir)["Id"]
@@ -271,7 +350,11 @@ class DockerSandbox(Sandbox):
             self._kill_exec(exec_id)
             worker.join(5)
         out, err = box.get("out") or (None, None)
-        info = self._api.exec_inspect(exec_id)
+        try:
+            info = self._api.exec_inspect(exec_id)
+        except Exception as exc:  # the engine may drop a finished exec before it is read
+            raise BackendError(f"exec {argv!r}: its exit code was lost: {_short(exc)}",
+                               backend="docker") from exc
         code = None if timed_out else info.get("ExitCode")
         if "error" in box and not timed_out:
             raise BackendError(f"exec {argv!r} failed: {_short(box['error'])}", backend="docker")
@@ -301,14 +384,39 @@ class DockerSandbox(Sandbox):
         if self._closed:
             return
         self._closed = True
+        for held in list(self._held.values()):  # a holder may still be creating its container
+            try:
+                held.result()
+            except Exception as exc:
+                log.debug("hold.failed", error=_short(exc))
+        self._held.clear()
         with self._lock:
-            ids = list(self._containers.values())
+            ids = dict(self._containers)
             self._containers.clear()
-        remove_containers(self._client, ids)
-        try:
-            self._api.remove_network(self.network_id)
-        except Exception as exc:
-            log.warning("network.remove_failed", network=self.network_name, error=_short(exc))
+        ordered = {name: cid for name, cid in ids.items() if name in self._stop_after}
+        # the step container and anything unordered first, all at once; then each service
+        # once its dependants are gone
+        remove_containers(self._client, [cid for n, cid in ids.items() if n not in ordered])
+        if ordered:
+            from clnrm.orchestration.schedule import run_in_dependency_order
+
+            run_in_dependency_order(
+                {n: self._stop_after[n] & ordered.keys() for n in ordered},
+                lambda name, _abort: remove_containers(self._client, [ordered[name]]),
+                thread_name="clnrm-stop")
+        self._remove_networks()
+
+    def _remove_networks(self) -> None:
+        def rm(net: str, name: str) -> None:
+            try:
+                self._api.remove_network(net)
+            except Exception as exc:
+                log.warning("network.remove_failed", network=name, error=_short(exc))
+
+        if self._link_ids:
+            with ThreadPoolExecutor(max_workers=min(8, len(self._link_ids))) as pool:
+                list(pool.map(lambda net: rm(net, net[:12]), self._link_ids))
+        rm(self.network_id, self.network_name)
 
 
 def remove_containers(client: DockerClient, ids: list[str]) -> None:
@@ -345,9 +453,10 @@ class DockerBackend(Backend):
         self.client = client or docker_client()
         self.owner = owner_label()
 
-    def sandbox(self, test_slug: str, *, default_image: str, env: dict[str, str]) -> DockerSandbox:
+    def sandbox(self, test_slug: str, *, default_image: str, env: dict[str, str],
+                links: Sequence[Sequence[str]] | None = None) -> DockerSandbox:
         return DockerSandbox(self.client, self.run_id, test_slug, default_image=default_image,
-                             env=env, owner=self.owner)
+                             env=env, owner=self.owner, links=links)
 
     def preflight(self, images: set[str]) -> None:
         from clnrm.gc import collect_dead_runs

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from clnrm.backends.base import Backend, Sandbox
+from clnrm.backends.base import Backend, Sandbox, ServiceHandle, ServiceState
 from clnrm.errors import BackendError, ReadinessError
 from clnrm.plugins.base import ServiceSpec
 from clnrm.results import ExecResult
@@ -36,6 +36,7 @@ class LocalSandbox(Sandbox):
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, Path] = {}
         self._closed = False
+        self._stop_after: dict[str, set[str]] = {}
 
     def extend_env(self, env: dict[str, str]) -> None:
         self._env = {**self._env, **env}
@@ -43,7 +44,7 @@ class LocalSandbox(Sandbox):
     def _environ(self, extra: dict[str, str] | None) -> dict[str, str]:
         return {**os.environ, **self._env, **(extra or {})}
 
-    def start_service(self, spec: ServiceSpec, *, timeout: float) -> None:
+    def launch(self, spec: ServiceSpec) -> LocalService:
         if spec.kind != "process" or not spec.command:
             raise BackendError(
                 f"service {spec.name!r} is a container service; the local backend runs no "
@@ -61,24 +62,10 @@ class LocalSandbox(Sandbox):
                 raise ReadinessError(f"service {spec.name!r} could not start: {exc}",
                                      service=spec.name) from exc
         self._procs[spec.name] = proc
-        deadline = time.monotonic() + timeout
-        hc = spec.health_check
-        while True:
-            if proc.poll() is not None:
-                raise ReadinessError(f"service {spec.name!r} exited with code {proc.returncode} "
-                                     "before it was ready", service=spec.name,
-                                     logs=self.logs(spec.name))
-            if spec.readiness == "running":
-                return
-            if spec.readiness == "tcp" and _port_open(spec.ports[0]):
-                return
-            if spec.readiness == "health_check" and hc is not None:
-                if self.exec(None, hc.cmd, timeout=hc.timeout).exit_code == 0:
-                    return
-            if time.monotonic() > deadline:
-                raise ReadinessError(f"service {spec.name!r} not ready within {timeout:.0f} s",
-                                     service=spec.name, logs=self.logs(spec.name))
-            time.sleep(0.05)
+        return LocalService(self, spec.name, proc)
+
+    def order_shutdown(self, stop_after: dict[str, set[str]]) -> None:
+        self._stop_after = {name: set(deps) for name, deps in stop_after.items()}
 
     def exec(self, service: str | None, argv: list[str], *, env: dict[str, str] | None = None,
              workdir: str | None = None, timeout: float | None = None) -> ExecResult:
@@ -111,10 +98,45 @@ class LocalSandbox(Sandbox):
         if self._closed:
             return
         self._closed = True
-        for proc in reversed(list(self._procs.values())):
-            _kill_group(proc)
+        for name in _stop_order(list(self._procs), self._stop_after):
+            _kill_group(self._procs[name])
         self._procs.clear()
         self._tmp.cleanup()
+
+
+class LocalService(ServiceHandle):
+    """A host process as readiness probes see it (reached on loopback)."""
+
+    def __init__(self, box: LocalSandbox, name: str, proc: subprocess.Popen[bytes]) -> None:
+        self.name = name
+        self._box = box
+        self._proc = proc
+
+    def state(self) -> ServiceState:
+        code = self._proc.poll()
+        return ServiceState(running=code is None, exit_code=code,
+                            status="running" if code is None else "exited")
+
+    def address(self) -> str | None:
+        return "127.0.0.1"
+
+    def exec(self, argv: list[str], *, timeout: float | None) -> ExecResult:
+        return self._box.exec(None, argv, timeout=timeout)
+
+    def logs(self, *, tail: int = 20) -> str:
+        return self._box.logs(self.name, tail=tail)
+
+
+def _stop_order(started: list[str], stop_after: dict[str, set[str]]) -> list[str]:
+    """Latest first, but never before a dependant that is still running."""
+    order: list[str] = []
+    pending = list(reversed(started))
+    while pending:
+        name = next((n for n in pending
+                     if not (stop_after.get(n, set()) & set(pending) - {n})), pending[0])
+        pending.remove(name)
+        order.append(name)
+    return order
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -128,14 +150,6 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 class LocalBackend(Backend):
     name = "local"
 
@@ -143,7 +157,8 @@ class LocalBackend(Backend):
         super().__init__(run_id)
         self._sandboxes: list[LocalSandbox] = []
 
-    def sandbox(self, test_slug: str, *, default_image: str, env: dict[str, str]) -> LocalSandbox:
+    def sandbox(self, test_slug: str, *, default_image: str, env: dict[str, str],
+                links: Sequence[Sequence[str]] | None = None) -> LocalSandbox:
         box = LocalSandbox(self.run_id, test_slug, env)
         self._sandboxes.append(box)
         return box

@@ -7,6 +7,14 @@ from typing import Final
 from clnrm.errors import ClnrmError
 from clnrm.images._busybox import BusyboxRecipe
 from clnrm.images._debian import DebianRootfsRecipe
+from clnrm.images._demo import (
+    DEMO_APP_IMAGE,
+    DEMO_APP_RECIPE,
+    DEMO_POSTGRES_IMAGE,
+    DEMO_POSTGRES_RECIPE,
+    DEMO_REDIS_IMAGE,
+    DEMO_REDIS_RECIPE,
+)
 from clnrm.images._model import BUSYBOX_IMAGE, DEBIAN_IMAGE, PYTHON_IMAGE, ImageSpec
 from clnrm.images._python_otel import PythonOtelRecipe
 
@@ -31,6 +39,27 @@ KNOWN_IMAGES: Final[dict[str, ImageSpec]] = {
             summary="Debian python3 + OpenTelemetry SDK and OTLP http/grpc exporters",
             requires=("debian",),
             recipe=PythonOtelRecipe(),
+        ),
+        ImageSpec(
+            name="demo-redis",
+            tag=DEMO_REDIS_IMAGE,
+            summary="demo system: Debian redis-server, start/exit reported as spans",
+            requires=("python-otel",),
+            recipe=DEMO_REDIS_RECIPE,
+        ),
+        ImageSpec(
+            name="demo-postgres",
+            tag=DEMO_POSTGRES_IMAGE,
+            summary="demo system: Debian PostgreSQL 15, database/user/password 'demo' baked in",
+            requires=("python-otel",),
+            recipe=DEMO_POSTGRES_RECIPE,
+        ),
+        ImageSpec(
+            name="demo-app",
+            tag=DEMO_APP_IMAGE,
+            summary="demo system: gateway, api and worker (python-otel + redis-py + psycopg)",
+            requires=("python-otel",),
+            recipe=DEMO_APP_RECIPE,
         ),
     )
 }

@@ -24,6 +24,7 @@ VOLATILE_KEYS: Final = frozenset({
     "clnrm.run", "clnrm.run_id", "clnrm.test_id", "process.pid", "process.parent_pid",
     "host.name", "host.id", "container.id", "service.instance.id", "telemetry.sdk.version",
     "thread.id", "net.sock.peer.port", "net.peer.port", "client.port", "network.peer.port",
+    "client.address", "net.sock.peer.addr", "network.peer.address",
     "clnrm.duration_ms",
 })
 

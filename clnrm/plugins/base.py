@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from clnrm.errors import PluginError
-from clnrm.scenario.model import HealthCheck, ServiceConfig
+from clnrm.scenario.model import HealthCheck, ReadinessProbe, ServiceConfig
 
 Readiness = Literal["running", "health_check", "tcp"]
-"""How a backend decides a started service is ready: it is still running after
-start, its ``health_check`` command succeeds, or its first port accepts TCP."""
+"""The service type's own readiness rule: it is still running after start, its
+``health_check`` command succeeds, or its first port accepts TCP.  Probes the
+file declares (``checks``) replace ``running``/``tcp``; a health check always applies."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ServiceSpec:
     health_check: HealthCheck | None = None
     readiness: Readiness = "running"
     keep_alive: bool = False  # replace a shell CMD with a sleeper so steps can exec into it
+    checks: tuple[ReadinessProbe, ...] = ()  # declared probes (readiness, wait_for_span)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,17 @@ def container_spec(service: str, config: ServiceConfig, ctx: SpecContext, *,
         health_check=config.health_check,
         readiness="health_check" if config.health_check else fallback_readiness,
         keep_alive=keep_alive,
+        checks=probes_of(config),
     )
+
+
+def probes_of(config: ServiceConfig) -> tuple[ReadinessProbe, ...]:
+    """The declared readiness probes: ``readiness`` entries, then upstream's ``wait_for_span``."""
+    probes = list(config.readiness)
+    if config.wait_for_span:
+        probes.append(ReadinessProbe(span=config.wait_for_span,
+                                     timeout=config.wait_for_span_timeout_secs or None))
+    return tuple(probes)
 
 
 def command_of(config: ServiceConfig) -> list[str] | None:

@@ -16,9 +16,9 @@ kept (``Fault.params``) for the plugin to validate.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator
 
 from clnrm.scenario.durations import Duration
 from clnrm.scenario.model_base import Model
@@ -34,10 +34,86 @@ class Layers(Model):
     intelligence: bool | None = None
 
 
+SERVICE_EVENTS: tuple[str, ...] = ("start", "ready")
+"""Moments of a service's life that temporal constraints can name."""
+
+
+def _service_event(value: object) -> object:
+    """``"db"`` means ``"db.ready"``; the suffix, when it is an event name, picks the moment."""
+    if isinstance(value, str):
+        text = value.strip()
+        service, dot, event = text.rpartition(".")
+        if not text:
+            raise ValueError("name a service event such as 'db.ready'")
+        if not dot or event not in SERVICE_EVENTS:
+            return f"{text}.ready"
+        if not service:
+            raise ValueError(f"no service before '.{event}' in {value!r:.60}")
+        return text
+    return value
+
+
+ServiceEvent = Annotated[str, BeforeValidator(_service_event)]
+"""``"<service>.<start|ready>"``; a bare service name means its ``ready`` moment."""
+
+
+def split_event(event: str) -> tuple[str, str]:
+    """``"db.ready"`` -> ``("db", "ready")`` (the string was normalised on load)."""
+    service, _, moment = event.rpartition(".")
+    return service, moment
+
+
+class TemporalConstraint(Model):
+    """``[[orchestration.temporal]]``: ``then`` happens after ``first`` (and within ``within``).
+
+    Checked after the run from the recorded service timeline, so it holds for
+    what happened, not for what the scheduler intended.
+    """
+
+    first: ServiceEvent
+    then: ServiceEvent
+    within: Duration | None = None
+    description: str | None = None
+
+
+def _service_pair(value: list[str]) -> list[str]:
+    if len(value) != 2 or not all(v.strip() for v in value) or value[0] == value[1]:
+        raise ValueError(f"an edge is [caller, callee], two different service names; "
+                         f"got {value!r:.80}")
+    return value
+
+
+ServicePair = Annotated[list[str], AfterValidator(_service_pair)]
+
+
+class Topology(Model):
+    """``[orchestration.topology]``: which service may call which.
+
+    ``allow`` edges are ``[caller, callee]``.  With ``enforce`` each allowed
+    pair shares a private network and nothing else is reachable; ``match``
+    compares the allowed edges with the service graph seen in the spans:
+    ``exact`` (no other edge, and every allowed edge seen), ``subset`` (no
+    other edge) or ``off``.  ``entry`` lists the services the steps may reach
+    (default: all).
+    """
+
+    allow: list[ServicePair] = Field(default_factory=list)
+    enforce: bool = True
+    match: Literal["exact", "subset", "off"] = "exact"
+    entry: list[str] | None = None
+    description: str | None = None
+
+
 class Orchestration(Model):
-    """How the scenarios of a file (or a suite) are scheduled."""
+    """How services of a test are started and checked, and how files are scheduled.
+
+    ``temporal`` and ``topology`` are judged after each run; ``mode`` and the
+    keys after it schedule whole files (read by the swarm layer).
+    """
 
     enabled: bool = True
+    temporal: list[TemporalConstraint] = Field(default_factory=list)
+    topology: Topology | None = None
     mode: Literal["sequential", "parallel", "dag"] = "sequential"
     max_parallel: int | None = Field(default=None, ge=1)
     fail_fast: bool = False

@@ -72,6 +72,55 @@ class HealthCheck(Model):
         return _one_spelling(data, ("cmd", "command"), ("cmd", "test"))
 
 
+def _one_or_many(value: object) -> object:
+    """``readiness = {tcp = 5432}`` is the one-probe list ``[{tcp = 5432}]``."""
+    return [value] if isinstance(value, dict) else value
+
+
+READINESS_KINDS: tuple[str, ...] = ("tcp", "http", "command", "log", "span")
+"""The keys that choose a readiness probe's kind; a probe table gives exactly one."""
+
+
+class ReadinessProbe(Model):
+    """runner: one condition a started service must meet before dependants start.
+
+    Exactly one of ``tcp`` (port accepts a connection), ``http`` (GET of this
+    path on ``port`` answers ``status``, default any 2xx/3xx), ``command``
+    (exec'd in the service until it exits 0), ``log`` (a log line matches this
+    regex) or ``span`` (a span of this name reached the test's receiver).
+    ``timeout`` limits this probe alone; the service's start limit still applies.
+    """
+
+    tcp: Port | None = None
+    http: str | None = None
+    port: Port | None = None
+    status: int | None = Field(default=None, ge=100, le=599)
+    command: Command | None = None
+    log: Regex | None = None
+    span: str | None = Field(default=None, min_length=1)
+    timeout: Duration | None = None
+    interval: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ReadinessProbe:
+        given = [k for k in READINESS_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a readiness probe needs exactly one of "
+                             f"{', '.join(READINESS_KINDS)}; got "
+                             f"{', '.join(given) if given else 'none'}")
+        if self.http is not None and not self.http.startswith("/"):
+            raise ValueError(f"http must be a path starting with '/', got {self.http!r:.60}")
+        if (self.port is not None or self.status is not None) and self.http is None:
+            raise ValueError("'port' and 'status' belong to an http probe")
+        if self.interval is not None and self.command is None:
+            raise ValueError("'interval' belongs to a command probe")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in READINESS_KINDS if getattr(self, k) is not None)
+
+
 class Volume(Model):
     """A bind mount; the string form ``"host:container[:ro]"`` is accepted too."""
 
@@ -108,6 +157,8 @@ class ServiceConfig(Model):
         default=None, validation_alias=AliasChoices("health_check", "healthcheck")
     )
     depends_on: list[str] = Field(default_factory=list)
+    readiness: Annotated[list[ReadinessProbe], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list)  # runner: every probe must hold, in order
     workdir: str | None = Field(
         default=None, validation_alias=AliasChoices("workdir", "working_dir")
     )

@@ -1,0 +1,41 @@
+"""Where a store lives decides how it is opened; callers only say where."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+from memory.types import MemoryStore
+
+ENV_VAR: Final = "CLNRM_MEMORY"
+DEFAULT_LOCATION: Final = Path("~/.clnrm/memory")
+
+
+def resolve_location(location: str | Path | None) -> str | Path:
+    """``None`` means ``$CLNRM_MEMORY``, else ``~/.clnrm/memory``; URLs stay strings."""
+    if location is None or location == "":
+        location = os.environ.get(ENV_VAR) or DEFAULT_LOCATION
+    if isinstance(location, str) and location.startswith(("http://", "https://")):
+        return location
+    return Path(location).expanduser()
+
+
+def open_memory(location: str | Path | None = None, *, embedding: str | None = None,
+                timeout: float = 60.0) -> MemoryStore:
+    """Open the shared memory at a directory (embedded) or ``http://host:port`` (server).
+
+    Both give the same API.  An embedded store is safe to open from many
+    processes at once: the first becomes its writer and the others go through
+    it (see :mod:`memory._writer`).  ``embedding`` picks the embedding of a new
+    store and must match an existing one's (``None`` accepts what is there).
+    """
+    where = resolve_location(location)
+    if isinstance(where, str):
+        from memory._chroma import ChromaStore, connect_server
+
+        return ChromaStore(connect_server(where), location=where, mode="server",
+                           embedding=embedding)
+    from memory._elected import ElectedStore
+
+    return ElectedStore(where, embedding=embedding, timeout=timeout)

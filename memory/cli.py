@@ -1,0 +1,177 @@
+"""``clnrm memory ...``: look into and maintain the swarm's shared memory.
+
+Only typer is imported here; the store (pydantic, Chroma, scikit-learn) is
+imported inside each command so ``clnrm --help`` stays fast.  Every
+``ClnrmError`` becomes one message on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from memory.types import MemoryStore
+
+memory_app = typer.Typer(help="Query and maintain the agents' shared memory.",
+                         no_args_is_help=True, add_completion=False,
+                         pretty_exceptions_enable=False)
+
+
+class OutputFormat(StrEnum):
+    human = "human"
+    json = "json"
+
+
+MemoryOpt = Annotated[str | None, typer.Option(
+    "--memory", "-m", metavar="PATH_OR_URL",
+    help="Store directory, or http://HOST:PORT of a Chroma server "
+         "[default: $CLNRM_MEMORY or ~/.clnrm/memory]")]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="human or json")]
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(stderr=True, highlight=False).print(
+        Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _store(location: str | None) -> Iterator[MemoryStore]:
+    from clnrm.errors import ClnrmError
+    from memory import open_memory
+
+    try:
+        with open_memory(location) as store:
+            yield store
+    except (ClnrmError, ValueError) as exc:
+        _fail(exc)
+
+
+def _emit(fmt: OutputFormat, data: Any, human: Callable[[], None]) -> None:
+    if fmt is OutputFormat.json:
+        import json
+
+        from pydantic_core import to_jsonable_python
+
+        typer.echo(json.dumps(to_jsonable_python(data), indent=None))
+    else:
+        human()
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(highlight=False).print(table)
+
+
+@memory_app.command("query")
+def query(
+    text: Annotated[str, typer.Argument(help="What to look for, in plain words")],
+    kind: Annotated[str | None, typer.Option(help="Only this record kind, e.g. failure")] = None,
+    agent: Annotated[str | None, typer.Option(help="Only this agent, e.g. chaos")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="How many hits")] = 10,
+    memory: MemoryOpt = None,
+    fmt: FormatOpt = OutputFormat.human,
+) -> None:
+    """Records most similar to TEXT, best first."""
+    with _store(memory) as store:
+        try:
+            hits = store.query(text, kind=kind, agent=agent, k=k)
+        except ValueError as exc:
+            _fail(exc)
+
+    def human() -> None:
+        _table(f"{len(hits)} hit(s) for {text!r}", ["score", "kind", "agent", "created", "id",
+                                                      "text"],
+               [[f"{h.score:.3f}", h.record.kind.value, h.record.agent.value,
+                 h.record.created_at.strftime("%Y-%m-%d %H:%M"), h.record.id,
+                 h.record.embedding_text()[:120]] for h in hits])
+
+    _emit(fmt, [{"score": h.score, "record": h.record} for h in hits], human)
+
+
+@memory_app.command("stats")
+def stats(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None:
+    """How many records each kind and agent has, and what the store is."""
+    with _store(memory) as store:
+        result = store.stats()
+
+    def human() -> None:
+        typer.echo(f"{result.location} ({result.mode}, schema v{result.schema_version}, "
+                   f"embedding {result.embedding}): {result.total} records")
+        _table("by kind", ["kind", "records"], [[k, str(v)] for k, v in result.by_kind.items()])
+        _table("by agent", ["namespace", "records"],
+               [[f"swarm/{a}", str(v)] for a, v in result.by_agent.items()])
+
+    _emit(fmt, result, human)
+
+
+@memory_app.command("export")
+def export(
+    file: Annotated[Path, typer.Argument(help="JSONL file to write (one record a line)")],
+    memory: MemoryOpt = None,
+    fmt: FormatOpt = OutputFormat.human,
+) -> None:
+    """Write every record to FILE as JSON lines."""
+    with _store(memory) as store:
+        count = store.export_jsonl(file)
+    _emit(fmt, {"exported": count, "file": str(file)},
+          lambda: typer.echo(f"exported {count} record(s) to {file}"))
+
+
+@memory_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="JSONL file from `clnrm memory export`",
+                                         exists=True, dir_okay=False, readable=True)],
+    memory: MemoryOpt = None,
+    fmt: FormatOpt = OutputFormat.human,
+) -> None:
+    """Validate every line of FILE, then store them all (records with known ids are replaced)."""
+    with _store(memory) as store:
+        count = store.import_jsonl(file)
+    _emit(fmt, {"imported": count, "file": str(file)},
+          lambda: typer.echo(f"imported {count} record(s) from {file}"))
+
+
+def _parse_when(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO date like 2024-05-01 or "
+                                 "2024-05-01T12:00:00+00:00") from None
+
+
+@memory_app.command("forget")
+def forget(
+    before: Annotated[str, typer.Option(help="Forget records created before this ISO date "
+                                             "(UTC midnight for a bare date)")],
+    kind: Annotated[str | None, typer.Option(help="Only this record kind")] = None,
+    memory: MemoryOpt = None,
+    fmt: FormatOpt = OutputFormat.human,
+) -> None:
+    """Delete records older than --before."""
+    when = _parse_when(before)
+    with _store(memory) as store:
+        count = store.forget(when, kind=kind)
+    _emit(fmt, {"forgotten": count, "before": when.isoformat()},
+          lambda: typer.echo(f"forgot {count} record(s) created before {when.isoformat()}"))
+
+
+if __name__ == "__main__":
+    memory_app()

@@ -1,0 +1,124 @@
+"""``clnrm swarm``: the agent swarm from the command line (mounted by ``clnrm/cli.py``).
+
+Only typer is imported here at module level, so mounting this app keeps
+``clnrm --help`` fast; Ray, memory and the agents load inside the command.
+Exit codes are those of ``clnrm run``: 0 passed, 1 a test failed, 2 bad input
+or nothing could be judged, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from ray_cluster.swarm import SwarmReport
+
+
+class Format(StrEnum):
+    human = "human"
+    json = "json"
+
+
+class BackendName(StrEnum):
+    docker = "docker"
+    local = "local"
+
+
+swarm_app = typer.Typer(help="Run test files through the agent swarm on Ray.",
+                        no_args_is_help=True)
+
+
+@swarm_app.callback()
+def swarm() -> None:
+    """Run test files through the agent swarm on Ray; every decision is kept in memory."""
+
+
+@swarm_app.command("run")
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="Test files or folders.")],
+    address: Annotated[str | None, typer.Option(
+        "--address", help="Join a Ray cluster (ray://HOST:10001 or HOST:6379); default "
+                          "$RAY_ADDRESS, else an embedded Ray is started and stopped.")] = None,
+    memory: Annotated[str | None, typer.Option(
+        "--memory", help="Memory directory or http://HOST:PORT of a Chroma server; default "
+                         "$CLNRM_MEMORY, else ~/.clnrm/memory.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    backend: Annotated[BackendName, typer.Option(help="Where tests run.")] = BackendName.docker,
+    seed: Annotated[int | None, typer.Option(help="Seed for every test (overrides files).")] = None,
+    strict: Annotated[bool, typer.Option(help="Treat unknown keys as errors.")] = False,
+    image_map: Annotated[list[str] | None, typer.Option(
+        "--image-map", help="Use a local image for one a file names: FROM=TO, repeatable.")] = None,
+    default_image: Annotated[str, typer.Option(
+        help="Image for steps that name no service.")] = "clnrm/busybox:latest",
+    max_restarts: Annotated[int, typer.Option(
+        min=0, help="Restarts of a dead agent actor before its task counts as lost.")] = 3,
+) -> None:
+    """Plan, negotiate and run test files through the agents; exit codes as `clnrm run`."""
+    from clnrm.cli import (
+        _console,
+        _fail,
+        _load_all,
+        _parse_map,
+        _progress,
+        _signals_as_interrupts,
+        _styled,
+    )
+    from clnrm.errors import ClnrmError, InterruptedRun
+    from ray_cluster.launch import SwarmOptions, run_swarm
+    from ray_cluster.orchestration import RunSettings
+
+    try:
+        scenarios = _load_all(paths, strict=strict)  # every file valid before Ray starts
+        files = [(str(sc.source), Path(str(sc.source)).read_text(encoding="utf-8"))
+                 for sc in scenarios]
+        options = SwarmOptions(
+            address=address, memory=memory, max_restarts=max_restarts,
+            max_task_retries=max_restarts,
+            settings=RunSettings(backend=backend.value, seed=seed, default_image=default_image,
+                                 image_map=_parse_map(image_map or [])))
+        if address and memory is not None and not memory.startswith(("http://", "https://")):
+            _console(stderr=True).print(_styled(
+                "warning: ", "yellow", "agents on other hosts cannot reach an embedded memory "
+                "directory; use --memory http://HOST:PORT (docs/swarm.md)"), soft_wrap=True)
+        with _signals_as_interrupts() as received, _progress(fmt, len(files)) as on_event:
+            try:
+                report = run_swarm(files, options, on_event=on_event)
+            except KeyboardInterrupt:
+                raise InterruptedRun(received.get("name", "SIGINT")) from None
+    except (ClnrmError, OSError) as exc:
+        _fail(exc)
+    _print_report(report, fmt)
+    raise typer.Exit(report.exit_code)
+
+
+def _print_report(report: SwarmReport, fmt: Format) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from agents.base import TaskStatus
+
+    if fmt is Format.json:
+        typer.echo(report.model_dump_json(indent=2, exclude={"tasks": {"__all__": {"text"}}}))
+        return
+    out = Console(highlight=False)
+    out.print(f"[bold]swarm run {report.run_id}[/] [dim](ray {escape(report.ray)}, memory "
+              f"{escape(report.memory)})[/]", soft_wrap=True)
+    marks = {TaskStatus.done: "[green]✓[/]", TaskStatus.failed: "[red]✗[/]",
+             TaskStatus.declined: "[yellow]-[/]", TaskStatus.lost: "[red]![/]",
+             TaskStatus.waiting: "[yellow]…[/]"}
+    for o in report.outcomes:
+        _, scenario, layer = o.task_id.split("/")
+        retry = f" [dim](attempt {o.attempt})[/]" if o.attempt > 1 else ""
+        out.print(f"{marks[o.status]} {escape(scenario)} [bold]{layer}[/] "
+                  f"{o.status.value}{retry}: {escape(o.reason)}", soft_wrap=True)
+    out.print("[bold]decisions[/] (also in memory: clnrm memory query "
+              f"\"{escape(report.run_id)}\")")
+    for d in report.decisions:
+        bid = "" if d.action != "bid" else (" declines" if d.bid is None else f" {d.bid:.2f}")
+        out.print(f"  [dim]{d.agent.value:<13} {d.action:<8}{bid}[/] {escape(d.reason)}",
+                  soft_wrap=True)
+    out.print(escape(report.summary), soft_wrap=True)

@@ -1,0 +1,158 @@
+"""One swarm run end to end: memory, Ray, one actor per agent, the driver, and cleanup.
+
+The order of the ``with`` blocks is the cleanup order: actors are killed
+first (so no agent starts another container), then Ray stops, then leftovers
+of the agents' runs are reaped — their owner processes are dead by then, which
+is exactly what ``clnrm gc`` keys on.  Memory closes last, after the driver's
+final records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, Field
+
+from agents.blackboard import Blackboard
+from memory import open_memory
+from memory._open import resolve_location
+from ray_cluster.orchestration import RunSettings
+from ray_cluster.session import RaySession, SwarmUnavailable, ray_session
+from ray_cluster.swarm import Swarm, SwarmEvent, SwarmReport, new_swarm_run_id
+
+log = structlog.get_logger("clnrm.swarm")
+
+REAP_WAIT_S = 10.0
+STARTUP_TIMEOUT_S = 180.0
+
+
+class SwarmOptions(BaseModel):
+    """``clnrm swarm run`` options, as data (also what tests pass)."""
+
+    address: str | None = None  # ray://HOST:10001 or HOST:6379; None: $RAY_ADDRESS or embedded
+    memory: str | None = None  # directory or http://HOST:PORT; None: $CLNRM_MEMORY or default
+    settings: RunSettings = Field(default_factory=RunSettings)
+    run_id: str | None = None
+    num_cpus: int = 2
+    max_restarts: int = 3
+    max_task_retries: int = 3
+
+
+def memory_location(memory: str | None) -> str:
+    """The location every actor opens: absolute, so a worker's cwd does not matter."""
+    return str(resolve_location(memory))
+
+
+def run_swarm(files: Sequence[tuple[str, str]], options: SwarmOptions, *,
+              on_event: SwarmEvent | None = None,
+              on_started: Callable[[str, RaySession, list[Any]], None] | None = None,
+              ) -> SwarmReport:
+    """Run ``(path, TOML text)`` files through the agents; the report says what happened.
+
+    ``on_started(run_id, session, handles)`` is called once every actor is up
+    (tests use it to find an actor to kill).
+    """
+    from ray_cluster.actors import start_agents
+
+    location = memory_location(options.memory)
+    run_id = options.run_id or new_swarm_run_id()
+    children: set[int] = set()
+    embedded = False
+    with open_memory(location) as store:
+        board = Blackboard(store)
+        try:
+            with ray_session(options.address, num_cpus=options.num_cpus) as session:
+                embedded = session.embedded
+                handles = start_agents(location, run_id, options.settings,
+                                       max_restarts=options.max_restarts,
+                                       max_task_retries=options.max_task_retries)
+                try:
+                    _infos(handles)
+                    if on_started is not None:
+                        on_started(run_id, session, handles)
+                    swarm = Swarm(board, handles, run_id=run_id, on_event=on_event,
+                                  memory=location, ray=session.address)
+                    return swarm.run(files)
+                finally:
+                    children = _descendants(os.getpid())  # every agent incarnation so far
+                    _kill(handles)
+        finally:
+            if embedded and options.settings.backend == "docker":
+                _reap_after(children)
+
+
+def _infos(handles: Sequence[Any]) -> list[dict[str, Any]]:
+    """Waits until every actor is constructed, so a broken agent fails the run up front."""
+    import ray
+
+    try:
+        return ray.get([h.actor.info.remote() for h in handles],  # type: ignore[no-any-return]
+                       timeout=STARTUP_TIMEOUT_S)
+    except Exception as exc:
+        raise SwarmUnavailable(f"the agent actors did not start within {STARTUP_TIMEOUT_S:.0f} "
+                               f"s: {str(exc)[:600]}",
+                               hint="every actor must reach the memory (workers on other hosts "
+                                    "need --memory http://HOST:PORT), and agents that start "
+                                    "containers need a node started with --resources "
+                                    "'{\"clnrm_docker\": 100}' (see docs/swarm.md)") from exc
+
+
+def _kill(handles: Sequence[Any]) -> None:
+    import ray
+
+    for handle in handles:
+        with contextlib.suppress(Exception):  # already dead is fine: that is the goal
+            ray.kill(handle.actor, no_restart=True)
+
+
+def _descendants(root: int) -> set[int]:
+    """Pids below ``root`` (embedded Ray's raylet and its workers), from /proc; Linux only."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")"
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def _reap_after(pids: set[int]) -> None:
+    """Remove containers whose owner agent is gone (a killed actor, an interrupted run).
+
+    Waits for the agents' processes to exit first: ``collect_dead_runs`` leaves
+    the runs of live owners alone.
+    """
+    deadline = time.monotonic() + REAP_WAIT_S
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        from clnrm.backends.docker import docker_client
+        from clnrm.gc import collect_dead_runs
+
+        for leftovers in collect_dead_runs(docker_client()):
+            log.info("swarm.reaped", run=leftovers.run_id, containers=len(leftovers.containers))
+    except Exception as exc:  # the engine went away too: `clnrm gc` will do it later
+        log.error("swarm.reap_failed", error=str(exc), hint="run `clnrm gc`")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,152 @@
+"""Agents as plain classes: plans, bids, declines and the conflict rule, without Ray."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from agents import Bid, Layer, Task, TaskStatus, award, conflicts, precedence
+from agents.architect import Architect
+from agents.chaos import ChaosAgent
+from agents.healer import Healer
+from agents.intelligence import IntelligenceAgent
+from agents.performance import PerformanceAgent
+from clnrm.scenario import loads_scenario
+from memory import Agent
+from tests.conftest import REPO
+
+BASE = """\
+[meta]
+name = "planned"
+version = "1.0"
+
+[[steps]]
+name = "s"
+command = ["true"]
+"""
+
+EVERY_LAYER = BASE + """
+[chaos]
+[[chaos.faults]]
+type = "latency"
+
+[performance]
+iterations = 3
+
+[self_healing]
+strategies = ["restart_service"]
+
+[intelligence]
+"""
+
+
+def arch_task(text: str) -> Task:
+    return Task(id="swarm-t/planned/architecture", run_id="swarm-t", layer=Layer.architecture,
+                scenario="planned", source="planned.clnrm.toml", text=text)
+
+
+def plan(text: str) -> tuple[dict[Layer, Task], str]:
+    architect = Architect(board=None)  # type: ignore[arg-type]  # plan() writes nothing
+    task = arch_task(text)
+    tasks, reason = architect.plan(task, loads_scenario(text, source=task.source))
+    return {t.layer: t for t in tasks}, reason
+
+
+def test_agents_import_without_ray_or_chroma() -> None:
+    code = ("import sys, agents, agents.base, agents.blackboard, agents.architect, agents.chaos, "
+            "agents.performance, agents.healer, agents.intelligence, ray_cluster.swarm; "
+            "print(sorted(m for m in ('ray', 'chromadb') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_plan_without_layer_tables_only_runs_the_scenario() -> None:
+    tasks, reason = plan(BASE)
+    assert list(tasks) == [Layer.orchestration]
+    assert tasks[Layer.orchestration].after == ()
+    assert "chaos (no [chaos] table)" in reason
+    assert "intelligence (no [intelligence] table)" in reason
+
+
+def test_plan_orders_every_layer_and_chains_the_conflicting_pair() -> None:
+    tasks, reason = plan(EVERY_LAYER)
+    assert list(tasks) == [Layer.orchestration, Layer.performance, Layer.chaos,
+                           Layer.self_healing, Layer.intelligence]
+    ids = {layer: t.id for layer, t in tasks.items()}
+    assert ids[Layer.chaos] == "swarm-t/planned/chaos"
+    assert tasks[Layer.performance].after == (ids[Layer.orchestration],)
+    assert tasks[Layer.chaos].after == (ids[Layer.orchestration], ids[Layer.performance])
+    assert set(tasks[Layer.intelligence].after) == {ids[x] for x in tasks if x is not
+                                                    Layer.intelligence}
+    assert all(t.plan_id == "swarm-t/planned/architecture" for t in tasks.values())
+    assert "measurement before perturbation" in reason
+    assert reason.startswith("plan for planned (planned.clnrm.toml): orchestration -> "
+                             "performance -> chaos -> self_healing -> intelligence.")
+
+
+def test_plan_honours_layer_switches_and_disabled_tables() -> None:
+    text = EVERY_LAYER.replace("[performance]\n", "[performance]\nenabled = false\n") + \
+        "\n[layers]\nchaos = false\n"
+    tasks, reason = plan(text)
+    assert Layer.chaos not in tasks and Layer.performance not in tasks
+    assert "chaos (switched off in [layers])" in reason
+    assert "performance ([performance] has enabled = false)" in reason
+
+
+@pytest.mark.parametrize(("a", "b"), [(Layer.chaos, Layer.performance),
+                                      (Layer.performance, Layer.chaos)])
+def test_conflict_rule_puts_measurement_before_perturbation(a: Layer, b: Layer) -> None:
+    assert conflicts(a, b)
+    first, second, reason = precedence(a, b)
+    assert (first, second) == (Layer.performance, Layer.chaos)
+    assert "baseline measured under injected faults" in reason
+
+
+def test_only_performance_and_chaos_conflict() -> None:
+    assert not conflicts(Layer.orchestration, Layer.chaos)
+    assert not conflicts(Layer.self_healing, Layer.intelligence)
+
+
+def test_award_goes_to_highest_bid_then_own_layer_then_name() -> None:
+    task = arch_task(BASE).model_copy(update={"layer": Layer.orchestration,
+                                              "id": "swarm-t/planned/orchestration"})
+    bids = [Bid(task_id=task.id, agent=Agent.chaos, value=0.5, reason="could"),
+            Bid(task_id=task.id, agent=Agent.intelligence, value=0.9, reason="keen"),
+            Bid(task_id=task.id, agent=Agent.orchestration, value=0.9, reason="mine")]
+    decided = award(task, bids)
+    assert decided.winner is Agent.orchestration
+    assert "over 2 other bid(s)" in decided.reason
+    decided = award(task, bids[:2])
+    assert decided.winner is Agent.intelligence
+
+
+def test_award_with_only_declines_quotes_every_decline() -> None:
+    task = arch_task(BASE).model_copy(update={"layer": Layer.chaos, "id": "swarm-t/planned/chaos"})
+    decided = award(task, [Bid(task_id=task.id, agent=Agent.chaos, reason="no faults yet"),
+                           Bid(task_id="other", agent=Agent.chaos, value=1.0, reason="x")])
+    assert decided.winner is None
+    assert decided.reason == "chaos for planned declined: no faults yet"
+
+
+@pytest.mark.parametrize(("cls", "layer"), [(ChaosAgent, Layer.chaos),
+                                            (PerformanceAgent, Layer.performance),
+                                            (Healer, Layer.self_healing),
+                                            (IntelligenceAgent, Layer.intelligence)])
+def test_unbuilt_layers_decline_with_their_reason_and_never_pretend(cls: type, layer: Layer
+                                                                    ) -> None:
+    agent = cls(board=None, name=f"{layer.value}@t")
+    task = arch_task(EVERY_LAYER).model_copy(update={"layer": layer,
+                                                     "id": f"swarm-t/planned/{layer.value}"})
+    bid = agent.propose(task)
+    assert bid is not None and bid.declined
+    assert bid.reason.endswith(f"layer not implemented yet: issue {cls.pending_issue}")
+    assert cls.pending_issue.startswith({Layer.chaos: "#7", Layer.performance: "#8"}.get(
+        layer, "none filed"))
+    outcome = agent.act(task)
+    assert outcome.status is TaskStatus.declined
+    assert "layer not implemented yet" in outcome.reason
+    assert agent.propose(arch_task(BASE)) is None  # no opinion on other layers' work

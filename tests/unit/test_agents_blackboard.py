@@ -1,0 +1,199 @@
+"""The blackboard's rules on a real embedded memory: claims, waits, results, resumption."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from agents import Blackboard, Layer, SwarmAgent, Task, TaskOutcome, TaskStatus
+from agents.architect import Architect
+from agents.blackboard import Award
+from agents.chaos import ChaosAgent
+from agents.healer import Healer
+from agents.intelligence import IntelligenceAgent
+from agents.performance import PerformanceAgent
+from memory import Agent, BlackboardEntry, MemoryStore, open_memory
+from ray_cluster.swarm import LocalHandle, Swarm, SwarmReport, intake_tasks
+from tests.unit.test_agents import BASE, EVERY_LAYER
+
+_runs = itertools.count(1)
+
+
+class ScriptedOrchestrator(SwarmAgent):
+    """Stands in for the Runner: the verdict is in the scenario name, no Docker needed."""
+
+    agent = Agent.orchestration
+    layer = Layer.orchestration
+    calls: ClassVar[list[str]] = []
+
+    def act(self, task: Task) -> TaskOutcome:
+        self.calls.append(task.id)
+        failed = "failing" in task.text
+        return TaskOutcome(task_id=task.id, agent=self.agent,
+                           status=TaskStatus.failed if failed else TaskStatus.done,
+                           exit_code=1 if failed else 0,
+                           reason=f"scripted run of {task.scenario}: "
+                                  f"{'failed' if failed else 'passed'}")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemoryStore]:
+    with open_memory(tmp_path_factory.mktemp("memory")) as opened:
+        yield opened
+
+
+@pytest.fixture
+def board(store: MemoryStore) -> Blackboard:
+    return Blackboard(store)
+
+
+def planned(board: Blackboard, text: str = EVERY_LAYER) -> dict[Layer, Task]:
+    """A posted intake and plan under a fresh run id, as the swarm would leave them."""
+    run_id = f"swarm-unit{next(_runs)}"
+    (intake,) = intake_tasks(run_id, [("planned.clnrm.toml", text)])
+    board.post_intake(run_id, [intake])
+    assert Architect(board).act(intake).status is TaskStatus.done
+    return {t.layer: t for t in board.plan_tasks(intake.id)}
+
+
+def claim(board: Blackboard, task: Task, claimer: str, incarnation: str = "i1",
+          agent: Agent | None = None):  # noqa: ANN201 - a Claim
+    return board.claim(task, claimer=claimer, incarnation=incarnation,
+                       agent=agent or task.layer.agent)
+
+
+def done(task: Task, reason: str = "ok") -> TaskOutcome:
+    return TaskOutcome(task_id=task.id, agent=task.layer.agent, status=TaskStatus.done,
+                       reason=reason, exit_code=0)
+
+
+def test_plan_is_posted_and_read_back_in_order(board: Blackboard) -> None:
+    tasks = planned(board)
+    run_id = next(iter(tasks.values())).run_id
+    assert [t.layer for t in board.tasks(run_id)] == [
+        Layer.architecture, Layer.orchestration, Layer.performance, Layer.chaos,
+        Layer.self_healing, Layer.intelligence]
+
+
+def test_first_claim_wins_and_another_claimer_is_refused(board: Blackboard) -> None:
+    run = planned(board)[Layer.orchestration]
+    first = claim(board, run, "orchestration@a")
+    assert first.won and first.attempt == 1
+    second = claim(board, run, "orchestration@b", incarnation="i2")
+    assert not second.won
+    assert second.reason == "claimed by orchestration@a"
+
+
+def test_same_claimer_after_a_restart_resumes_with_the_next_attempt(board: Blackboard) -> None:
+    run = planned(board)[Layer.orchestration]
+    assert claim(board, run, "orchestration@a").won
+    again = claim(board, run, "orchestration@a", incarnation="i2")
+    assert again.won and again.attempt == 2
+    resumed = board.store.get([f"blackboard:{run.id}:resume:2"])
+    assert resumed and "resumes its unfinished claim" in resumed[0].reason  # type: ignore[union-attr]
+
+
+def test_only_the_awarded_agent_may_claim(board: Blackboard) -> None:
+    run = planned(board)[Layer.orchestration]
+    board.record_award(run, Award(task_id=run.id, winner=Agent.orchestration, reason="test"))
+    refused = claim(board, run, "intelligence@a", agent=Agent.intelligence)
+    assert not refused.won and refused.reason == "awarded to orchestration, not intelligence"
+
+
+def test_claims_wait_for_dependencies_then_for_the_conflict_rule(board: Blackboard) -> None:
+    tasks = planned(board)
+    chaos, perf, run = tasks[Layer.chaos], tasks[Layer.performance], tasks[Layer.orchestration]
+    waiting = claim(board, chaos, "chaos@a")
+    assert not waiting.won and waiting.reason.endswith(f"waits for {run.id} to finish")
+    board.finish(run, done(run))
+    assert claim(board, chaos, "chaos@a").reason.endswith(f"waits for {perf.id} to finish")
+    # A plan without the edge still may not let chaos perturb before the baseline.
+    unchained = chaos.model_copy(update={"after": (run.id,)})
+    refused = claim(board, unchained, "chaos@a")
+    assert not refused.won and "measurement before perturbation" in refused.reason
+    wait = board.store.get([f"blackboard:{chaos.id}:wait"])[0]
+    assert isinstance(wait, BlackboardEntry) and "measurement before" in wait.reason
+    board.finish(perf, done(perf, "baseline measured"))
+    assert claim(board, unchained, "chaos@a").won
+
+
+def test_a_result_is_recorded_once_and_the_first_one_counts(board: Blackboard) -> None:
+    run = planned(board)[Layer.orchestration]
+    first = board.finish(run, done(run, "first"))
+    second = board.finish(run, done(run, "second").model_copy(update={"attempt": 2}))
+    assert second == first
+    assert board.outcome(run.id).reason == "first"  # type: ignore[union-attr]
+    assert claim(board, run, "orchestration@x").outcome == first
+
+
+def test_restarted_agent_finishes_its_claimed_task_exactly_once(board: Blackboard) -> None:
+    run = planned(board, BASE)[Layer.orchestration]
+    ScriptedOrchestrator.calls.clear()
+    crashed = ScriptedOrchestrator(board, name="orchestration@r")
+    assert claim(board, run, crashed.name, crashed.incarnation).won  # ...and then it died
+    assert board.unfinished_claims(run.run_id, "orchestration@r") == [run]
+    restarted = ScriptedOrchestrator(board, name="orchestration@r")
+    (outcome,) = restarted.resume(run.run_id)
+    assert outcome.status is TaskStatus.done and outcome.attempt == 2
+    assert restarted.resume(run.run_id) == []
+    assert restarted.work(run) == outcome  # a resent call gets the recorded outcome
+    assert ScriptedOrchestrator.calls == [run.id]
+
+
+def test_swarm_of_plain_agents_negotiates_and_leaves_an_explanation(
+        board: Blackboard, tmp_path: Path) -> None:
+    ScriptedOrchestrator.calls.clear()
+    agents = [Architect(board), ScriptedOrchestrator(board), PerformanceAgent(board),
+              ChaosAgent(board), Healer(board), IntelligenceAgent(board)]
+    handles = [LocalHandle(a) for a in agents]
+    try:
+        report = Swarm(board, handles).run([("every.clnrm.toml", EVERY_LAYER),
+                                            ("failing.clnrm.toml", BASE.replace(
+                                                '"planned"', '"failing"'))])
+    finally:
+        for handle in handles:
+            handle.close()
+    status = {o.task_id.split("/", 1)[1]: o.status.value for o in report.outcomes}
+    assert status == {"every/architecture": "done", "failing/architecture": "done",
+                      "every/orchestration": "done", "failing/orchestration": "failed",
+                      "every/performance": "declined", "every/chaos": "declined",
+                      "every/self_healing": "declined", "every/intelligence": "declined"}
+    assert report.exit_code == 1
+    assert sorted(ScriptedOrchestrator.calls) == [f"{report.run_id}/every/orchestration",
+                                                  f"{report.run_id}/failing/orchestration"]
+    actions = {(d.agent.value, d.action) for d in report.decisions}
+    assert {("architect", "post"), ("orchestration", "bid"), ("orchestration", "claim"),
+            ("chaos", "bid"), ("architect", "decision")} <= actions
+    assert report.summary.startswith(f"swarm run {report.run_id} failed: ")
+    assert "every chaos declined" in report.summary
+    history = board.history(report.run_id)
+    perf_done = next(e for e in history if e.id.endswith("/every/performance:result"))
+    chaos_done = next(e for e in history if e.id.endswith("/every/chaos:result"))
+    assert perf_done.created_at <= chaos_done.created_at
+
+
+@pytest.mark.parametrize(("statuses", "codes", "expected"), [
+    (["done", "done"], [0, None], 0),
+    (["failed", "declined"], [1, None], 1),
+    (["failed", "done"], [2, 0], 2),
+    (["lost", "done"], [None, 0], 2),
+])
+def test_swarm_exit_code_follows_clnrm_run(statuses: list[str], codes: list[int | None],
+                                           expected: int) -> None:
+    outcomes = [TaskOutcome(task_id=f"r/s/{i}", agent=Agent.orchestration,
+                            status=TaskStatus(s), reason="", exit_code=c)
+                for i, (s, c) in enumerate(zip(statuses, codes, strict=True))]
+    assert SwarmReport(run_id="r", memory="m", outcomes=outcomes).exit_code == expected
+
+
+def test_observe_lists_only_my_layers_open_tasks(board: Blackboard) -> None:
+    tasks = planned(board)
+    chaos = ChaosAgent(board)
+    run_id = tasks[Layer.chaos].run_id
+    assert chaos.observe(run_id) == [tasks[Layer.chaos]]
+    board.finish(tasks[Layer.chaos], chaos.act(tasks[Layer.chaos]))
+    assert chaos.observe(run_id) == []
