@@ -35,6 +35,8 @@ bench: images
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/memory.py
 
 lint: install
 	$(BIN)/ruff check clnrm agents memory ray_cluster tests bench
