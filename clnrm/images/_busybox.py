@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from clnrm.errors import BackendError
-from clnrm.images._engine import build_from_context, make_context
+from clnrm.images._engine import build_files
 from clnrm.images._host import ensure_host_packages
 from clnrm.images._model import RecipeContext
 
@@ -42,16 +42,7 @@ class BusyboxRecipe:
             name: _data_text(name).encode() for name in _CONTEXT_FILES
         }
         files["busybox"] = binary
-        with make_context(files) as context:
-            return build_from_context(
-                ctx.client,
-                tag=ctx.spec.tag,
-                context=context,
-                labels=labels,
-                nocache=ctx.force,
-                emit=ctx.emit,
-                failure_hint=self.failure_hint,
-            )
+        return build_files(ctx, files, labels=labels, failure_hint=self.failure_hint)
 
 
 def static_busybox(ctx: RecipeContext) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from clnrm.errors import BackendError
-from clnrm.images._engine import build_from_context, local_image, make_context
+from clnrm.images._engine import build_files, local_image
 from clnrm.images._model import PYTHON_IMAGE, RecipeContext
 from clnrm.images._wheels import ensure_wheels, wheel_target, wheels_key
 
@@ -77,16 +77,7 @@ class PackagedContextRecipe:
             wheels_dir = ensure_wheels(requirements, wheel_target(), emit=ctx.emit)
             for wheel in sorted(wheels_dir.glob("*.whl")):
                 files[f"wheels/{wheel.name}"] = wheel
-        with make_context(files) as context:
-            return build_from_context(
-                ctx.client,
-                tag=ctx.spec.tag,
-                context=context,
-                labels=labels,
-                nocache=ctx.force,
-                emit=ctx.emit,
-                failure_hint=self.failure_hint,
-            )
+        return build_files(ctx, files, labels=labels, failure_hint=self.failure_hint)
 
     def _context_files(self) -> dict[str, bytes]:
         collected: dict[str, bytes] = {}

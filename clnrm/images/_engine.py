@@ -14,7 +14,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from clnrm.errors import BackendError
 from clnrm.images._host import LOG_TAIL_LINES
@@ -24,6 +24,9 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 ContextEntry = bytes | Path
 """A build-context file: literal content, or a host file copied as-is."""
+
+if TYPE_CHECKING:
+    from clnrm.images._model import RecipeContext
 
 
 def make_context(files: Mapping[str, ContextEntry]) -> IO[bytes]:
@@ -153,3 +156,11 @@ def remove_stale(client: Any, image_ids: Iterable[str]) -> None:
 def _chunk_lines(chunk: Mapping[str, Any]) -> list[str]:
     text = _ANSI_ESCAPE.sub("", str(chunk.get("stream") or chunk.get("status") or ""))
     return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def build_files(ctx: RecipeContext, files: Mapping[str, ContextEntry], *,
+                labels: Mapping[str, str], failure_hint: str) -> str:
+    """Tar ``files`` and build them as ``ctx.spec.tag``: the one build path of every recipe."""
+    with make_context(files) as context:
+        return build_from_context(ctx.client, tag=ctx.spec.tag, context=context, labels=labels,
+                                  nocache=ctx.force, emit=ctx.emit, failure_hint=failure_hint)
