@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 TARGET_ACTOR_US = 5000.0
+# The repository first: run as a script, this folder is sys.path[0] and its memory.py
+# (the memory bench) would shadow the memory package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SCENARIO = (Path(__file__).resolve().parents[1] / "scenarios" / "demo" / "demo.clnrm.toml")
 
