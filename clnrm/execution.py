@@ -30,7 +30,6 @@ from clnrm.results import (
     StepResult,
     TestResult,
     ValidationResult,
-    ValidationStatus,
 )
 from clnrm.scenario.model import Scenario, Step
 
@@ -262,8 +261,7 @@ class TestExecution:
         from clnrm.orchestration import judge_orchestration
 
         test.validations += judge_orchestration(self.orch, test.spans, test.services_timeline)
-        bad = [v for v in test.validations
-               if v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
+        bad = test.failed_validations
         if bad and test.outcome is Outcome.PASSED:
             test.outcome = Outcome.FAILED
             test.message = describe_validations(bad)

@@ -166,7 +166,7 @@ class ClnrmItem(pytest.Item):
 
 def describe_failure(test: TestResult) -> str:
     """The test's message, then each failing step and failing validation, for a terminal."""
-    from clnrm.results import Outcome, ValidationStatus
+    from clnrm.results import Outcome
 
     lines = [f"clnrm test {test.name!r} {test.outcome.value.upper()}: "
              f"{test.message or 'no message'}"]
@@ -177,8 +177,7 @@ def describe_failure(test: TestResult) -> str:
         where = f" in {step.service}" if step.service else ""
         lines.append(f"  {step.name}{where}: {step.message or step.outcome.value}")
         lines.append(f"    $ {shlex.join(step.command)}  (exit code {step.exit_code})")
-    bad_checks = [v for v in test.validations
-                  if v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
+    bad_checks = test.failed_validations
     if bad_checks:
         lines.append("failing validations:")
     for v in bad_checks:

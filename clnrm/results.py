@@ -101,6 +101,12 @@ class TestResult(BaseModel):
     digest: str | None = None  # sha256 over normalised spans, see clnrm.otel.digest
     services_timeline: list[ServiceTimeline] = Field(default_factory=list)
 
+    @property
+    def failed_validations(self) -> list[ValidationResult]:
+        """Expectations that failed or could not be evaluated: either one fails the test."""
+        return [v for v in self.validations
+                if v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
+
 
 class RunResult(BaseModel):
     run_id: str

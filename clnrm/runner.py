@@ -27,7 +27,7 @@ from clnrm.execution import TestExecution, describe_validations, judge_spans
 from clnrm.otel.digest import span_digest
 from clnrm.plugins import get_service_type
 from clnrm.plugins.base import ServiceSpec, SpecContext, probes_of
-from clnrm.results import Outcome, RunResult, TestResult, ValidationStatus
+from clnrm.results import Outcome, RunResult, TestResult
 from clnrm.scenario.model import Scenario
 
 if TYPE_CHECKING:
@@ -201,8 +201,7 @@ class Runner:
             test = TestResult(name=sc.name, file=sc.source or "", outcome=Outcome.PASSED,
                               spans=spans, message=None)
             test.validations = judge_spans(sc, spans)
-            bad = [v for v in test.validations
-                   if v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
+            bad = test.failed_validations
             if bad:
                 test.outcome, test.message = Outcome.FAILED, describe_validations(bad)
             elif not test.validations:
