@@ -34,6 +34,9 @@ app = typer.Typer(
 images_app = typer.Typer(help="Build and list the local base images (nothing is ever pulled).",
                          no_args_is_help=True)
 app.add_typer(images_app, name="images")
+chaos_app = typer.Typer(help="Fault injection: the fault catalog, and running one experiment.",
+                        no_args_is_help=True)
+app.add_typer(chaos_app, name="chaos")
 
 
 class Format(StrEnum):
@@ -182,15 +185,29 @@ def run(
         help="Write a self-contained HTML report (waterfall, service graph).")] = None,
 ) -> None:
     """Run test files (exit 0 all passed, 1 a test failed, 2 bad input or set-up)."""
+    from clnrm.runner import RunOptions
+
+    options = RunOptions(backend=backend.value, jobs=jobs, seed=seed,
+                         default_image=default_image, artifacts_dir=artifacts,
+                         fail_fast=fail_fast, otel_endpoint=otel_endpoint)
+    _run_files(paths, options, strict=strict, image_map=image_map or [], traces=traces,
+               fmt=fmt, digest=digest, reports=(report_json, report_junit, report_html))
+
+
+def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[str],
+               fmt: Format, reports: tuple[Path | None, Path | None, Path | None],
+               traces: Path | None = None, digest: bool = False,
+               require: Any = None) -> NoReturn:
+    """Load every file, run (or judge traces), write reports, print, exit with the verdict.
+    ``require(scenarios)`` may refuse the set before anything runs."""
     from clnrm.errors import ClnrmError, InterruptedRun
-    from clnrm.runner import Runner, RunOptions
+    from clnrm.runner import Runner
 
     try:
         scenarios = _load_all(paths, strict=strict)
-        options = RunOptions(backend=backend.value, jobs=jobs, seed=seed,
-                             default_image=default_image, image_map=_parse_map(image_map or []),
-                             fail_fast=fail_fast, otel_endpoint=otel_endpoint,
-                             artifacts_dir=artifacts)
+        if require is not None:
+            require(scenarios)
+        options.image_map = _parse_map(image_map)
         if traces is not None:
             from clnrm.otel.tracefile import load_trace_file
 
@@ -204,8 +221,8 @@ def run(
                     result = runner.run(scenarios)
                 except KeyboardInterrupt:
                     raise InterruptedRun(received.get("name", "SIGINT")) from None
-        _write_reports(result, json_path=report_json, junit_path=report_junit,
-                       html_path=report_html)
+        _write_reports(result, json_path=reports[0], junit_path=reports[1],
+                       html_path=reports[2])
     except (ClnrmError, OSError) as exc:
         _fail(exc)
     _print_result(result, fmt, digest=digest)
@@ -335,8 +352,18 @@ def _print_result(result: RunResult, fmt: Format, *, digest: bool = False) -> No
             out.print("    " + t.message.replace("\n", "\n    "), soft_wrap=True, markup=False)
         if t.validations:
             passed = sum(1 for v in t.validations if v.status.value == "pass")
-            out.print(f"    [dim]{passed}/{len(t.validations)} span expectations held, "
+            out.print(f"    [dim]{passed}/{len(t.validations)} expectations held, "
                       f"{len(t.spans)} spans[/]")
+        if t.chaos is not None:
+            from clnrm.chaos.report import timeline_lines
+
+            for line in timeline_lines(t.chaos):
+                out.print("    " + line, markup=False, soft_wrap=True)
+        if t.performance is not None:
+            from clnrm.perf.text import summary_lines
+
+            for line in summary_lines(t):
+                out.print("    " + line, markup=False, soft_wrap=True)
         if digest and t.digest:
             out.print(f"    digest {t.digest}", markup=False, soft_wrap=True)
     counts = ", ".join(f"{result.count(o)} {o.value}" for o in Outcome if result.count(o))
@@ -436,7 +463,8 @@ def gc(
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go.")] = False,
 ) -> None:
-    """Remove containers, networks and volumes left by killed runs."""
+    """Remove containers, networks and volumes left by killed runs (undoing chaos faults
+    they left applied first)."""
     from clnrm.backends.docker import docker_client
     from clnrm.errors import ClnrmError
     from clnrm.gc import collect_dead_runs
@@ -449,7 +477,9 @@ def gc(
     verb = "would remove" if dry_run else "removed"
     for r in found:
         out.print(f"{verb} run {r.run_id}: {len(r.containers)} containers, "
-                  f"{len(r.networks)} networks, {len(r.volumes)} volumes")
+                  f"{len(r.networks)} networks, {len(r.volumes)} volumes", soft_wrap=True)
+        for line in r.undone:
+            out.print(f"  undid {line}", markup=False, soft_wrap=True)
     if not found:
         out.print("nothing to collect")
 
@@ -489,6 +519,76 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
                  "help_option_names": []}
 
 
+@chaos_app.command("list")
+def chaos_list(
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    category: Annotated[str | None, typer.Option(
+        help="Only this category: network, container, resource, application.")] = None,
+) -> None:
+    """Show every fault type: name, category, what it does, its parameters."""
+    import json
+
+    from clnrm.errors import ClnrmError
+
+    try:
+        from clnrm.chaos.catalog import fault_types
+
+        entries = [cls.describe() for cls in fault_types().values()
+                   if category is None or cls.category == category]
+    except ClnrmError as exc:
+        _fail(exc)
+    if category is not None and not entries:
+        _fail(ClnrmError(f"no fault category {category!r}",
+                         hint="categories: network, container, resource, application"))
+    if fmt is Format.json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(entries)} fault types", show_lines=False)
+    for col in ("type", "category", "what it does", "parameters"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        params = ", ".join(f"{k}*" if k in e["required"] else k for k in e["parameters"])
+        table.add_row(e["type"], e["category"], e["summary"], params or "-")
+    _console().print(table)
+
+
+@chaos_app.command("run")
+def chaos_run(
+    experiment: Annotated[list[Path], typer.Argument(
+        help="Experiment files (test files with [[chaos.faults]]) or folders of them.")],
+    seed: Annotated[int | None, typer.Option(
+        help="Seed for fault schedules and toxics (overrides the files).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    strict: Annotated[bool, typer.Option(help="Treat unknown keys as errors.")] = False,
+    default_image: Annotated[str, typer.Option(
+        help="Image for steps that name no service.")] = "clnrm/busybox:latest",
+    artifacts: Annotated[Path, typer.Option(
+        help="Folder for per-run artifacts.")] = Path(".clnrm/runs"),
+    report_json: Annotated[Path | None, typer.Option(help="Write a JSON report.")] = None,
+    report_junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report.")] = None,
+    report_html: Annotated[Path | None, typer.Option(
+        help="Write an HTML report with the fault timeline.")] = None,
+) -> None:
+    """Run chaos experiments: steady state, faults on schedule, rollback, resilience verdicts
+    (exit 0 all held, 1 an expectation failed, 2 bad input)."""
+    from clnrm.runner import RunOptions
+
+    def require(scenarios: list[Any]) -> None:
+        from clnrm.errors import ClnrmError
+
+        plain = [sc.source or sc.name for sc in scenarios
+                 if sc.chaos is None or not sc.chaos.faults]
+        if plain:
+            raise ClnrmError(f"not a chaos experiment (no [[chaos.faults]]): {', '.join(plain)}",
+                             hint="add [[chaos.faults]] entries, or use `clnrm run`")
+
+    options = RunOptions(seed=seed, default_image=default_image, artifacts_dir=artifacts)
+    _run_files(experiment, options, strict=strict, image_map=[], fmt=fmt,
+               reports=(report_json, report_junit, report_html), require=require)
+
+
 @app.command("memory", context_settings=_PASS_THROUGH, add_help_option=False)
 def memory_group(ctx: typer.Context) -> None:
     """Query and maintain the agents' shared memory (query, stats, export, import, forget)."""
@@ -497,6 +597,14 @@ def memory_group(ctx: typer.Context) -> None:
     from memory.cli import memory_app
 
     memory_app(args=ctx.args, prog_name="clnrm memory")
+
+
+@app.command("perf", context_settings=_PASS_THROUGH, add_help_option=False)
+def perf_group(ctx: typer.Context) -> None:
+    """Performance baselines in the shared memory (perf baseline save, show, list, diff)."""
+    from clnrm.perf.cli import perf_app
+
+    perf_app(args=ctx.args, prog_name="clnrm perf")
 
 
 @app.command("swarm", context_settings=_PASS_THROUGH, add_help_option=False)

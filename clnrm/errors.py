@@ -10,6 +10,7 @@ are *results*, never exceptions.
     ├── BackendError           the engine is unreachable or refused an operation
     │   └── ImageMissingError  an image is not present locally (we never pull)
     ├── ReadinessError         a service never became ready (last log lines attached)
+    ├── PerformanceError       no comparable baseline: scenario, fingerprint, hint
     └── InterruptedRun         Ctrl-C / SIGTERM arrived; cleanup has run
 """
 
@@ -115,3 +116,25 @@ class InterruptedRun(ClnrmError):
         super().__init__(f"interrupted by {signal_name}; all containers and networks of "
                          "this run were removed")
         self.signal_name = signal_name
+
+
+class ChaosError(ClnrmError):
+    """A fault could not be injected or rolled back, or targets something outside the run."""
+
+    def __init__(self, message: str, *, fault: str | None = None, target: str | None = None,
+                 hint: str | None = None):
+        prefix = f"chaos fault {fault!r}" + (f" on {target!r}" if target else "") if fault else ""
+        super().__init__(f"{prefix}: {message}" if prefix else message, hint=hint)
+        self.fault = fault
+        self.target = target
+
+
+class PerformanceError(ClnrmError):
+    """A baseline is missing, unreadable or from another environment; the message names the
+    scenario and fingerprint asked for and the hint says which ones exist."""
+
+    def __init__(self, message: str, *, scenario: str | None = None,
+                 fingerprint: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.scenario = scenario
+        self.fingerprint = fingerprint

@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +35,14 @@ from clnrm.results import (
 from clnrm.scenario.model import Scenario, Step
 
 if TYPE_CHECKING:
+    from clnrm.chaos.engine import ChaosSession
     from clnrm.orchestration import OrchestrationPlan
     from clnrm.orchestration.readiness import SpanWaiter
     from clnrm.otel.selftrace import SelfTracer
+    from clnrm.otel.session import TestTelemetry
     from clnrm.otel.span import Span
+    from clnrm.perf.options import PerfOptions
+    from clnrm.perf.session import PerfSession
     from clnrm.runner import TestPlan
 
 log = structlog.get_logger("clnrm.test")
@@ -46,14 +51,28 @@ DEFAULT_STEP_TIMEOUT = 300.0
 DEFAULT_START_TIMEOUT = 60.0
 
 
+@dataclass
+class LiveSystem:
+    """A test's running system, as :meth:`TestExecution.live` yields it."""
+
+    box: Sandbox
+    telemetry: TestTelemetry | None
+    deadline: float
+    chaos: ChaosSession | None = None
+    perf: PerfSession | None = None
+
+
 class TestExecution:
     """Runs one planned test; built by the Runner, used once, from a worker thread."""
 
     def __init__(self, tp: TestPlan, *, backend: Backend, run_id: str, default_image: str,
                  seed: int | None, tracer: SelfTracer, parent: Any,
                  spans_dir: Path | None, cancelled: threading.Event,
-                 on_event: Callable[[str, str], None]) -> None:
+                 on_event: Callable[[str, str], None],
+                 perf: PerfOptions | None = None) -> None:
         self.tp = tp
+        self.perf_options = perf
+        self.perf_session: PerfSession | None = None  # set while measuring, judged after
         self.sc: Scenario = tp.scenario
         self.backend = backend
         self.run_id = run_id
@@ -116,6 +135,42 @@ class TestExecution:
         return Timeline(time.monotonic(), self.orch.graph.requires, self.orch.readiness_text())
 
     def _in_sandbox(self, test: TestResult, traceparent: str) -> list[Span]:
+        with self.live(test, traceparent) as live:
+            chaos, perf = live.chaos, live.perf
+            if chaos is not None:
+                test.chaos = chaos.report  # filled in as the experiment goes
+                chaos.begin(live.telemetry.receiver if live.telemetry else None)
+            if perf is not None:
+                self.perf_session = perf  # judged in _judge, once the sandbox is gone
+                perf.begin()
+            if chaos is not None and chaos.report.aborted:
+                test.steps = []  # the hypothesis failed first: no fault, no steps
+            else:
+                def steps() -> list[StepResult]:
+                    return self._run_steps(live.box, live.deadline,
+                                           on_step=chaos.on_step if chaos else None)
+
+                test.steps = perf.measure(steps) if perf is not None else steps()
+            if perf is not None:
+                perf.end()
+            if chaos is not None:
+                chaos.end()
+            if live.telemetry is None:
+                return []
+            if not self.sc.expect.is_empty or self.orch.needs_spans or perf is not None:
+                self.on_event(self.sc.name, "collecting spans")
+                live.telemetry.settle()
+            return live.telemetry.spans()
+
+    @contextmanager
+    def live(self, test: TestResult, traceparent: str,
+             proxied: Sequence[tuple[str, int]] = ()) -> Iterator[LiveSystem]:
+        """The test's system up and ready: sandbox, receiver, chaos session, services.
+
+        Leaving the block tears it all down in reverse order (faults rolled back
+        before containers go).  ``proxied`` puts extra service ports behind the chaos
+        proxy from launch (the chaos test harness uses it).
+        """
         from clnrm.otel.session import TestTelemetry
 
         deadline = time.monotonic() + (self.sc.timeout or 3600.0)
@@ -136,14 +191,41 @@ class TestExecution:
                                                               spans_file=spans_file))
                 box.extend_env(telemetry.container_env(run_id=self.run_id, test=self.sc.name,
                                                        traceparent=traceparent))
-            self._start_services(box, deadline, telemetry.receiver if telemetry else None)
-            test.steps = self._run_steps(box, deadline)
-            if telemetry is None:
-                return []
-            if not self.sc.expect.is_empty or self.orch.needs_spans:
-                self.on_event(self.sc.name, "collecting spans")
-                telemetry.settle()
-            return telemetry.spans()
+            chaos = None
+            if self._chaos_on() or proxied:
+                from clnrm.chaos.engine import ChaosSession
+
+                chaos = stack.enter_context(ChaosSession(
+                    self.sc, box, specs=self.tp.specs, run_id=self.run_id,
+                    seed=self._seed(), traceparent=traceparent, proxied=proxied,
+                    cancelled=self.cancelled, on_event=self.on_event))
+            perf = None
+            from clnrm.perf.session import performance_on
+
+            if performance_on(self.sc):
+                from clnrm.perf.session import PerfSession
+
+                perf = stack.enter_context(PerfSession(
+                    self.sc, box, run_id=self.run_id, seed=self._seed(),
+                    traceparent=traceparent, options=self.perf_options,
+                    cancelled=self.cancelled, on_event=self.on_event))
+            self._start_services(box, deadline, telemetry.receiver if telemetry else None,
+                                 on_launch=chaos.on_launch if chaos is not None else None)
+            yield LiveSystem(box=box, telemetry=telemetry, deadline=deadline, chaos=chaos,
+                             perf=perf)
+
+    def _chaos_on(self) -> bool:
+        chaos = self.sc.chaos
+        switch = self.sc.layers.chaos if self.sc.layers is not None else None
+        return chaos is not None and chaos.enabled and switch is not False
+
+    def _seed(self) -> int:
+        """The chaos seed: ``--seed``, else ``[chaos] seed``, else ``[determinism] seed``."""
+        det, chaos = self.sc.determinism, self.sc.chaos
+        for seed in (self.seed, chaos.seed if chaos else None, det.seed if det else None):
+            if seed is not None:
+                return int(seed)
+        return 0
 
     def _wants_spans(self) -> bool:
         """A receiver runs when something can send spans or something will read them:
@@ -165,7 +247,8 @@ class TestExecution:
             env["CLNRM_FREEZE_CLOCK"] = det.freeze_clock
         return env
 
-    def _start_services(self, box: Sandbox, deadline: float, spans: SpanWaiter | None) -> None:
+    def _start_services(self, box: Sandbox, deadline: float, spans: SpanWaiter | None, *,
+                        on_launch: Callable[[str], None] | None = None) -> None:
         """Start every service the moment its own dependencies are ready, in parallel."""
         from clnrm.orchestration import ProbeEnv, await_ready, run_in_dependency_order
 
@@ -183,6 +266,8 @@ class TestExecution:
             with self.tracer.span("clnrm.container.start", parent=parent, attributes={
                     "clnrm.service": spec.name, "container.image.name": spec.image or ""}):
                 handle = box.launch(spec)
+                if on_launch is not None:  # before any dependant can connect
+                    on_launch(name)
                 self.timeline.started(name)
                 if not requires[name]:
                     with lock:
@@ -214,7 +299,8 @@ class TestExecution:
             work.extend((s, s.service or block.service) for s in block.steps)
         return work
 
-    def _run_steps(self, box: Sandbox, deadline: float) -> list[StepResult]:
+    def _run_steps(self, box: Sandbox, deadline: float, *,
+                   on_step: Callable[[str], None] | None = None) -> list[StepResult]:
         work = self._work()
         results: list[StepResult] = []
         for i, (step, service) in enumerate(work, 1):
@@ -229,6 +315,8 @@ class TestExecution:
                     message=f"test timeout of {self.sc.timeout:g} s reached before this step"))
                 break
             timeout = min(step.timeout or DEFAULT_STEP_TIMEOUT, remaining)
+            if on_step is not None:
+                on_step(step.name)
             with self.tracer.span("clnrm.step", attributes={
                     "clnrm.step": step.name, "clnrm.service": service or "",
                     "clnrm.step.index": i}) as span:
@@ -261,6 +349,12 @@ class TestExecution:
         from clnrm.orchestration import judge_orchestration
 
         test.validations += judge_orchestration(self.orch, test.spans, test.services_timeline)
+        if test.chaos is not None:
+            from clnrm.chaos.resilience import judge_chaos
+
+            test.validations += judge_chaos(self.sc, test.chaos, test.spans)
+        if self.perf_session is not None:
+            test.validations += self.perf_session.judge(test)
         bad = test.failed_validations
         if bad and test.outcome is Outcome.PASSED:
             test.outcome = Outcome.FAILED
@@ -279,8 +373,11 @@ def judge_spans(sc: Scenario, spans: list[Span]) -> list[ValidationResult]:
 
 def describe_validations(bad: list[ValidationResult]) -> str:
     kinds = {v.validator for v in bad}
-    what = ("orchestration " if kinds <= {"temporal", "topology"}
-            else "" if kinds & {"temporal", "topology"} else "span ")
+    layers = {"orchestration ": {"temporal", "topology"}, "chaos ": {"chaos", "resilience"},
+              "performance ": {"performance"}}
+    what = next((word for word, names in layers.items() if kinds <= names), None)
+    if what is None:
+        what = "" if any(kinds & names for names in layers.values()) else "span "
     lines = [f"{len(bad)} {what}expectation(s) failed:"]
     for v in bad[:10]:
         where = f" ({v.declared_at})" if v.declared_at else ""

@@ -26,7 +26,7 @@ log = structlog.get_logger("clnrm.gc")
 
 
 class RunLeftovers(BaseModel):
-    """Resources of one run id found in the engine."""
+    """Resources of one run id found in the engine (and chaos faults it left applied)."""
 
     run_id: str
     owner: str
@@ -34,6 +34,7 @@ class RunLeftovers(BaseModel):
     containers: list[str] = Field(default_factory=list)
     networks: list[str] = Field(default_factory=list)
     volumes: list[str] = Field(default_factory=list)
+    undone: list[str] = Field(default_factory=list)  # chaos faults undone from the journal
 
 
 def owner_alive(owner: str) -> bool:
@@ -109,11 +110,27 @@ def remove_run(client: DockerClient, run_id: str) -> None:
 
 def collect_dead_runs(client: DockerClient, *, everything: bool = False,
                       dry_run: bool = False) -> list[RunLeftovers]:
-    """Remove dead runs' resources (all clnrm runs with ``everything``); return what was found."""
+    """Remove dead runs' resources (all clnrm runs with ``everything``); return what was found.
+
+    Chaos faults a dead run left applied are undone first, from its journal (a paused
+    container unpaused, limits restored, orphaned proxy processes killed): some of that
+    outlives the containers, and the report should say what state things were in.
+    """
     found = [r for r in find_leftovers(client) if everything or not r.alive]
-    if not dry_run:
-        for leftovers in found:
-            log.info("gc.remove", run=leftovers.run_id, containers=len(leftovers.containers),
-                     networks=len(leftovers.networks))
-            remove_leftovers(client, leftovers)
+    if dry_run:
+        return found
+    from clnrm.chaos.journal import replay_dead_journals
+
+    undone = replay_dead_journals(client.api, everything=everything)
+    by_run = {r.run_id: r for r in found}
+    for line in undone:
+        run_id = line.split(":", 1)[0].removeprefix("run ").strip()
+        if run_id not in by_run:  # containers already gone, only the journal was left
+            by_run[run_id] = RunLeftovers(run_id=run_id, owner="", alive=False)
+            found.append(by_run[run_id])
+        by_run[run_id].undone.append(line.split(": ", 1)[1] if ": " in line else line)
+    for leftovers in found:
+        log.info("gc.remove", run=leftovers.run_id, containers=len(leftovers.containers),
+                 networks=len(leftovers.networks), undone=len(leftovers.undone))
+        remove_leftovers(client, leftovers)
     return found

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from clnrm.chaos.base import Fault
     from clnrm.plugins.base import ServiceType
 
 hookspec = pluggy.HookspecMarker("clnrm")
@@ -30,4 +31,13 @@ def clnrm_service_types() -> list[type[ServiceType]]:  # type: ignore[empty-body
     checked. Each class's ``name`` is the value of ``plugin = "..."`` in a
     ``[services.NAME]`` table; two plugins claiming one name is an error.
     Not firstresult: every plugin's list is collected.
+    """
+
+
+@hookspec
+def clnrm_fault_types() -> list[type[Fault]]:  # type: ignore[empty-body]
+    """Return the chaos fault types this plugin provides.
+
+    Each class's ``type`` is the value of ``type = "..."`` in a ``[[chaos.faults]]``
+    table; two plugins claiming one type is an error. See :mod:`clnrm.chaos.base`.
     """

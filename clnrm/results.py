@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from clnrm.otel.span import Span
+from clnrm.perf.result import PerformanceResult
 
 
 class Outcome(StrEnum):
@@ -85,6 +86,61 @@ class ServiceTimeline(BaseModel):
     ready_s: float | None = None
 
 
+class ChaosEvent(BaseModel):
+    """One fault occurrence on the chaos timeline (seconds from the experiment's start)."""
+
+    fault: str  # the entry's name, else its type
+    type: str
+    target: str | None = None
+    occurrence: int = 1
+    planned_s: float = 0.0
+    injected_s: float | None = None
+    rolled_back_s: float | None = None
+    injected_unix_ns: int | None = None
+    rolled_back_unix_ns: int | None = None
+    detail: str = ""
+    rollback_detail: str = ""
+    error: str | None = None  # inject or rollback failed: the run says so loudly
+    skipped: str | None = None  # not injected (probability draw, cancelled run)
+
+
+class ProbeSample(BaseModel):
+    """One probe result: when (s from the experiment start), ok or not, how long it took."""
+
+    t: float
+    ok: bool
+    ms: float
+    detail: str = ""
+
+
+class ProbeSeries(BaseModel):
+    name: str
+    target: str  # what it checks, in words ("GET http://gateway:8080/items")
+    samples: list[ProbeSample] = Field(default_factory=list)
+
+
+class SteadyStateCheck(BaseModel):
+    """The steady-state hypothesis at one moment (before the faults, after the rollback)."""
+
+    phase: str  # "before" | "after"
+    ok: bool
+    at_s: float = 0.0
+    waited_s: float = 0.0  # after: time from the last rollback until it held again
+    detail: str = ""
+
+
+class ChaosReport(BaseModel):
+    """What the chaos layer did in one test and what the probes saw."""
+
+    seed: int = 0
+    started_unix_ns: int = 0
+    duration_s: float = 0.0
+    timeline: list[ChaosEvent] = Field(default_factory=list)
+    probes: list[ProbeSeries] = Field(default_factory=list)
+    steady_state: list[SteadyStateCheck] = Field(default_factory=list)
+    aborted: str | None = None  # why the experiment stopped early (steady state not met...)
+
+
 class TestResult(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -100,6 +156,8 @@ class TestResult(BaseModel):
     spans: list[Span] = Field(default_factory=list)
     digest: str | None = None  # sha256 over normalised spans, see clnrm.otel.digest
     services_timeline: list[ServiceTimeline] = Field(default_factory=list)
+    chaos: ChaosReport | None = None
+    performance: PerformanceResult | None = None  # clnrm.perf: measured, judged, explained
 
     @property
     def failed_validations(self) -> list[ValidationResult]:

@@ -25,6 +25,7 @@ from clnrm.backends.base import Backend
 from clnrm.errors import BackendError, PluginError, ScenarioError
 from clnrm.execution import TestExecution, describe_validations, judge_spans
 from clnrm.otel.digest import span_digest
+from clnrm.perf.options import PerfOptions
 from clnrm.plugins import get_service_type
 from clnrm.plugins.base import ServiceSpec, SpecContext, probes_of
 from clnrm.results import Outcome, RunResult, TestResult
@@ -51,6 +52,7 @@ class RunOptions:
     fail_fast: bool = False
     otel_endpoint: str | None = None  # where clnrm exports its own spans (OTLP/HTTP)
     artifacts_dir: Path | None = None  # spans.jsonl per test under <dir>/<run id>/
+    perf: PerfOptions = field(default_factory=PerfOptions)  # where baselines live
 
 
 @dataclass
@@ -148,7 +150,7 @@ class Runner:
                              default_image=default_image, seed=self.options.seed,
                              tracer=self.tracer, parent=self._run_context,
                              spans_dir=self.artifacts, cancelled=self.cancelled,
-                             on_event=self._on_event)
+                             on_event=self._on_event, perf=self.options.perf)
 
     @property
     def artifacts(self) -> Path | None:

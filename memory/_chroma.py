@@ -200,8 +200,9 @@ class ChromaStore(StoreMixin):
         Measured at 100k records: Chroma's own ``where`` on a selective field
         (one agent of six) took p95 ~80 ms; the unfiltered top-200 plus a check
         in Python ~26 ms p95 on a loaded machine (bench/memory.py).  If at least
-        ``k`` of the top N match, they are exactly the filtered top k (anything
-        better would rank inside N too).
+        ``k`` of the top N match, they are the filtered top k as far as the HNSW
+        index ranks (anything better would rank inside N too); Chroma answers a
+        selective ``where`` by exact search, so the two can differ on near-ties.
         """
         wanted: dict[str, Any] = {}
         for clause in clauses:
@@ -217,6 +218,8 @@ class ChromaStore(StoreMixin):
                   if all(m.get(key) == value for key, value in wanted.items())][:k]
         if len(chosen) < k and len(ids) == fetch:
             return None  # too few in the top N: the filtered top k may lie beyond it
+        if not chosen:  # nothing matches (Chroma refuses get(ids=[]))
+            return []
         docs = collection.get(ids=[i for i, _ in chosen], include=["documents"])
         by_id = {i: doc for i, doc in zip(docs["ids"], docs["documents"], strict=True)}
         return [Hit(record=parse_record(by_id[i]), score=1.0 - float(d)) for i, d in chosen]

@@ -65,11 +65,23 @@ def _orchestrator(board: Blackboard, name: str, spec: AgentSpec) -> SwarmAgent:
     return RunnerOrchestrator(board, name=name, settings=spec.settings)
 
 
+def _chaos(board: Blackboard, name: str, spec: AgentSpec) -> SwarmAgent:
+    from agents.chaos import ChaosAgent
+
+    return ChaosAgent(board, name=name, settings=spec.settings)
+
+
+def _performance(board: Blackboard, name: str, spec: AgentSpec) -> SwarmAgent:
+    from agents.performance import PerformanceAgent
+
+    return PerformanceAgent(board, name=name, settings=spec.settings)
+
+
 AGENT_FACTORIES: Final[dict[Agent, AgentFactory]] = {
     Agent.architect: _plain("agents.architect:Architect"),
     Agent.orchestration: _orchestrator,
-    Agent.performance: _plain("agents.performance:PerformanceAgent"),
-    Agent.chaos: _plain("agents.chaos:ChaosAgent"),
+    Agent.performance: _performance,
+    Agent.chaos: _chaos,
     Agent.self_healing: _plain("agents.healer:Healer"),
     Agent.intelligence: _plain("agents.intelligence:IntelligenceAgent"),
 }

@@ -58,6 +58,8 @@ class RunnerOrchestrator(SwarmAgent):
         clnrm_run = new_run_id()
         try:
             scenario = loads_scenario(task.text, source=task.source)
+            if scenario.chaos is not None:  # the chaos agent runs the experiment, once
+                scenario = scenario.model_copy(update={"chaos": None})
             runner = Runner(options, backend=make_backend(s.backend, clnrm_run))
             result = runner.run([scenario])
         except ClnrmError as exc:

@@ -113,6 +113,7 @@ class DockerSandbox(Sandbox):
     """One test: an internal network plus the containers started on it."""
 
     enforces_links = True
+    supports_chaos = True  # faults act on containers, cgroups and network namespaces
 
     def __init__(self, client: DockerClient, run_id: str, test_slug: str, *,
                  default_image: str, env: dict[str, str], owner: str,
@@ -300,6 +301,43 @@ class DockerSandbox(Sandbox):
         for net in self._member_nets.get(service, []):
             self._api.connect_container_to_network(created["Id"], net, aliases=[service])
         return str(created["Id"])
+
+    def container_id(self, service: str) -> str | None:
+        """The container of ``service`` in this test (None: not started here)."""
+        with self._lock:
+            return self._containers.get(service)
+
+    def service_names(self) -> list[str]:
+        """Services started in this test, without the step container."""
+        with self._lock:
+            return [name for name in self._containers if name != _STEP_CONTAINER]
+
+    def restart_service(self, service: str, *, timeout: float = 10.0) -> None:
+        """Start the service's container again after a kill/stop (chaos rollback).
+
+        A container created held (see :meth:`hold`) starts again inside its gate, so it is
+        released the same way once the gate is armed; otherwise the engine's start is all.
+        """
+        cid = self.container_id(service)
+        if cid is None:
+            raise BackendError(f"service {service!r} is not part of this test", backend="docker")
+        info = self._api.inspect_container(cid)
+        if not info["State"].get("Running"):
+            self._api.start(cid)
+        if "clnrm-gate" not in ((info.get("Config") or {}).get("Entrypoint") or []):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            procs = self._api.top(cid).get("Processes") or []
+            if any(p and p[-1].strip() == _GATE_SLEEPER for p in procs):
+                self._api.kill(cid, signal="SIGUSR1")
+                return
+            if not self._api.inspect_container(cid)["State"].get("Running"):
+                raise BackendError(f"service {service!r} exited again right after restart",
+                                   backend="docker")
+            time.sleep(0.02)
+        raise BackendError(f"service {service!r} did not reach its start gate in {timeout:g} s",
+                           backend="docker")
 
     def address_of(self, cid: str) -> str | None:
         """The container's IP on the test network (the host is its gateway, so it can connect)."""

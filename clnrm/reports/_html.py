@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from clnrm.reports._graph import (
     UNKNOWN_SERVICE,
@@ -30,6 +30,7 @@ from clnrm.reports._graph import (
     merge_graphs,
     service_graph,
 )
+from clnrm.reports._perf import critical_keys, render_perf
 from clnrm.reports._text import clip
 from clnrm.reports._waterfall import SPAN_LIMIT, Waterfall, waterfall
 from clnrm.results import Outcome, RunResult, TestResult, ValidationStatus
@@ -65,6 +66,7 @@ class TestView:
     waterfall: Waterfall
     graph: ServiceGraph
     layout: GraphLayout
+    perf: str | None = None  # the rendered performance section (markup), if any
 
 
 def render_html(result: RunResult, *, span_limit: int = SPAN_LIMIT) -> str:
@@ -77,15 +79,25 @@ def render_html(result: RunResult, *, span_limit: int = SPAN_LIMIT) -> str:
     many = len(result.tests) > 10
     views = [TestView(anchor=f"test-{i}", test=t,
                       open=not (many and t.outcome in (Outcome.PASSED, Outcome.SKIPPED)),
-                      waterfall=waterfall(t.spans, limit=span_limit), graph=g, layout=layout(g))
+                      waterfall=waterfall(t.spans, limit=span_limit, critical=critical_keys(t)),
+                      graph=g, layout=layout(g), perf=render_perf(t))
              for i, (t, g) in enumerate(zip(result.tests, graphs, strict=True))]
     digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
     counts = [(o.value, result.count(o)) for o in Outcome]
     return _template().render(
         run=result, tests=views, counts=counts, run_graph=run_graph,
         run_layout=layout(run_graph), colours=colours, span_limit=span_limit,
-        script=Markup(_SCRIPT), script_hash=f"sha256-{digest}",
+        script=Markup(_SCRIPT), script_hash=f"sha256-{digest}", chaos_svg=_chaos_svg,
         spans_total=sum(len(t.spans) for t in result.tests))
+
+
+def _chaos_svg(report: Any) -> Any:
+    """The chaos timeline picture (built from escaped values, so it is safe markup)."""
+    from markupsafe import Markup
+
+    from clnrm.chaos.report import timeline_svg
+
+    return Markup(timeline_svg(report))  # noqa: S704 - every value inside is escaped
 
 
 def write_html(result: RunResult, path: str | Path) -> None:

@@ -175,6 +175,10 @@ def _joined_output(test: TestResult, stream: str) -> str:
         if text:
             parts.append(f"--- {step.name} {stream} (exit code {step.exit_code}) ---\n"
                          + clip(text) + ("" if text.endswith("\n") else "\n"))
+    if stream == "stdout" and test.chaos is not None:
+        from clnrm.chaos.report import timeline_lines
+
+        parts.append("--- chaos timeline ---\n" + "\n".join(timeline_lines(test.chaos)) + "\n")
     return "".join(parts)
 
 

@@ -16,7 +16,7 @@ renders a readable file.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -44,6 +44,7 @@ class WaterfallRow:
     error: bool
     note: str  # why the row looks unusual: orphan, loop, missing timestamps
     title: str  # hover text: every field and attribute, clipped
+    critical: bool = False  # on the critical path (clnrm.perf.critical_path)
 
     @property
     def service(self) -> str | None:
@@ -80,8 +81,12 @@ def is_error(span: Span) -> bool:
     return flag is True or (isinstance(flag, str) and flag.lower() == "true")
 
 
-def waterfall(spans: Sequence[Span], *, limit: int = SPAN_LIMIT) -> Waterfall:
-    """Lay out ``spans`` as trace lanes of rows in parent-first, start-time order."""
+def waterfall(spans: Sequence[Span], *, limit: int = SPAN_LIMIT,
+              critical: Set[Key] | None = None) -> Waterfall:
+    """Lay out ``spans`` as trace lanes of rows in parent-first, start-time order.
+
+    Rows whose ``(trace_id, span_id)`` is in ``critical`` are marked ``critical``.
+    """
     by_trace: dict[str, list[int]] = defaultdict(list)
     for i, span in enumerate(spans):
         by_trace[span.trace_id].append(i)
@@ -100,7 +105,7 @@ def waterfall(spans: Sequence[Span], *, limit: int = SPAN_LIMIT) -> Waterfall:
         if shown >= limit:
             continue
         order = _tree_order(spans, members)[: limit - shown]
-        _place(spans, lane, order)
+        _place(spans, lane, order, critical or frozenset())
         shown += len(lane.rows)
     return Waterfall(lanes=[lane for lane in lanes if lane.rows], total=len(spans), shown=shown)
 
@@ -152,7 +157,8 @@ def _tree_order(spans: Sequence[Span], members: list[int]) -> list[tuple[int, in
     return order
 
 
-def _place(spans: Sequence[Span], lane: TraceLane, order: list[tuple[int, int, str]]) -> None:
+def _place(spans: Sequence[Span], lane: TraceLane, order: list[tuple[int, int, str]],
+           critical: Set[Key]) -> None:
     starts = [t for i, _, _ in order if (t := spans[i].start_time_unix_nano) is not None]
     ends = [t for i, _, _ in order for t in (spans[i].start_time_unix_nano,
                                              spans[i].end_time_unix_nano) if t is not None]
@@ -178,7 +184,7 @@ def _place(spans: Sequence[Span], lane: TraceLane, order: list[tuple[int, int, s
         lane.rows.append(WaterfallRow(
             span=span, depth=depth, left_pct=left, width_pct=width,
             duration=_ms_text(ms) if ms is not None else "", error=is_error(span), note=note,
-            title=_title(span, depth, ms)))
+            title=_title(span, depth, ms), critical=(span.trace_id, span.span_id) in critical))
 
 
 def _pct(value: int, window: int) -> float:

@@ -190,34 +190,87 @@ class HermeticityExpectation(Model):
         return self
 
 
-class PerformanceExpectation(Model):
-    """Hyper-advanced: a latency/throughput budget for spans or the whole run.
+PERF_EXPECT_METRICS: tuple[str, ...] = ("duration_ms", "throughput_rps", "error_rate",
+                                         "run_duration_ms")
+"""What ``[[expect.performance]] metric`` may be."""
 
-    ``metric`` names what is measured (``duration_ms`` of spans named
-    ``span``, or ``run_duration_ms``); bounds are inclusive;
-    ``max_regression_pct`` compares against a recorded baseline.
+
+def _perf_metric(value: str) -> str:
+    text = value.strip().lower()
+    if text not in PERF_EXPECT_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(PERF_EXPECT_METRICS)}, "
+                         f"got {value!r:.40}")
+    return text
+
+
+class PerformanceExpectation(Model):
+    """A latency/throughput budget for spans or the whole run (judged by the performance
+    layer, docs/performance.md).
+
+    ``metric``: ``duration_ms`` of spans named ``span`` (at ``percentile``, else every
+    span: the bounds then hold for the fastest and the slowest), ``throughput_rps``
+    (spans named ``span`` per second of the measured window; without ``span``, the
+    requests), ``error_rate`` (0..1, ERROR spans named ``span``, else of the requests),
+    or ``run_duration_ms`` (the test).  ``min``/``max`` are inclusive absolute bounds;
+    ``max_regression_pct`` compares the statistic (``percentile``, default p95; the mean
+    for throughput) with the baseline in the shared memory, significance-tested like
+    ``[performance]`` (``alpha``), or with the one in the ``baseline`` file.
     """
 
     name: str | None = None
     span: str | None = None
-    metric: str = "duration_ms"
+    metric: Annotated[str, AfterValidator(_perf_metric)] = "duration_ms"
     percentile: float | None = Field(default=None, gt=0, le=100)
     max: float | None = Field(default=None, ge=0)
     min: float | None = Field(default=None, ge=0)
     max_regression_pct: float | None = Field(default=None, ge=0)
+    alpha: float | None = Field(default=None, gt=0, lt=1)
     baseline: str | None = None
     description: str | None = None
 
+    @model_validator(mode="after")
+    def _judgeable(self) -> PerformanceExpectation:
+        if self.metric == "duration_ms" and not self.span:
+            raise ValueError("metric duration_ms needs span = \"<span name>\"")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        if self.metric == "error_rate" and self.max is not None and self.max > 1:
+            raise ValueError("error_rate is a share between 0 and 1")
+        if self.max is None and self.min is None and self.max_regression_pct is None:
+            raise ValueError("give max, min or max_regression_pct: nothing to judge")
+        if self.max_regression_pct is not None and not (
+                self.metric == "duration_ms"
+                or (self.metric == "throughput_rps" and self.span is None)):
+            raise ValueError("max_regression_pct is judged for duration_ms of a span and for "
+                             "throughput_rps of the requests (no span): the metrics the "
+                             "baseline keeps")
+        return self
+
 
 class ResilienceExpectation(Model):
-    """Hyper-advanced: how the system must behave under an injected fault.
+    """How the system must behave under the injected faults (judged by the chaos layer).
 
-    ``fault`` names a ``[[chaos.faults]]`` entry (by ``name`` or ``type``);
-    ``recovers_within`` is a duration; ``max_error_rate`` is 0..1.
+    The window is while ``fault`` was applied (a ``[[chaos.faults]]`` name or type;
+    default: every fault).  Probe-based figures use ``probe`` (default: every probe);
+    ``span`` judges the success rate on spans of that name instead (ERROR status =
+    failure).  ``max_downtime_ms``: the longest stretch of failed probe samples;
+    ``max_failover_time_ms``: from injection until the first success after the first
+    failure (0 when nothing failed); ``full_recovery_time_ms`` / ``recovers_within``:
+    from the rollback until the probes pass again;
+    ``recovers_from_container_kill``: after a kill/stop/oom fault the target runs
+    again and the steady state holds after the rollback; ``must_emit``: span or span
+    event names seen while the fault was applied (a fallback's event, say).
     """
 
     name: str | None = None
     fault: str | None = None
+    probe: str | None = None
+    span: str | None = None
+    recovers_from_container_kill: bool | None = None
+    max_downtime_ms: float | None = Field(default=None, ge=0)
+    max_failover_time_ms: float | None = Field(default=None, ge=0)
+    min_success_rate_during: float | None = Field(default=None, ge=0, le=1)
+    full_recovery_time_ms: float | None = Field(default=None, ge=0)
     recovers_within: Duration | None = None
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     steady_state: list[str] = Field(default_factory=list)

@@ -18,7 +18,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from clnrm.scenario.durations import Duration
 from clnrm.scenario.model_base import Model
@@ -133,17 +140,78 @@ class Orchestration(Model):
         return value
 
 
+_TRIGGER = re.compile(r"after_(steady_state|start)(?:_(\d+(?:\.\d+)?)(ms|s|m))?")
+SCHEDULE_KEYS: frozenset[str] = frozenset({
+    "type", "name", "target", "at", "after", "trigger", "duration", "every", "repeat",
+    "window", "probability"})
+"""Keys of a ``[[chaos.faults]]`` entry the engine reads; every other key is the fault's."""
+
+
 class Fault(Model):
-    """One ``[[chaos.faults]]`` entry: ``type`` selects the fault plugin, the rest is its input."""
+    """One ``[[chaos.faults]]`` entry: ``type`` selects the fault plugin, the scheduling keys
+    say when, and every other key is the plugin's typed config (checked on load against
+    the plugin's own model, see :func:`clnrm.chaos.engine.check_faults`).
+
+    When: ``at`` seconds after the anchor (``after``: ``"start"`` of the experiment,
+    which is ``"steady_state"`` too, since the experiment starts once the hypothesis
+    holds, or ``"step:<name>"``: when that step starts); ``trigger =
+    "after_steady_state_30s"`` is the same as ``after = "steady_state"``, ``at = 30``.
+    ``window = [a, b]`` instead of ``at`` picks the moment at random in ``[a, b]``
+    from the seed.  ``duration`` is how long it stays (default: until the steps end);
+    ``every`` + ``repeat`` inject it again; ``probability`` makes each occurrence a
+    seeded coin toss.
+    """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     type: str = Field(min_length=1)
     name: str | None = None
     target: str | None = None  # a declared service
-    at: Duration | None = None  # offset from the start of the run
+    at: Duration | None = None
+    after: str = "start"
+    trigger: str | None = None
     duration: Duration | None = None
+    every: Duration | None = Field(default=None, gt=0)
+    repeat: int = Field(default=1, ge=1, le=10_000)
+    window: list[Duration] | None = None
     probability: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("after")
+    @classmethod
+    def _anchor(cls, value: str) -> str:
+        text = value.strip()
+        if text in ("start", "steady_state") or (text.startswith("step:") and text[5:].strip()):
+            return text
+        raise ValueError("after must be 'start', 'steady_state' or 'step:<step name>', "
+                         f"got {value!r:.60}")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (len(value) != 2 or value[0] > value[1]):
+            raise ValueError("window is [earliest, latest], e.g. [\"2s\", \"5s\"]")
+        return value
+
+    @model_validator(mode="after")
+    def _trigger_and_repeat(self) -> Fault:
+        if self.trigger is not None:
+            match = _TRIGGER.fullmatch(self.trigger.strip())
+            if not match:
+                raise ValueError("trigger must look like 'after_steady_state_30s' or "
+                                 f"'after_start_500ms', got {self.trigger!r:.60}")
+            self.after = match.group(1)
+            if match.group(2):
+                scale = {"ms": 0.001, "s": 1.0, "m": 60.0}[match.group(3)]
+                self.at = float(match.group(2)) * scale
+        if self.repeat > 1 and self.every is None:
+            raise ValueError("repeat needs every (the time between occurrences)")
+        if self.window is not None and self.at is not None:
+            raise ValueError("give at or window, not both")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or (f"{self.type}:{self.target}" if self.target else self.type)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -151,26 +219,178 @@ class Fault(Model):
         return dict(self.model_extra or {})
 
 
+class HttpProbe(Model):
+    """``http = { service = "gateway", port = 8080, path = "/items" }``: a request from the
+    host to the service's address; ok when the status is expected (and the body matches)."""
+
+    service: str
+    port: int = Field(ge=1, le=65535)
+    path: str = "/"
+    method: Literal["GET", "POST", "PUT", "DELETE", "HEAD"] = "GET"
+    body: str | None = None
+    expect_status: list[int] = Field(default_factory=lambda: [200])
+    body_regex: str | None = None
+
+
+class TcpProbe(Model):
+    """``tcp = { service = "db", port = 5432 }``: ok when a connection is accepted."""
+
+    service: str
+    port: int = Field(ge=1, le=65535)
+
+
+class ChaosProbe(Model):
+    """``[[chaos.probes]]``: something checked every ``every`` from before the first fault
+    until after the last rollback; resilience expectations and the steady-state hypothesis
+    are judged on its samples."""
+
+    name: str = Field(min_length=1)
+    http: HttpProbe | None = None
+    tcp: TcpProbe | None = None
+    command: list[str] | None = None  # exec'd in ``service`` (or the step container)
+    service: str | None = None
+    expected_exit_code: int = 0
+    every: Duration = Field(default=0.2, gt=0)
+    timeout: Duration = Field(default=2.0, gt=0)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _shell(cls, value: object) -> object:
+        return ["sh", "-c", value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ChaosProbe:
+        kinds = [k for k in ("http", "tcp", "command") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"probe '{self.name}' needs exactly one of http, tcp or command"
+                             + (f" (has {', '.join(kinds)})" if kinds else ""))
+        return self
+
+
 class Chaos(Model):
-    """Faults to inject while the scenarios run; rolled back when the run ends."""
+    """Faults to inject while the steps run, probes to watch, and the steady-state
+    hypothesis (probe names) checked before the first fault and after the last rollback.
+    Faults are always rolled back: ``rollback = false`` is refused, not honoured."""
 
     enabled: bool = True
     seed: int | None = Field(default=None, ge=0)
     faults: list[Fault] = Field(default_factory=list)
-    steady_state: list[str] = Field(default_factory=list)  # step names that must pass before/after
+    probes: list[ChaosProbe] = Field(default_factory=list)
+    steady_state: list[str] = Field(default_factory=list)
+    steady_state_samples: int = Field(default=3, ge=1, le=100)
+    recovery_timeout: Duration = Field(default=30.0, gt=0)
+    duration: Duration | None = None  # the experiment lasts at least this long
     rollback: bool = True
+
+    @field_validator("rollback")
+    @classmethod
+    def _always_rolled_back(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("faults are always rolled back; remove rollback = false")
+        return value
+
+    @model_validator(mode="after")
+    def _names(self) -> Chaos:
+        probes = [p.name for p in self.probes]
+        dupes = sorted({n for n in probes if probes.count(n) > 1})
+        if dupes:
+            raise ValueError(f"probe names must be unique: {', '.join(dupes)}")
+        unknown = [n for n in self.steady_state if n not in probes]
+        if unknown:
+            raise ValueError(f"steady_state names probes that are not declared: "
+                             f"{', '.join(unknown)} (declared: {', '.join(probes) or 'none'})")
+        labels = [f.label for f in self.faults]
+        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        if dupes:
+            raise ValueError(f"two faults share the name {dupes[0]!r}: give each a unique name")
+        return self
+
+
+class PerformanceLoad(Model):
+    """``[performance.load]``: an open-loop HTTP workload sent from the host while the
+    steps run (:class:`clnrm.perf.load.LoadDriver`).  Requests leave on a schedule fixed
+    by ``rate_rps``, ``arrival`` and ``seed`` whether or not earlier ones have answered,
+    so a stall shows as many slow requests, not as one.  ``warmup`` seconds are sent
+    first and not measured; ``concurrency`` caps open connections."""
+
+    service: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    path: str = "/"
+    method: Literal["GET", "POST", "PUT", "DELETE", "HEAD"] = "GET"
+    body: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    rate_rps: float = Field(default=20.0, gt=0, le=5000)
+    duration: Duration = Field(default=5.0, gt=0, le=3600)
+    warmup: Duration = Field(default=0.0, ge=0, le=600)
+    seed: int | None = Field(default=None, ge=0)  # default: the test's seed
+    arrival: Literal["constant", "poisson"] = "poisson"
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    timeout: Duration = Field(default=10.0, gt=0)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"path must start with '/', got {value!r:.60}")
+        return value
+
+
+PERF_METRIC_KINDS: tuple[str, ...] = ("latency", "throughput", "load", "cpu", "memory")
+"""What ``[performance] metrics`` may name (a kind, or one metric such as
+``"latency:GET /items"``); the first three are compared with the baseline."""
 
 
 class Performance(Model):
-    """Repeat runs to measure timings and compare them with a recorded baseline."""
+    """Measure the run (span latencies, throughput, container stats, an optional load) and
+    judge it against the baseline kept in the shared memory (see docs/performance.md).
+
+    ``iterations`` passes of the steps are measured after ``warmup`` unmeasured passes,
+    all in one live system.  A metric regresses when it is worse with statistical
+    significance (``alpha``, corrected across metrics) *and* beyond the allowed
+    percentage: ``p95_latency_increase_max_percent`` for latencies (p95),
+    ``throughput_decrease_max_percent`` for throughput (mean).  ``fail_on_regression
+    = false`` reports regressions without failing the test.  ``spans`` limits the
+    compared latencies (default: every server and client span name seen in both runs).
+    ``baseline`` reads the baseline from a JSON file instead of the memory;
+    ``record_baseline`` makes this run the baseline even when one exists;
+    ``history`` is how many past runs are kept for change-point detection.
+    ``regression_threshold_pct`` is the older spelling of the latency threshold.
+    """
 
     enabled: bool = True
-    iterations: int = Field(default=1, ge=1)
-    warmup: int = Field(default=0, ge=0)
-    baseline: str | None = None  # path of a baseline file
+    iterations: int = Field(default=1, ge=1, le=1000)
+    warmup: int = Field(default=0, ge=0, le=1000)
+    baseline: str | None = None  # path of a baseline file (clnrm perf baseline show -f json)
     record_baseline: bool = False
     regression_threshold_pct: float | None = Field(default=None, ge=0)
     metrics: list[str] = Field(default_factory=list)
+    p95_latency_increase_max_percent: float | None = Field(default=None, ge=0)
+    throughput_decrease_max_percent: float | None = Field(default=None, ge=0, le=100)
+    fail_on_regression: bool = True
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    spans: list[str] = Field(default_factory=list)
+    load: PerformanceLoad | None = None
+    stats: bool = True
+    history: int = Field(default=20, ge=0, le=1000)
+    baseline_runs: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            kind = name.partition(":")[0].strip()
+            if kind not in PERF_METRIC_KINDS:
+                raise ValueError(f"unknown metric {name!r}: name a kind "
+                                 f"({', '.join(PERF_METRIC_KINDS)}) or a metric such as "
+                                 "'latency:GET /items'")
+        return value
+
+    @property
+    def latency_threshold_pct(self) -> float | None:
+        """The allowed p95 increase: the new key, else the older ``regression_threshold_pct``."""
+        if self.p95_latency_increase_max_percent is not None:
+            return self.p95_latency_increase_max_percent
+        return self.regression_threshold_pct
 
 
 class SelfHealing(Model):

@@ -43,6 +43,7 @@ def normalise(raw: RawTestFile, *, vars_: dict[str, Any]) -> tuple[Scenario | No
     _check_services(services, origin, problems)
     _check_scenarios(raw, problems)
     _check_faults(raw, services, problems)
+    _check_performance(raw, services, problems)
     if problems or name is None:
         return None, problems
     meta, metadata, test = raw.meta, raw.test.metadata if raw.test else None, raw.test
@@ -199,6 +200,24 @@ def _check_services(
             )
 
 
+def _check_performance(
+    raw: RawTestFile, services: dict[str, ServiceConfig], problems: list[Problem]
+) -> None:
+    """The load of ``[performance.load]`` goes to a declared service, on a declared port."""
+    load = raw.performance.load if raw.performance is not None else None
+    if load is None:
+        return
+    if load.service not in services:
+        problems.append(Problem(
+            f"the load goes to service '{load.service}', which is not declared",
+            ("performance", "load", "service"), _declared_hint(services)))
+    elif services[load.service].ports and load.port not in services[load.service].ports:
+        problems.append(Problem(
+            f"port {load.port} is not a port of '{load.service}'",
+            ("performance", "load", "port"),
+            f"'{load.service}' declares ports {list(services[load.service].ports)}"))
+
+
 def _check_scenarios(raw: RawTestFile, problems: list[Problem]) -> None:
     for index, block in enumerate(raw.scenario):
         if block.run is None and not block.steps:
@@ -227,6 +246,23 @@ def _check_faults(
                     _declared_hint(services),
                 )
             )
+    if raw.chaos.faults:
+        from clnrm.chaos.engine import check_faults
+
+        ports = {name: list(cfg.ports) for name, cfg in services.items()}
+        problems.extend(check_faults(raw.chaos, ports))
+    for index, probe in enumerate(raw.chaos.probes):
+        for kind in ("http", "tcp"):
+            target = getattr(probe, kind)
+            if target is not None and target.service not in services:
+                problems.append(Problem(
+                    f"probe '{probe.name}' checks service '{target.service}', which is not "
+                    "declared", ("chaos", "probes", index, kind, "service"),
+                    _declared_hint(services)))
+        if probe.service is not None and probe.service not in services:
+            problems.append(Problem(
+                f"probe '{probe.name}' runs in service '{probe.service}', which is not "
+                "declared", ("chaos", "probes", index, "service"), _declared_hint(services)))
 
 
 def _otel(raw: RawTestFile) -> OtelConfig | None:

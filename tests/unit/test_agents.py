@@ -28,9 +28,13 @@ command = ["true"]
 """
 
 EVERY_LAYER = BASE + """
+[services.db]
+image = "clnrm/busybox:latest"
+
 [chaos]
 [[chaos.faults]]
-type = "latency"
+type = "pause"
+target = "db"
 
 [performance]
 iterations = 3
@@ -132,9 +136,7 @@ def test_award_with_only_declines_quotes_every_decline() -> None:
     assert decided.reason == "chaos for planned declined: no faults yet"
 
 
-@pytest.mark.parametrize(("cls", "layer"), [(ChaosAgent, Layer.chaos),
-                                            (PerformanceAgent, Layer.performance),
-                                            (Healer, Layer.self_healing),
+@pytest.mark.parametrize(("cls", "layer"), [(Healer, Layer.self_healing),
                                             (IntelligenceAgent, Layer.intelligence)])
 def test_unbuilt_layers_decline_with_their_reason_and_never_pretend(cls: type, layer: Layer
                                                                     ) -> None:
@@ -144,9 +146,26 @@ def test_unbuilt_layers_decline_with_their_reason_and_never_pretend(cls: type, l
     bid = agent.propose(task)
     assert bid is not None and bid.declined
     assert bid.reason.endswith(f"layer not implemented yet: issue {cls.pending_issue}")
-    assert cls.pending_issue.startswith({Layer.chaos: "#7", Layer.performance: "#8"}.get(
-        layer, "none filed"))
+    assert cls.pending_issue.startswith("none filed")
     outcome = agent.act(task)
     assert outcome.status is TaskStatus.declined
     assert "layer not implemented yet" in outcome.reason
     assert agent.propose(arch_task(BASE)) is None  # no opinion on other layers' work
+
+
+def test_the_performance_agent_declines_a_scenario_whose_layer_is_off() -> None:
+    agent = PerformanceAgent(board=None, name="performance@t")  # type: ignore[arg-type]
+    task = arch_task(BASE + "\n[performance]\nenabled = false\n").model_copy(
+        update={"layer": Layer.performance, "id": "swarm-t/planned/performance"})
+    outcome = agent.act(task)
+    assert outcome.status is TaskStatus.declined
+    assert outcome.reason.endswith("its [performance] table is absent or switched off")
+
+
+def test_the_chaos_agent_declines_a_scenario_with_nothing_to_inject() -> None:
+    agent = ChaosAgent(board=None, name="chaos@t")
+    task = arch_task(BASE + "\n[chaos]\nseed = 1\n").model_copy(
+        update={"layer": Layer.chaos, "id": "swarm-t/planned/chaos"})
+    outcome = agent.act(task)
+    assert outcome.status is TaskStatus.declined
+    assert outcome.reason.endswith("it has no [[chaos.faults]] to inject")

@@ -100,6 +100,8 @@ seed = 1
 [[chaos.faults]]
 type = "latency"
 target = "db"
+port = 5432
+latency_ms = 100
 
 [orchestration]
 mode = "parallel"

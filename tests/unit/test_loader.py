@@ -353,7 +353,8 @@ def test_layer_tables_load_and_keep_fault_parameters() -> None:
         type = "latency"
         target = "db"
         duration = "5s"
-        delay_ms = 200
+        port = 5432
+        latency_ms = 200
         [performance]
         iterations = 5
         [self_healing]
@@ -374,7 +375,7 @@ def test_layer_tables_load_and_keep_fault_parameters() -> None:
         "latency",
         "db",
         5.0,
-        {"delay_ms": 200},
+        {"port": 5432, "latency_ms": 200},
     )
     assert scenario.layer_enabled("chaos") and scenario.layer_enabled("orchestration")
     assert not scenario.layer_enabled("intelligence")

@@ -266,7 +266,15 @@ def test_agent_filter_fast_path_gives_the_same_hits_as_chromas_where(tmp_path: P
                 fast = store._post_filtered(collection, vector, k, clauses)
                 slow = store._filtered(collection, vector, k, clauses)
                 if fast is not None:
-                    assert [round(h.score, 5) for h in fast] == [round(h.score, 5) for h in slow]
+                    # the fast path ranks by HNSW (approximate); Chroma filters a selective
+                    # `where` exactly. So: only matching records, best first, and (nearly)
+                    # the same records: a near-tie may swap under a differently built index.
+                    assert all(h.record.agent.value == "chaos" for h in fast)
+                    scores = [h.score for h in fast]
+                    assert scores == sorted(scores, reverse=True) and len(fast) == len(slow)
+                    same = {h.record.id for h in fast} & {h.record.id for h in slow}
+                    assert len(same) >= 0.8 * len(slow) - 1, (text, k)
+                    assert abs(fast[0].score - slow[0].score) < 0.02
         assert store._post_filtered(collection, vector, 10, [{"created_at": {"$lt": 1.0}}]) is None
     finally:
         store.close()

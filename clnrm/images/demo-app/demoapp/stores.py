@@ -10,7 +10,10 @@ breaker see one type. Readiness pings are untraced (see ``web``).
 from __future__ import annotations
 
 import json
+import os
 import queue
+import socket
+import threading
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,7 +64,8 @@ class Database:
     def ping(self) -> str:
         try:
             connection = self._take()
-            connection.execute("SELECT 1")
+            with Deadline(connection, self.timeout_s):
+                connection.execute("SELECT 1")
             self._give(connection)
             return "ok"
         except (psycopg.Error, DependencyError) as exc:
@@ -78,15 +82,16 @@ class Database:
             except DependencyError as exc:
                 mark_error(span, type(exc.__cause__ or exc).__name__, exc.detail)
                 raise
+            deadline = Deadline(connection, self.timeout_s)
             try:
-                with connection.cursor(row_factory=dict_row) as cursor:
+                with deadline, connection.cursor(row_factory=dict_row) as cursor:
                     cursor.execute(sql, params)
                     result: list[dict[str, Any]] | int = (
                         cursor.fetchall() if fetch else cursor.rowcount)
             except psycopg.OperationalError as exc:
                 connection.close()
-                kind = "timeout" if isinstance(exc, psycopg.errors.QueryCanceled) else \
-                    "unavailable"
+                kind = "timeout" if deadline.fired or isinstance(
+                    exc, psycopg.errors.QueryCanceled) else "unavailable"
                 mark_error(span, type(exc).__name__, str(exc).strip())
                 raise DependencyError("db", kind, str(exc).strip()) from exc
             except BaseException:
@@ -105,18 +110,86 @@ class Database:
                 return connection
         except queue.Empty:
             pass
-        try:
-            return psycopg.connect(
-                self.url, autocommit=True, connect_timeout=max(1, round(self.timeout_s)),
-                options=f"-c statement_timeout={int(self.timeout_s * 1000)}")
-        except psycopg.OperationalError as exc:
-            raise DependencyError("db", "unavailable", str(exc).strip()) from exc
+        return self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A new connection within ``timeout_s``.
+
+        libpq (and psycopg) round ``connect_timeout`` up to 2 s, and a frozen server
+        accepts the TCP connection (the kernel does) but never answers the startup,
+        so the limit is kept here: the connect runs on a helper thread, and a connect
+        that finishes after we gave up is closed, not leaked.
+        """
+        done: dict[str, Any] = {}
+        lock = threading.Lock()
+
+        def connect() -> None:
+            try:
+                connection = psycopg.connect(
+                    self.url, autocommit=True, connect_timeout=max(2, round(self.timeout_s)),
+                    options=f"-c statement_timeout={int(self.timeout_s * 1000)}")
+            except BaseException as exc:  # handed to the caller below
+                with lock:
+                    done["error"] = exc
+                return
+            with lock:
+                if done.get("abandoned"):
+                    connection.close()
+                else:
+                    done["connection"] = connection
+
+        worker = threading.Thread(target=connect, name="db-connect", daemon=True)
+        worker.start()
+        worker.join(self.timeout_s)
+        with lock:
+            if "connection" in done:
+                return done["connection"]  # type: ignore[no-any-return]
+            error = done.get("error")
+            done["abandoned"] = True
+        if isinstance(error, psycopg.OperationalError):
+            raise DependencyError("db", "unavailable", str(error).strip()) from error
+        if error is not None:
+            raise error
+        raise DependencyError("db", "timeout",
+                              f"no connection within {int(self.timeout_s * 1000)} ms")
 
     def _give(self, connection: psycopg.Connection[Any]) -> None:
         try:
             self._idle.put_nowait(connection)
         except queue.Full:
             connection.close()
+
+
+class Deadline:
+    """A client-side limit on one call over ``connection``.
+
+    ``statement_timeout`` is enforced by the server, so a server that is frozen
+    (paused, swapped out, stuck behind a partition that still ACKs) never sends the
+    cancel and the client would wait forever.  When the deadline passes, the socket is
+    shut down under the blocked read, which returns at once and psycopg raises.
+    """
+
+    def __init__(self, connection: psycopg.Connection[Any], seconds: float) -> None:
+        self.fired = False
+        self._fd = connection.fileno()
+        self._timer = threading.Timer(seconds + 0.05, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        try:
+            sock = socket.socket(fileno=os.dup(self._fd))
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        except OSError:  # already closed
+            pass
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
 
 
 class Redis:

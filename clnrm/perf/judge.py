@@ -1,0 +1,255 @@
+"""From spans and samples to metrics, and from metrics to verdicts a test result carries.
+
+:func:`run_measurement` turns what one test measured into the metrics the memory
+keeps (:class:`~clnrm.perf.baseline.RunMeasurement`):
+
+- ``latency:<span name>``: durations of every SERVER and CLIENT span of that name in
+  the measured window (ms, p95 reported);
+- ``throughput``: requests (entry SERVER spans) per second, one sample per slice of
+  the window (so a run gives a distribution, not one number; mean reported);
+- ``load:latency``: the load driver's latencies, corrected for coordinated omission;
+- ``cpu:<service>`` and ``memory:<service>``: the Docker stats samples (kept for the
+  history; compared only when ``metrics`` asks for them).
+
+:func:`judge_verdicts` turns :func:`clnrm.perf.regression.compare` verdicts into
+``ValidationResult`` s (validator ``performance``) that say effect size, interval,
+p-value and confidence; :func:`judge_expectations` judges ``[[expect.performance]]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Final
+
+from clnrm.perf.baseline import Baseline, MetricRun, RunMeasurement
+from clnrm.perf.fingerprint import Fingerprint
+from clnrm.results import ValidationResult, ValidationStatus
+
+if TYPE_CHECKING:
+    from clnrm.otel.span import Span
+    from clnrm.perf.load import LoadResult
+    from clnrm.perf.metrics import PerfMeasurements, Window
+    from clnrm.perf.regression import Thresholds, Verdict
+    from clnrm.perf.sampler import ContainerSample
+    from clnrm.scenario.expect import PerformanceExpectation
+    from clnrm.scenario.layers import Performance
+    from clnrm.validators.base import Declarations
+
+COMPARED_BY_DEFAULT: Final = ("latency", "throughput", "load")
+"""Metric kinds judged against the baseline unless ``[performance] metrics`` says otherwise."""
+SLICES: Final = 10
+"""Throughput is counted in this many slices of the window (at most 1 s each)."""
+_TIMED_KINDS: Final = frozenset({"server", "client"})
+
+
+def in_window(spans: Iterable[Span], window: Window | None) -> list[Span]:
+    """Spans that started inside ``window`` (all timed spans when None)."""
+    out = []
+    for s in spans:
+        start = s.start_time_unix_nano
+        if start is None or s.end_time_unix_nano is None:
+            continue
+        if window is None or window[0] <= start < window[1]:
+            out.append(s)
+    return out
+
+
+def run_measurement(*, scenario: str, run_id: str, fingerprint: Fingerprint, file: str,
+                    spans: Sequence[Span], measured: PerfMeasurements,
+                    window: Window | None, load: LoadResult | None = None,
+                    load_warmup_s: float = 0.0,
+                    container_samples: Sequence[ContainerSample] = ()) -> RunMeasurement:
+    """Every metric of one run (see the module docstring for the names)."""
+    from clnrm.perf.metrics import entry_servers
+
+    kept = in_window(spans, window)
+    timed_names = {s.name for s in kept if s.kind in _TIMED_KINDS}
+    metrics: dict[str, MetricRun] = {}
+    for name in sorted(timed_names):
+        summary = measured.latency.get(name)
+        if summary is not None and summary.samples_ms:
+            metrics[f"latency:{name}"] = _metric(f"latency:{name}", "ms", "higher_is_worse",
+                                                 "p95", summary.samples_ms)
+    rates = throughput_samples(entry_servers(kept), window)
+    if rates:
+        metrics["throughput"] = _metric("throughput", "rps", "lower_is_worse", "mean", rates)
+    if load is not None:
+        corrected = [r.latency_ms for r in load.requests
+                     if r.latency_ms is not None and r.intended_ms >= load_warmup_s * 1000]
+        if corrected:
+            metrics["load:latency"] = _metric("load:latency", "ms", "higher_is_worse", "p95",
+                                              corrected)
+    by_service: dict[str, list[ContainerSample]] = {}
+    for sample in container_samples:
+        by_service.setdefault(sample.service, []).append(sample)
+    for service, rows in sorted(by_service.items()):
+        cpu = [r.cpu_pct for r in rows if r.cpu_pct is not None]
+        if cpu:
+            metrics[f"cpu:{service}"] = _metric(f"cpu:{service}", "%", "higher_is_worse",
+                                                "mean", cpu)
+        mem = [r.mem_bytes / 2**20 for r in rows]
+        if mem:
+            metrics[f"memory:{service}"] = _metric(f"memory:{service}", "MiB",
+                                                   "higher_is_worse", "mean", mem)
+    return RunMeasurement(scenario=scenario, run_id=run_id, fingerprint=fingerprint,
+                          file=file, metrics=metrics)
+
+
+def throughput_samples(requests: Sequence[Span], window: Window | None) -> list[float]:
+    """Requests per second in :data:`SLICES` equal slices of the window (at most 1 s each,
+    at least 0.1 s); a run too short for two slices gives no samples."""
+    starts = sorted(s.start_time_unix_nano for s in requests
+                    if s.start_time_unix_nano is not None)
+    if not starts:
+        return []
+    lo, hi = window if window is not None else (starts[0], starts[-1] + 1)
+    span_s = (hi - lo) / 1e9
+    width = min(1.0, max(0.1, span_s / SLICES))
+    n = int(span_s / width)
+    if n < 2:
+        return []
+    counts = [0] * n
+    for start in starts:
+        i = int((start - lo) / 1e9 / width)
+        if 0 <= i < n:
+            counts[i] += 1
+    return [c / width for c in counts]
+
+
+def _metric(name: str, unit: str, direction: str, statistic: str,
+            samples: Sequence[float]) -> MetricRun:
+    from clnrm.perf.metrics import percentile
+    from clnrm.perf.regression import robust_location
+
+    values = sorted(float(x) for x in samples if math.isfinite(x))
+    value = robust_location(values) if values else math.nan
+    if not math.isfinite(value):
+        value = sum(values) / len(values) if values else 0.0
+    return MetricRun(
+        metric=name, unit=unit, direction=direction, statistic=statistic,  # type: ignore[arg-type]
+        value=value, count=len(values), mean=sum(values) / len(values) if values else None,
+        p50=percentile(values, 50) if values else None,
+        p95=percentile(values, 95) if values else None,
+        p99=percentile(values, 99) if values else None,
+        max=values[-1] if values else None, samples=values)
+
+
+# -- which metrics are compared -----------------------------------------------------------
+
+
+def compared(metric: str, perf: Performance | None) -> bool:
+    """Whether ``metric`` is judged against the baseline under ``perf``'s settings."""
+    kind, _, rest = metric.partition(":")
+    wanted = perf.metrics if perf is not None and perf.metrics else COMPARED_BY_DEFAULT
+    if metric not in wanted and kind not in wanted:
+        return False
+    if kind == "latency" and perf is not None and perf.spans:
+        return rest in perf.spans
+    return True
+
+
+def thresholds_of(perf: Performance | None) -> Thresholds:
+    from clnrm.perf.regression import Thresholds
+
+    if perf is None:
+        return Thresholds()
+    return Thresholds(p95_latency_increase_max_percent=perf.latency_threshold_pct,
+                      throughput_decrease_max_percent=perf.throughput_decrease_max_percent,
+                      fail_on_regression=perf.fail_on_regression, alpha=perf.alpha)
+
+
+def compare_runs(baseline: Baseline, run: RunMeasurement, perf: Performance | None, *,
+                 seed: int = 0) -> list[Verdict]:
+    """Verdicts for every compared metric that both the baseline and ``run`` measured."""
+    from clnrm.perf.regression import compare
+
+    names = [m for m in run.metrics if compared(m, perf) and baseline.samples(m)]
+    current = {m: run.metrics[m].samples for m in names}
+    base = {m: baseline.samples(m) for m in names}
+    return compare(base, current, thresholds=thresholds_of(perf),
+                   directions={m: run.metrics[m].direction for m in names},
+                   statistics={m: run.metrics[m].statistic for m in names}, seed=seed)
+
+
+# -- verdicts as validation results -----------------------------------------------------
+
+
+def describe_confidence(v: Verdict) -> str:
+    """The verdict's own sentence plus its confidence, the form every result states.
+
+    The confidence is ``1 - p_adjusted``: how sure the test is that the metric got
+    worse at all (not that it got worse by more than the allowed percentage)."""
+    if v.test == "none":
+        return v.message
+    return f"{v.message}; confidence it got worse {v.confidence:.1%}"
+
+
+def judge_verdicts(verdicts: Sequence[Verdict], baseline: Baseline, perf: Performance | None,
+                   where: Declarations) -> list[ValidationResult]:
+    """One result per verdict: FAIL when it fails, SKIP when it could not be judged."""
+    th = thresholds_of(perf)
+    at = where.at(("performance",))
+    runs = len(baseline.runs)
+    out = []
+    for v in verdicts:
+        worse = "increase" if v.direction == "higher_is_worse" else "decrease"
+        sign = "+" if v.direction == "higher_is_worse" else "-"
+        if v.allowed_pct is not None:
+            expected = (f"{v.statistic} within {sign}{v.allowed_pct:g}% of the baseline, or no "
+                        f"significant {worse} (alpha={th.alpha:g})")
+        else:
+            expected = (f"no significant {worse} beyond {th.min_effect_percent:g}% "
+                        f"(alpha={th.alpha:g})")
+        if v.test == "none":
+            status = ValidationStatus.SKIP
+        elif v.fails:
+            status = ValidationStatus.FAIL
+        else:
+            status = ValidationStatus.PASS
+        out.append(ValidationResult(
+            validator="performance",
+            expectation=f"{v.metric} vs baseline ({runs} run{'s' if runs != 1 else ''}, "
+                        f"{baseline.fingerprint.key})",
+            status=status, message=describe_confidence(v), expected=expected,
+            seen=describe_confidence(v), declared_at=at))
+    return out
+
+
+def missing_spans(perf: Performance | None, run: RunMeasurement, baseline: Baseline | None,
+                  where: Declarations) -> list[ValidationResult]:
+    """Spans named in ``[performance] spans`` that this run (or the baseline) never had."""
+    if perf is None or not perf.spans:
+        return []
+    out = []
+    for name in perf.spans:
+        metric = f"latency:{name}"
+        if metric not in run.metrics:
+            out.append(ValidationResult(
+                validator="performance", expectation=f"{metric} measured",
+                status=ValidationStatus.FAIL, expected=f"server or client spans named {name!r}",
+                seen="none in the measured window", declared_at=where.at(("performance",
+                                                                          "spans"))))
+        elif baseline is not None and not baseline.samples(metric):
+            out.append(ValidationResult(
+                validator="performance", expectation=f"{metric} vs baseline",
+                status=ValidationStatus.SKIP,
+                message=f"the baseline has no {name!r} spans to compare with",
+                declared_at=where.at(("performance", "spans"))))
+    return out
+
+
+# -- [[expect.performance]] -------------------------------------------------------------
+
+
+def judge_expectations(expectations: Sequence[PerformanceExpectation], *,
+                       spans: Sequence[Span], window: Window | None,
+                       run: RunMeasurement, baseline: Baseline | None,
+                       perf: Performance | None, where: Declarations,
+                       seed: int = 0, no_baseline: str = "") -> list[ValidationResult]:
+    """Absolute bounds on the spans, and regressions against the baseline, per entry."""
+    from clnrm.perf.expectations import judge_expectation
+
+    return [judge_expectation(e, i, spans=spans, window=window, run=run, baseline=baseline,
+                              perf=perf, where=where, seed=seed, no_baseline=no_baseline)
+            for i, e in enumerate(expectations)]
