@@ -24,7 +24,7 @@ import os
 import secrets
 from abc import ABC, abstractmethod
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,7 @@ from memory import Agent
 
 if TYPE_CHECKING:
     from agents.blackboard import Blackboard
+    from clnrm.runner import RunOptions
 
 Scalar = str | int | float | bool
 
@@ -145,6 +146,22 @@ def precedence(a: Layer, b: Layer) -> tuple[Layer, Layer, str]:
     return first, second, (f"conflict rule 'measurement before perturbation': {first.value} "
                            f"goes before {second.value} on the same scenario, because a "
                            f"baseline measured under injected faults would hide regressions")
+
+
+def run_options(settings: Any = None, **extra: Any) -> RunOptions:
+    """``clnrm run`` options from the swarm's run settings (``RunSettings`` of
+    ``ray_cluster.orchestration``, or None for the defaults), for every agent that runs
+    a scenario through the Runner; ``extra`` adds layer options (``perf=...``)."""
+    from pathlib import Path
+
+    from clnrm.runner import RunOptions
+
+    s = settings
+    artifacts = getattr(s, "artifacts_dir", None)
+    return RunOptions(backend=getattr(s, "backend", "docker"), seed=getattr(s, "seed", None),
+                      default_image=getattr(s, "default_image", "clnrm/busybox:latest"),
+                      image_map=dict(getattr(s, "image_map", None) or {}),
+                      artifacts_dir=Path(artifacts) if artifacts else None, **extra)
 
 
 # -- agents ------------------------------------------------------------------

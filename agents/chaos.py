@@ -12,10 +12,9 @@ A plain class: no Ray import; ``ray_cluster.actors`` wraps it like every agent.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.base import Layer, SwarmAgent, Task, TaskOutcome, TaskStatus
+from agents.base import Layer, SwarmAgent, Task, TaskOutcome, TaskStatus, run_options
 from memory import Agent, FailureRecord, RunRecord
 
 if TYPE_CHECKING:
@@ -38,15 +37,10 @@ class ChaosAgent(SwarmAgent):
 
     def act(self, task: Task) -> TaskOutcome:
         from clnrm.errors import ClnrmError
-        from clnrm.runner import Runner, RunOptions, make_backend, new_run_id
+        from clnrm.runner import Runner, make_backend, new_run_id
         from clnrm.scenario import loads_scenario
 
-        s = self.settings
-        options = RunOptions(
-            backend=getattr(s, "backend", "docker"), seed=getattr(s, "seed", None),
-            default_image=getattr(s, "default_image", "clnrm/busybox:latest"),
-            image_map=dict(getattr(s, "image_map", {}) or {}),
-            artifacts_dir=Path(s.artifacts_dir) if getattr(s, "artifacts_dir", None) else None)
+        options = run_options(self.settings)
         clnrm_run = new_run_id()
         try:
             scenario = loads_scenario(task.text, source=task.source)

@@ -18,10 +18,9 @@ A plain class: no Ray import; ``ray_cluster.actors`` wraps it like every agent.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.base import Layer, SwarmAgent, Task, TaskOutcome, TaskStatus
+from agents.base import Layer, SwarmAgent, Task, TaskOutcome, TaskStatus, run_options
 from memory import Agent, FailureRecord, RunRecord
 
 if TYPE_CHECKING:
@@ -47,10 +46,9 @@ class PerformanceAgent(SwarmAgent):
         from clnrm.errors import ClnrmError
         from clnrm.perf.options import PerfOptions
         from clnrm.perf.session import performance_on
-        from clnrm.runner import Runner, RunOptions, make_backend, new_run_id
+        from clnrm.runner import Runner, make_backend, new_run_id
         from clnrm.scenario import loads_scenario
 
-        s = self.settings
         clnrm_run = new_run_id()
         try:
             scenario = loads_scenario(task.text, source=task.source)
@@ -60,13 +58,7 @@ class PerformanceAgent(SwarmAgent):
                                    reason=f"{self.name} did not act on {task.scenario}: its "
                                           "[performance] table is absent or switched off")
             scenario = scenario.model_copy(update={"chaos": None})  # measure, never perturb
-            options = RunOptions(
-                backend=getattr(s, "backend", "docker"), seed=getattr(s, "seed", None),
-                default_image=getattr(s, "default_image", "clnrm/busybox:latest"),
-                image_map=dict(getattr(s, "image_map", {}) or {}),
-                artifacts_dir=Path(s.artifacts_dir) if getattr(s, "artifacts_dir", None)
-                else None,
-                perf=PerfOptions(memory=self.board.store))
+            options = run_options(self.settings, perf=PerfOptions(memory=self.board.store))
             runner = Runner(options, backend=make_backend(options.backend, clnrm_run))
             result = runner.run([scenario])
         except ClnrmError as exc:

@@ -10,12 +10,11 @@ Ray class: ``ray_cluster.actors`` wraps it like any other.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from agents.base import Layer, SwarmAgent, Task, TaskOutcome, TaskStatus
+from agents.base import Layer, SwarmAgent, Task, TaskOutcome, TaskStatus, run_options
 from memory import Agent, FailureRecord, RunRecord, TestResultRecord
 
 if TYPE_CHECKING:
@@ -48,19 +47,16 @@ class RunnerOrchestrator(SwarmAgent):
 
     def act(self, task: Task) -> TaskOutcome:
         from clnrm.errors import ClnrmError
-        from clnrm.runner import Runner, RunOptions, make_backend, new_run_id
+        from clnrm.runner import Runner, make_backend, new_run_id
         from clnrm.scenario import loads_scenario
 
-        s = self.settings
-        options = RunOptions(backend=s.backend, seed=s.seed, default_image=s.default_image,
-                             image_map=dict(s.image_map),
-                             artifacts_dir=Path(s.artifacts_dir) if s.artifacts_dir else None)
+        options = run_options(self.settings)
         clnrm_run = new_run_id()
         try:
             scenario = loads_scenario(task.text, source=task.source)
             if scenario.chaos is not None:  # the chaos agent runs the experiment, once
                 scenario = scenario.model_copy(update={"chaos": None})
-            runner = Runner(options, backend=make_backend(s.backend, clnrm_run))
+            runner = Runner(options, backend=make_backend(options.backend, clnrm_run))
             result = runner.run([scenario])
         except ClnrmError as exc:
             return TaskOutcome(task_id=task.id, agent=self.agent, status=TaskStatus.failed,

@@ -57,6 +57,14 @@ class Fault(ABC):
         self.config = config
         self.ctx = ctx
         self.target = target
+        self._cid: str | None = None
+
+    @property
+    def cid(self) -> str:
+        """The target's container id, looked up once: a restart keeps the container."""
+        if self._cid is None:
+            self._cid = self.ctx.container_id(self.target)
+        return self._cid
 
     @abstractmethod
     def inject(self) -> str:

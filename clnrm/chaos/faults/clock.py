@@ -29,7 +29,7 @@ from clnrm.errors import ChaosError
 from clnrm.scenario.durations import Duration, parse_duration
 
 if TYPE_CHECKING:
-    from clnrm.chaos.context import ChaosContext, UndoEnv
+    from clnrm.chaos.context import UndoEnv
 
 SKEW_FILE = "/etc/clnrm/clock_skew"
 """Read by ``clnrm_freeze.py`` in clnrm/python-otel (keep the two in step)."""
@@ -73,16 +73,6 @@ class ClockSkew(Fault):
     category: ClassVar[Literal["application"]] = "application"
     summary = "the target's wall clock runs ahead/behind (python-otel images; restarts it)"
     Config = ClockSkewConfig
-
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
-        super().__init__(config, ctx, target)
-        self._cid: str | None = None
-
-    @property
-    def cid(self) -> str:
-        if self._cid is None:
-            self._cid = self.ctx.container_id(self.target)
-        return self._cid
 
     def inject(self) -> str:
         cfg = self.config

@@ -42,16 +42,6 @@ _EXIT_WAIT_S = 10.0
 class _ContainerFault(Fault):
     category: ClassVar[Literal["container"]] = "container"
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
-        super().__init__(config, ctx, target)
-        self._cid: str | None = None
-
-    @property
-    def cid(self) -> str:
-        if self._cid is None:
-            self._cid = self.ctx.container_id(self.target)
-        return self._cid
-
     def _state(self) -> dict[str, Any]:
         return self.ctx.state(self.target)
 

@@ -88,12 +88,6 @@ class _NetfilterFault(Fault):
     def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self.tag = new_tag(ctx.run_id)
-        self._cid: str | None = None
-
-    def _container(self) -> str:
-        if self._cid is None:
-            self._cid = self.ctx.container_id(self.target)
-        return self._cid
 
     def _add(self, chain: str, *rule: str) -> None:
         """Insert at the top of ``chain``, before anything else there may accept first."""
@@ -110,7 +104,7 @@ class _NetfilterFault(Fault):
         return f"deleted {removed} rule(s) in {self.target}"
 
     def undo_record(self) -> dict[str, Any] | None:
-        return {"container": self._container(), "tag": self.tag}
+        return {"container": self.cid, "tag": self.tag}
 
     @classmethod
     def undo(cls, record: dict[str, Any], env: UndoEnv) -> str:
@@ -152,7 +146,7 @@ class Partition(_NetfilterFault):
     def inject(self) -> str:
         cfg = self.config
         assert isinstance(cfg, PartitionConfig)
-        self._container()
+        _ = self.cid  # fail before any rule if the target is gone
         peers = self._peers(cfg)
         cut: list[str] = []
         for peer in peers:
@@ -208,7 +202,7 @@ class DnsFailure(_NetfilterFault):
     def inject(self) -> str:
         cfg = self.config
         assert isinstance(cfg, DnsFailureConfig)
-        self._container()
+        _ = self.cid  # fail before any rule if the target is gone
         servers = self._nameservers()
         for proto in ("udp", "tcp"):
             for server in servers:

@@ -53,16 +53,6 @@ ByteRate = Annotated[int, BeforeValidator(_bytes), Field(ge=1)]
 class _ResourceFault(Fault):
     category: ClassVar[Literal["resource"]] = "resource"
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
-        super().__init__(config, ctx, target)
-        self._cid: str | None = None
-
-    @property
-    def cid(self) -> str:
-        if self._cid is None:
-            self._cid = self.ctx.container_id(self.target)
-        return self._cid
-
 
 # -- CPU ---------------------------------------------------------------------------------
 
