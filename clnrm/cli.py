@@ -352,7 +352,10 @@ def _print_result(result: RunResult, fmt: Format, *, digest: bool = False) -> No
             out.print("    " + t.message.replace("\n", "\n    "), soft_wrap=True, markup=False)
         if t.validations:
             passed = sum(1 for v in t.validations if v.status.value == "pass")
-            out.print(f"    [dim]{passed}/{len(t.validations)} expectations held, "
+            skipped = sum(1 for v in t.validations if v.status.value == "skip")
+            judged = len(t.validations) - skipped
+            note = f" ({skipped} not judged this run)" if skipped else ""
+            out.print(f"    [dim]{passed}/{judged} expectations held{note}, "
                       f"{len(t.spans)} spans[/]")
         if t.chaos is not None:
             from clnrm.chaos.report import timeline_lines
