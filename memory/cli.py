@@ -36,7 +36,8 @@ MemoryOpt = Annotated[str | None, typer.Option(
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="human or json")]
 
 
-def _fail(exc: BaseException) -> NoReturn:
+def fail(exc: BaseException) -> NoReturn:
+    """One error line on stderr, exit 2 (shared by every CLI group on the memory)."""
     from rich.console import Console
     from rich.text import Text
 
@@ -46,7 +47,9 @@ def _fail(exc: BaseException) -> NoReturn:
 
 
 @contextmanager
-def _store(location: str | None) -> Iterator[MemoryStore]:
+def open_store(location: str | None) -> Iterator[MemoryStore]:
+    """The memory at ``location`` for one command; a ClnrmError or ValueError while opening
+    or using it becomes :func:`fail`."""
     from clnrm.errors import ClnrmError
     from memory import open_memory
 
@@ -54,7 +57,7 @@ def _store(location: str | None) -> Iterator[MemoryStore]:
         with open_memory(location) as store:
             yield store
     except (ClnrmError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def _emit(fmt: OutputFormat, data: Any, human: Callable[[], None]) -> None:
@@ -90,11 +93,11 @@ def query(
     fmt: FormatOpt = OutputFormat.human,
 ) -> None:
     """Records most similar to TEXT, best first."""
-    with _store(memory) as store:
+    with open_store(memory) as store:
         try:
             hits = store.query(text, kind=kind, agent=agent, k=k)
         except ValueError as exc:
-            _fail(exc)
+            fail(exc)
 
     def human() -> None:
         _table(f"{len(hits)} hit(s) for {text!r}", ["score", "kind", "agent", "created", "id",
@@ -109,7 +112,7 @@ def query(
 @memory_app.command("stats")
 def stats(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None:
     """How many records each kind and agent has, and what the store is."""
-    with _store(memory) as store:
+    with open_store(memory) as store:
         result = store.stats()
 
     def human() -> None:
@@ -129,7 +132,7 @@ def export(
     fmt: FormatOpt = OutputFormat.human,
 ) -> None:
     """Write every record to FILE as JSON lines."""
-    with _store(memory) as store:
+    with open_store(memory) as store:
         count = store.export_jsonl(file)
     _emit(fmt, {"exported": count, "file": str(file)},
           lambda: typer.echo(f"exported {count} record(s) to {file}"))
@@ -143,7 +146,7 @@ def import_(
     fmt: FormatOpt = OutputFormat.human,
 ) -> None:
     """Validate every line of FILE, then store them all (records with known ids are replaced)."""
-    with _store(memory) as store:
+    with open_store(memory) as store:
         count = store.import_jsonl(file)
     _emit(fmt, {"imported": count, "file": str(file)},
           lambda: typer.echo(f"imported {count} record(s) from {file}"))
@@ -167,7 +170,7 @@ def forget(
 ) -> None:
     """Delete records older than --before."""
     when = _parse_when(before)
-    with _store(memory) as store:
+    with open_store(memory) as store:
         count = store.forget(when, kind=kind)
     _emit(fmt, {"forgotten": count, "before": when.isoformat()},
           lambda: typer.echo(f"forgot {count} record(s) created before {when.isoformat()}"))

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from memory.cli import FormatOpt, MemoryOpt, OutputFormat, fail, open_store
 
 if TYPE_CHECKING:
     from clnrm.perf.baseline import BaselineStore, RunMeasurement
@@ -33,16 +34,6 @@ baseline_app = typer.Typer(help="Baselines kept in the shared memory (swarm/perf
 perf_app.add_typer(baseline_app, name="baseline")
 
 
-class OutputFormat(StrEnum):
-    human = "human"
-    json = "json"
-
-
-MemoryOpt = Annotated[str | None, typer.Option(
-    "--memory", "-m", metavar="PATH_OR_URL",
-    help="Store directory, or http://HOST:PORT of a Chroma server "
-         "[default: $CLNRM_MEMORY or ~/.clnrm/memory]")]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="human or json")]
 FingerprintOpt = Annotated[str | None, typer.Option(
     "--fingerprint", help="Environment key as `perf baseline list` shows it "
                           "[default: this machine's]")]
@@ -56,26 +47,12 @@ ImageMapOpt = Annotated[list[str] | None, typer.Option(
     "--image-map", help="Use a local image for one a file names: FROM=TO, repeatable.")]
 
 
-def _fail(exc: BaseException) -> NoReturn:
-    from rich.console import Console
-    from rich.text import Text
-
-    Console(stderr=True, highlight=False).print(
-        Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
-    raise typer.Exit(2)
-
-
 @contextmanager
 def _baselines(location: str | None) -> Iterator[BaselineStore]:
-    from clnrm.errors import ClnrmError
     from clnrm.perf.baseline import BaselineStore
-    from memory import open_memory
 
-    try:
-        with open_memory(location) as store:
-            yield BaselineStore(store)
-    except (ClnrmError, ValueError) as exc:
-        _fail(exc)
+    with open_store(location) as store:
+        yield BaselineStore(store)
 
 
 def _emit(fmt: OutputFormat, data: Any, human: Callable[[], None]) -> None:
@@ -156,7 +133,7 @@ def show(
             if baseline is None:
                 raise _no_baseline(store, name, fp.key)
     except ClnrmError as exc:
-        _fail(exc)
+        fail(exc)
 
     def human() -> None:
         first, last = baseline.runs[0].at, baseline.runs[-1].at
@@ -198,7 +175,7 @@ def forget(
         with _baselines(memory) as store:
             count = store.forget(name, key)
     except ClnrmError as exc:
-        _fail(exc)
+        fail(exc)
     _emit(fmt, {"scenario": name, "fingerprint": key, "forgotten_runs": count},
           lambda: typer.echo(f"forgot {count} run(s) of {name} on {key or 'every fingerprint'}"))
 
@@ -264,7 +241,7 @@ def save(
                               "fingerprint": run.fingerprint.key, "metrics": len(run.metrics),
                               "baseline_runs": len(base.runs) if base else 0})
     except ClnrmError as exc:
-        _fail(exc)
+        fail(exc)
 
     def human() -> None:
         for s in saved:
@@ -301,7 +278,7 @@ def diff(
                               backend=backend, seed=seed, image_map=image_map)
                 out = _diffs_of(store, result, _fingerprint(fingerprint, backend))
     except ClnrmError as exc:
-        _fail(exc)
+        fail(exc)
 
     def human() -> None:
         for d in out:
