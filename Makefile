@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install engine images chromium bench lint clean
+.PHONY: demo test install engine images chromium bench bench-tools lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,12 +31,14 @@ demo: images
 test: images chromium
 	$(BIN)/python -m pytest -q tests
 
-bench: images
-	$(BIN)/python bench/overhead.py
-	$(BIN)/python bench/validate.py
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/orchestration.py
-	$(BIN)/python bench/memory.py
+# Every bench, then one summary table (bench, figure, target, met); each bench's JSON
+# line is kept in .clnrm/bench/results.jsonl.  bench-tools installs what the benches
+# compare against (docker-compose, Apache Otava's wheels) so a fresh machine can run them.
+bench: images bench-tools
+	$(BIN)/python bench/run_all.py
+
+bench-tools: install
+	PYTHON=$(BIN)/python bash .ci/ensure-bench-tools.sh
 
 lint: install
 	$(BIN)/ruff check clnrm agents memory ray_cluster tests bench
