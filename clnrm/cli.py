@@ -101,11 +101,13 @@ def main_options(
 
 # -- validate ----------------------------------------------------------------
 
+_STRICT_HELP = "Treat warnings (unknown keys, keys that have no effect) as errors."
+
 
 @app.command()
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Test files or folders.")],
-    strict: Annotated[bool, typer.Option(help="Treat unknown keys as errors.")] = False,
+    strict: Annotated[bool, typer.Option(help=_STRICT_HELP)] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
 ) -> None:
     """Check test files without running anything: exit 0 if all are valid, 2 otherwise."""
@@ -127,6 +129,8 @@ def validate(
                 out.print(_styled("warning: ", "yellow", w), soft_wrap=True)
             for e in o.errors:
                 out.print(_styled("✗ ", "red", e), soft_wrap=True)
+            for note in o.notes:
+                out.print(_styled("note: ", "cyan", note), soft_wrap=True)
             if o.ok:
                 out.print(_styled("✓ ", "green", o.path), soft_wrap=True)
         out.print(f"{len(outcomes) - len(bad)} valid, {len(bad)} invalid")
@@ -143,7 +147,7 @@ def _outcome_dict(o: Any) -> dict[str, Any]:
 
     return {"path": str(o.path), "kind": o.kind, "status": o.status,
             "errors": [located(e) for e in o.errors],
-            "warnings": [located(w) for w in o.warnings]}
+            "warnings": [located(w) for w in o.warnings], "notes": o.notes}
 
 
 def _no_files(paths: list[Path]) -> Exception:
@@ -164,7 +168,7 @@ def run(
     backend: Annotated[BackendName, typer.Option(help="Where tests run.")] = BackendName.docker,
     seed: Annotated[int | None, typer.Option(help="Seed for every test (overrides files).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
-    strict: Annotated[bool, typer.Option(help="Treat unknown keys as errors.")] = False,
+    strict: Annotated[bool, typer.Option(help=_STRICT_HELP)] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop after a failure.")] = False,
     image_map: Annotated[list[str] | None, typer.Option(
         "--image-map", help="Use a local image for one a file names: FROM=TO, repeatable.")] = None,
@@ -221,12 +225,21 @@ def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list
                     result = runner.run(scenarios)
                 except KeyboardInterrupt:
                     raise InterruptedRun(received.get("name", "SIGINT")) from None
+        _attach_load_warnings(result, scenarios)
         _write_reports(result, json_path=reports[0], junit_path=reports[1],
                        html_path=reports[2])
     except (ClnrmError, OSError) as exc:
         _fail(exc)
     _print_result(result, fmt, digest=digest)
     raise typer.Exit(result.exit_code)
+
+
+def _attach_load_warnings(result: RunResult, scenarios: list[Any]) -> None:
+    """A file's load warnings go on its test results too, so JSON output and reports
+    carry them (on a terminal they were printed while loading)."""
+    said = {sc.source: [str(w) for w in sc.warnings] for sc in scenarios}
+    for test in result.tests:
+        test.warnings[:0] = [w for w in said.get(test.file, []) if w not in test.warnings]
 
 
 def _write_reports(result: RunResult, *, json_path: Path | None, junit_path: Path | None,

@@ -49,6 +49,17 @@ log = structlog.get_logger("clnrm.test")
 
 DEFAULT_STEP_TIMEOUT = 300.0
 DEFAULT_START_TIMEOUT = 60.0
+DEFAULT_TEST_TIMEOUT = 3600.0
+
+
+def time_limit(sc: Scenario) -> float | None:
+    """The whole-test limit in seconds: ``[meta] timeout`` and ``[orchestration] timeout``
+    (when that layer is on) both bound the test, so the smaller one applies."""
+    limits = [sc.timeout]
+    if sc.orchestration is not None and sc.layer_enabled("orchestration"):
+        limits.append(sc.orchestration.timeout)
+    given = [limit for limit in limits if limit is not None]
+    return min(given) if given else None
 
 
 @dataclass
@@ -89,6 +100,7 @@ class TestExecution:
             tp.orchestration = plan_orchestration(self.sc, tp.specs)
         self.orch: OrchestrationPlan = tp.orchestration
         self.timeline = self._new_timeline()
+        self.time_limit = time_limit(self.sc) or DEFAULT_TEST_TIMEOUT
 
     def run(self) -> TestResult:
         sc = self.sc
@@ -173,7 +185,7 @@ class TestExecution:
         """
         from clnrm.otel.session import TestTelemetry
 
-        deadline = time.monotonic() + (self.sc.timeout or 3600.0)
+        deadline = time.monotonic() + self.time_limit
         self.on_event(self.sc.name, "creating sandbox")
         with ExitStack() as stack:
             box = stack.enter_context(self.backend.sandbox(
@@ -312,7 +324,7 @@ class TestExecution:
                 results.append(StepResult(
                     name=step.name, service=service, command=step.command,
                     outcome=Outcome.FAILED,
-                    message=f"test timeout of {self.sc.timeout:g} s reached before this step"))
+                    message=f"test timeout of {self.time_limit:g} s reached before this step"))
                 break
             timeout = min(step.timeout or DEFAULT_STEP_TIMEOUT, remaining)
             if on_step is not None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from clnrm.orchestration import OrchestrationPlan
     from clnrm.otel.selftrace import SelfTracer
     from clnrm.otel.span import Span
+    from clnrm.scenario.layers import Orchestration
 
 log = structlog.get_logger("clnrm.runner")
 
@@ -77,6 +78,12 @@ def plan(scenario: Scenario, ctx: SpecContext) -> TestPlan:
     """Resolve plugins and the start order; raise ClnrmError on anything unrunnable."""
     from clnrm.orchestration import plan_orchestration
 
+    if scenario.expectations_only:
+        raise ScenarioError(
+            "the test has only expectations and nothing to run (no [[steps]] or [[scenario]])",
+            file=scenario.source,
+            hint="judge a trace export with it: clnrm run FILE --traces EXPORT "
+                 "(OTLP JSON, Jaeger JSON or spans.jsonl)")
     specs: dict[str, ServiceSpec] = {}
     for name, cfg in scenario.services.items():
         try:
@@ -98,14 +105,13 @@ def plan(scenario: Scenario, ctx: SpecContext) -> TestPlan:
                     orchestration=orchestration)
 
 
-def start_levels(scenario: Scenario, specs: dict[str, ServiceSpec]) -> list[list[ServiceSpec]]:
-    """Services grouped by dependency depth (for display; starts follow each service's own
-    dependencies, see :mod:`clnrm.orchestration.schedule`)."""
-    from clnrm.orchestration import dependency_graph
-
-    graph = dependency_graph({n: c.depends_on for n, c in scenario.services.items()},
-                             source=scenario.source)
-    return [[specs[n] for n in level] for level in graph.levels]
+def _orchestration(tp: TestPlan) -> Orchestration | None:
+    """The file's ``[orchestration]`` table when that layer is on.  Its ``max_parallel``
+    caps how many tests of the run execute at once (the smallest value among the files
+    wins, ``--jobs`` still applies) and ``fail_fast = true`` makes a failure of this
+    test stop the run, as ``--fail-fast`` does for every test."""
+    sc = tp.scenario
+    return sc.orchestration if sc.layer_enabled("orchestration") else None
 
 
 def new_run_id() -> str:
@@ -213,21 +219,31 @@ class Runner:
             result.tests.append(test)
         return result
 
+    def _run_one(self, execution: TestExecution, stop_on_failure: bool) -> TestResult:
+        """One test in a worker; a failure that stops the run cancels it from this thread,
+        before the worker can take the next test (which then reports itself skipped)."""
+        test = execution.run()
+        if stop_on_failure and test.outcome is not Outcome.PASSED:
+            self.cancelled.set()
+        return test
+
     def _execute(self, plans: list[TestPlan], default_image: str) -> list[TestResult]:
         results: dict[int, TestResult] = {}
-        jobs = max(1, self.options.jobs)
+        jobs = min([max(1, self.options.jobs)]
+                   + [o.max_parallel for o in map(_orchestration, plans)
+                      if o is not None and o.max_parallel is not None])
+        stops = [self.options.fail_fast or bool(o is not None and o.fail_fast)
+                 for o in map(_orchestration, plans)]
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="clnrm-test")
         pending: dict[Future[TestResult], int] = {
-            pool.submit(self._execution(p, default_image).run): i for i, p in enumerate(plans)}
+            pool.submit(self._run_one, self._execution(p, default_image), stops[i]): i
+            for i, p in enumerate(plans)}
         try:
             while pending:
                 # a short timeout keeps the main thread responsive to Ctrl-C / SIGTERM
                 done, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    idx = pending.pop(fut)
-                    results[idx] = fut.result()
-                    if self.options.fail_fast and results[idx].outcome is not Outcome.PASSED:
-                        self.cancelled.set()
+                    results[pending.pop(fut)] = fut.result()
         except BaseException:
             # Interrupt: remove the run's resources *first*; that also unblocks workers
             # waiting on an exec or a readiness probe, so the join below is quick.

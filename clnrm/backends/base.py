@@ -91,16 +91,6 @@ class Sandbox(ABC):
     def launch(self, spec: ServiceSpec) -> ServiceHandle:
         """Create and start a service without waiting for it to be ready."""
 
-    def start_service(self, spec: ServiceSpec, *, timeout: float) -> None:
-        """Start a service and block until it is ready; raise ReadinessError if it never is.
-
-        Readiness is the spec's own rule (``spec.checks``, else ``spec.readiness``);
-        span probes need the test's receiver, which the orchestration layer passes.
-        """
-        from clnrm.orchestration.readiness import await_ready, checks_for
-
-        await_ready(self.launch(spec), checks_for(spec), timeout=timeout)
-
     def hold(self, specs: Sequence[ServiceSpec]) -> None:  # noqa: B027 - optional hook
         """Get these services as close to started as possible without running them yet
         (their dependencies are not ready); :meth:`launch` finishes the start."""

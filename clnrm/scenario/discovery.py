@@ -44,6 +44,15 @@ class ValidationOutcome:
         return "warnings" if self.warnings else "ok"
 
     @property
+    def notes(self) -> list[str]:
+        """What the author should know about a valid file that is neither warning nor error."""
+        if self.scenario is not None and self.scenario.expectations_only:
+            return [f"{self.path}: has only expectations, nothing to run: judge a trace export "
+                    "with it (clnrm run FILE --traces EXPORT), or add [[steps]] that produce "
+                    "the spans"]
+        return []
+
+    @property
     def ok(self) -> bool:
         """True unless the file has errors (warnings do not fail validation)."""
         return not self.errors

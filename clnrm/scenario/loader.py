@@ -4,7 +4,8 @@ Each stage can fail on user input, and each failure becomes a
 :class:`~clnrm.errors.ScenarioError` carrying file, line, key path and a
 hint: TOML syntax (tomli's line), templates (Jinja's line), types and
 unknown keys (pydantic's location mapped through :class:`LineIndex`), and
-cross-field rules.  Unknown keys are warnings unless ``strict``; warnings are
+cross-field rules.  Unknown keys, and keys that are accepted but have no effect
+(:mod:`clnrm.scenario.no_effect`), are warnings unless ``strict``; warnings are
 returned on ``Scenario.warnings``.  Nothing a file contains may escape as
 another exception type: an unexpected one is reported as an internal error
 (a bug in clnrm) with the file name, instead of a traceback.
@@ -24,6 +25,7 @@ from clnrm.errors import ScenarioError
 from clnrm.scenario.diagnostics import Problem, error_problem, real_path, unknown_key_problem
 from clnrm.scenario.locate import KeyPath, LineIndex, format_key_path
 from clnrm.scenario.model import LoadWarning, Scenario
+from clnrm.scenario.no_effect import inert_key_problems
 from clnrm.scenario.normalise import normalise
 from clnrm.scenario.raw import RawTestFile
 from clnrm.scenario.template import is_template, render_template
@@ -141,6 +143,7 @@ def _load_text(
         file_vars = dict(raw.vars)
         file_vars.update(variables or {})
         scenario, errors = normalise(raw, vars_=file_vars)
+        unknown = unknown + inert_key_problems(data)
     if strict:
         errors = unknown + errors
     else:

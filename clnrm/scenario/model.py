@@ -353,6 +353,11 @@ class Scenario(Model):
     templated: bool = False
     warnings: list[LoadWarning] = Field(default_factory=list)
 
+    @property
+    def expectations_only(self) -> bool:
+        """Nothing to run, only ``[[expect.*]]`` to judge: usable with ``--traces`` alone."""
+        return not self.steps and not self.scenarios
+
     def layer_enabled(self, layer: str) -> bool:
         """On if ``[layers]`` says so, else if its table is present and not ``enabled = false``."""
         table = getattr(self, layer)

@@ -128,12 +128,15 @@ def _merge_services(
 
 
 def _check_steps_exist(raw: RawTestFile, problems: list[Problem]) -> None:
-    if not raw.steps and not raw.scenario:
+    """A file needs steps to run, or expectations to judge a trace export with."""
+    if not raw.steps and not raw.scenario and (raw.expect is None or raw.expect.is_empty):
         problems.append(
             Problem(
-                "the test has nothing to run: no [[steps]] and no [[scenario]]",
+                "the test has nothing to run and nothing to judge: no [[steps]], no "
+                "[[scenario]] and no [[expect.*]] tables",
                 None,
-                'add [[steps]] with name = "..." and command = ["..."]',
+                'add [[steps]] with name = "..." and command = ["..."]; a file with only '
+                "[[expect.*]] tables judges a trace export (clnrm run FILE --traces EXPORT)",
             )
         )
 

@@ -64,3 +64,92 @@ def test_init_writes_a_valid_test(tmp_path) -> None:
     assert run_cli("validate", str(target)).returncode == 0
     again = run_cli("init", str(tmp_path))
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+# -- a file with only expectations judges a trace export -----------------------------
+
+EXPECT_ONLY = """[meta]
+name = "judge_export"
+
+[[expect.span]]
+name = "op0"
+kind = "{kind}"
+"""
+
+
+def _expect_only(tmp_path, kind: str):
+    from tests.unit.test_otel_tracefile import otlp_doc
+
+    test = tmp_path / f"judge_{kind}.clnrm.toml"
+    test.write_text(EXPECT_ONLY.format(kind=kind), encoding="utf-8")
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(otlp_doc()), encoding="utf-8")
+    return test, export
+
+
+def test_expectations_only_file_passes_on_a_trace_export_that_holds(tmp_path) -> None:
+    test, export = _expect_only(tmp_path, "server")  # op0 has kind 2: server
+    res = run_cli("run", str(test), "--traces", str(export), "--format", "json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    [verdict] = json.loads(res.stdout)["tests"]
+    assert verdict["outcome"] == "passed" and verdict["validations"]
+
+
+def test_expectations_only_file_fails_on_a_trace_export_that_does_not_hold(tmp_path) -> None:
+    test, export = _expect_only(tmp_path, "client")
+    res = run_cli("run", str(test), "--traces", str(export))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "FAIL" in res.stdout and "Traceback" not in res.stderr
+
+
+def test_expectations_only_file_without_traces_says_it_needs_them(tmp_path) -> None:
+    test, _ = _expect_only(tmp_path, "server")
+    res = run_cli("run", str(test), "--backend", "local")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "nothing to run" in res.stderr and "--traces" in res.stderr
+
+
+def test_validate_accepts_an_expectations_only_file_with_a_note(tmp_path) -> None:
+    test, _ = _expect_only(tmp_path, "server")
+    for args in ([], ["--strict"]):
+        res = run_cli("validate", *args, str(test))
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "note:" in res.stdout and "--traces" in res.stdout
+    [outcome] = json.loads(run_cli("validate", "-f", "json", str(test)).stdout)
+    assert outcome["status"] == "ok" and "--traces" in outcome["notes"][0]
+
+
+def test_a_file_with_neither_steps_nor_expectations_is_still_refused(tmp_path) -> None:
+    test = tmp_path / "empty.clnrm.toml"
+    test.write_text('[meta]\nname = "n"\n', encoding="utf-8")
+    res = run_cli("validate", str(test))
+    assert res.returncode == 2 and "nothing to run and nothing to judge" in res.stdout
+
+
+# -- keys with no effect are reported, and fail --strict -------------------------------
+
+INERT = """[meta]
+name = "inert"
+
+[orchestration]
+retries = 2
+
+[[steps]]
+name = "s"
+command = ["echo", "hi"]
+"""
+
+
+def test_key_with_no_effect_warns_on_run_and_fails_strict(tmp_path) -> None:
+    test = tmp_path / "inert.clnrm.toml"
+    test.write_text(INERT, encoding="utf-8")
+    res = run_cli("run", str(test), "--backend", "local", "--format", "json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"{test}:5: [orchestration.retries] has no effect" in res.stderr
+    [verdict] = json.loads(res.stdout)["tests"]
+    assert any("[orchestration.retries] has no effect" in w for w in verdict["warnings"])
+    strict = run_cli("run", str(test), "--backend", "local", "--strict")
+    assert strict.returncode == 2 and "[orchestration.retries]" in strict.stderr
+    [outcome] = json.loads(run_cli("validate", "-f", "json", str(test)).stdout)
+    [warning] = outcome["warnings"]
+    assert (warning["line"], warning["key"]) == (5, "orchestration.retries")

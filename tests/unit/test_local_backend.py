@@ -8,6 +8,7 @@ import pytest
 
 from clnrm.backends.local import LocalBackend
 from clnrm.errors import BackendError, ReadinessError
+from clnrm.orchestration import await_ready, checks_for
 from clnrm.plugins.base import ServiceSpec
 from clnrm.results import Outcome
 from clnrm.runner import Runner, RunOptions
@@ -54,7 +55,7 @@ def test_local_process_service_is_reachable_and_killed() -> None:
 def test_container_services_are_refused_not_faked() -> None:
     box = LocalBackend("x").sandbox("t", default_image="i", env={})
     with box, pytest.raises(BackendError, match="runs no containers"):
-        box.start_service(ServiceSpec(name="db", kind="container", image="postgres"), timeout=1)
+        box.launch(ServiceSpec(name="db", kind="container", image="postgres"))
 
 
 def test_service_that_dies_reports_its_output() -> None:
@@ -62,5 +63,5 @@ def test_service_that_dies_reports_its_output() -> None:
     spec = ServiceSpec(name="dies", kind="process", command=["sh", "-c", "echo boom; exit 2"],
                        ports=(1,), readiness="tcp")
     with box, pytest.raises(ReadinessError) as err:
-        box.start_service(spec, timeout=5)
+        await_ready(box.launch(spec), checks_for(spec), timeout=5)
     assert "exited with code 2" in str(err.value) and "boom" in err.value.logs

@@ -23,6 +23,7 @@ from clnrm.orchestration import (
     SpanCheck,
     TcpCheck,
     await_ready,
+    checks_for,
 )
 from clnrm.orchestration.readiness import StartAborted
 from clnrm.otel.span import Span
@@ -244,7 +245,7 @@ def test_local_process_with_a_log_probe_and_a_dying_one() -> None:
                        command=["sh", "-c", "echo about to fail; sleep 0.2; exit 4"],
                        checks=(ReadinessProbe(log="never printed"),))
     with box:
-        box.start_service(ok, timeout=10)
+        await_ready(box.launch(ok), checks_for(ok), timeout=10)
         with pytest.raises(ReadinessError) as err:
-            box.start_service(dies, timeout=10)
+            await_ready(box.launch(dies), checks_for(dies), timeout=10)
     assert "exited with code 4" in str(err.value) and "about to fail" in err.value.logs
