@@ -12,12 +12,14 @@ to its default one (which would download a model).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import urlparse
 
 import chromadb
@@ -29,12 +31,48 @@ from chromadb.utils.embedding_functions import register_embedding_function
 from memory import schema
 from memory._common import StoreMixin, as_agent, as_instant, as_kind, where_clauses
 from memory.embedding import TextEmbedder, make_embedder
-from memory.errors import MemoryUnavailable
+from memory.errors import MemoryUnavailable, StoreWedged
 from memory.records import Agent, Kind, Record, flat_metadata, parse_record
 from memory.types import Hit, MemoryStats, PutAck
 
 PAGE: Final = 1000
 _OVERFETCH: Final = 20
+# What Chroma's errors say when its log cannot be applied to a segment (the wedge
+# of chroma-core/chroma#7678 and its relatives: a torn index file or id map).
+_WEDGE_MARKS: Final = ("error in compaction", "apply logs", "backfill", "hnsw segment",
+                       "segment reader", "segment writer", "hnsw index")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def is_wedge(exc: BaseException) -> bool:
+    """Whether a Chroma error means its index cannot apply the log (rebuild needed)."""
+    text = str(exc).lower()
+    return isinstance(exc, StoreWedged) or any(mark in text for mark in _WEDGE_MARKS)
+
+
+@contextmanager
+def _wedge_guard(location: str) -> Iterator[None]:
+    """Chroma's wedge error as :class:`StoreWedged`; every other error unchanged."""
+    try:
+        yield
+    except StoreWedged:
+        raise
+    except Exception as exc:
+        if not is_wedge(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreWedged(f"memory store {location}: Chroma cannot apply its log to the "
+                          f"vector index ({first})", location=location) from exc
+
+
+def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _wedge_guard(args[0].location):  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+    return wrapper
 
 
 @register_embedding_function
@@ -107,13 +145,14 @@ class ChromaStore(StoreMixin):
         self.mode = mode
         self._write_lock = threading.Lock()
         self._ef: ClnrmEmbeddingFunction | None = None
-        stored = schema.open_meta(self, requested_embedding=embedding)
-        self.schema_version = stored.schema_version
-        self.embedder: TextEmbedder = make_embedder(stored.embedding)
-        self._ef = ClnrmEmbeddingFunction(self.embedder.name)
-        self._max_batch = int(client.get_max_batch_size())
-        self._collections = {kind: self.collection(f"clnrm_{kind.value}") for kind in Kind}
-        schema.finish_open(self)
+        with _wedge_guard(location):
+            stored = schema.open_meta(self, requested_embedding=embedding)
+            self.schema_version = stored.schema_version
+            self.embedder: TextEmbedder = make_embedder(stored.embedding)
+            self._ef = ClnrmEmbeddingFunction(self.embedder.name)
+            self._max_batch = int(client.get_max_batch_size())
+            self._collections = {kind: self.collection(f"clnrm_{kind.value}") for kind in Kind}
+            schema.finish_open(self)
 
     # -- plumbing shared with memory.schema ---------------------------------
     def collection(self, name: str) -> Any:
@@ -146,19 +185,74 @@ class ChromaStore(StoreMixin):
         for record in records:
             by_kind[record.kind][record.id] = record  # last one wins within a batch
             ids.append(record.id)
-        with self._write_lock:
+        with self._write_lock, _wedge_guard(self.location):
             for kind, batch in by_kind.items():
                 items = list(batch.values())
                 for start in range(0, len(items), self._max_batch):
-                    self._upsert(self._collections[kind], items[start:start + self._max_batch])
+                    self._write(self._collections[kind], items[start:start + self._max_batch])
         return PutAck(count=len(ids), ids=ids)
 
-    def _upsert(self, collection: Any, items: list[Record]) -> None:
-        vectors = self.embedder.embed([r.embedding_text() for r in items])
-        collection.upsert(ids=[r.id for r in items], embeddings=vectors,
-                          documents=[r.model_dump_json() for r in items],
-                          metadatas=[flat_metadata(r) for r in items])
+    def _write(self, collection: Any, items: list[Record]) -> None:
+        """Add what is new, rewrite what changed, and leave identical records alone.
 
+        Never an upsert of an id that is already stored with the same content:
+        a SIGKILL while Chroma applies such an upsert can leave its HNSW segment
+        unable to apply its log ever again (chroma-core/chroma#7678), and a
+        client's resend after re-election is exactly that write.  ``add`` of an
+        id the index already holds is skipped when Chroma replays its log, so a
+        resend, and a replay after a crash, touch nothing that is committed.
+        """
+        present = set(collection.get(ids=[r.id for r in items], include=[])["ids"])
+        new = [r for r in items if r.id not in present]
+        changed: list[Record] = []
+        if present:
+            stored = collection.get(ids=list(present), include=["documents"])
+            docs = dict(zip(stored["ids"], stored["documents"] or [], strict=True))
+            changed = [r for r in items if r.id in present
+                       and docs.get(r.id) != r.model_dump_json()]
+        if new:
+            self._send(collection.add, new)
+        if changed:  # a real update by id: rare, and repaired on open if it is interrupted
+            self._send(collection.upsert, changed)
+
+    def _send(self, method: Any, items: list[Record]) -> None:
+        vectors = self.embedder.embed([r.embedding_text() for r in items])
+        method(ids=[r.id for r in items], embeddings=vectors,
+               documents=[r.model_dump_json() for r in items],
+               metadatas=[flat_metadata(r) for r in items])
+
+    def probe(self) -> None:
+        """Make Chroma apply its pending log to every collection now; :class:`StoreWedged` if not.
+
+        Chroma applies a collection's log on the first read in a process and on
+        every write; a wedged index fails there, so counting each collection
+        once is enough to find it without touching any record.
+        """
+        with self._write_lock, _wedge_guard(self.location):
+            self.collection(schema.META).count()
+            for collection in self._collections.values():
+                if collection.count():
+                    collection.query(query_embeddings=self.embedder.embed(["probe"]),
+                                     n_results=1, include=[])
+
+    def check(self) -> Any:
+        """Probe the index and count records (a server store: no SQLite file to read here)."""
+        from memory._repair import StoreHealth
+
+        error: StoreWedged | None = None
+        try:
+            self.probe()
+        except StoreWedged as exc:
+            error = exc
+        stats = None if error is not None else self.stats()
+        return StoreHealth(location=self.location, mode=self.mode, healthy=error is None,
+                           wedged=error is not None, error=None if error is None else str(error),
+                           total=stats.total if stats else 0,
+                           by_kind=stats.by_kind if stats else {},
+                           by_namespace={f"swarm/{a}": n for a, n in stats.by_agent.items()}
+                           if stats else {})
+
+    @_guarded
     def get(self, ids: Sequence[str]) -> list[Record]:
         found: dict[str, Record] = {}
         for kind, wanted in _ids_by_kind(ids).items():
@@ -168,6 +262,7 @@ class ChromaStore(StoreMixin):
                 found[record.id] = record
         return [found[i] for i in ids if i in found]
 
+    @_guarded
     def query(self, text: str, *, kind: Kind | str | None = None,
               agent: Agent | str | None = None, k: int = 10,
               where: Mapping[str, Any] | None = None) -> list[Hit]:
@@ -228,6 +323,7 @@ class ChromaStore(StoreMixin):
         for each in [as_kind(kind)] if kind is not None else list(Kind):
             yield from self.page_all(self._collections[each])  # type: ignore[index]
 
+    @_guarded
     def page(self, kind: Kind | str, offset: int, limit: int = PAGE) -> list[Record]:
         """One page of a kind's records, for callers that page over a connection."""
         collection = self._collections[as_kind(kind)]  # type: ignore[index]
@@ -245,6 +341,7 @@ class ChromaStore(StoreMixin):
                 return
             offset += len(docs)
 
+    @_guarded
     def delete(self, ids: Sequence[str]) -> int:
         removed = 0
         with self._write_lock:
@@ -256,6 +353,7 @@ class ChromaStore(StoreMixin):
                     removed += len(present)
         return removed
 
+    @_guarded
     def forget(self, before: datetime | date, *, kind: Kind | str | None = None) -> int:
         cutoff = as_instant(before).timestamp()
         removed = 0
@@ -268,6 +366,7 @@ class ChromaStore(StoreMixin):
                 removed += len(old)
         return removed
 
+    @_guarded
     def stats(self) -> MemoryStats:
         by_kind = {kind.value: int(self._collections[kind].count()) for kind in Kind}
         by_agent: dict[str, int] = {}

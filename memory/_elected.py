@@ -3,6 +3,8 @@
 See :mod:`memory._writer` for the election.  Clients need neither Chroma nor
 scikit-learn; a client whose writer dies becomes the writer itself (or a client
 of the next one) and resends, which is safe because writes are idempotent.
+A new writer proves the index applies its log before serving, and rebuilds it
+from the records on disk if it does not (:mod:`memory._repair`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from pydantic_core import to_jsonable_python
 
 from memory._common import StoreMixin, as_instant
 from memory._writer import (
-    DATA_DIR,
     LOCK_FILE,
     PAGE,
     WriterServer,
@@ -33,7 +34,7 @@ from memory._writer import (
     store_key,
     try_lock,
 )
-from memory.errors import EmbeddingMismatch, MemoryStoreError, MemoryUnavailable
+from memory.errors import EmbeddingMismatch, MemoryStoreError, MemoryUnavailable, StoreWedged
 from memory.records import RECORDS_ADAPTER, Agent, Kind, Record
 from memory.types import Hit, MemoryStats, PutAck
 
@@ -41,6 +42,7 @@ _RESULTS: Final[dict[str, TypeAdapter[Any]]] = {
     "put": TypeAdapter(PutAck), "get": RECORDS_ADAPTER, "page": RECORDS_ADAPTER,
     "query": TypeAdapter(list[Hit]), "delete": TypeAdapter(int), "forget": TypeAdapter(int),
     "stats": TypeAdapter(MemoryStats), "hello": TypeAdapter(dict[str, Any]),
+    "check": TypeAdapter(Any), "repair": TypeAdapter(Any),  # validated by their callers
 }
 
 
@@ -61,10 +63,12 @@ class ElectedStore(StoreMixin):
     """An embedded store shared by processes: the writer itself, or a client of it."""
 
     def __init__(self, root: Path, *, embedding: str | None = None, timeout: float = 60.0,
-                 request_timeout: float = 600.0) -> None:
+                 request_timeout: float = 600.0, repair: bool = True) -> None:
         self.root = root.expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._embedding = embedding
+        self._repair = repair
+        self.repaired_on_open: Any = None  # the RepairReport if this open rebuilt the index
         self._timeout = timeout
         self._request_timeout = request_timeout
         self._address = socket_address(self.root)
@@ -108,12 +112,13 @@ class ElectedStore(StoreMixin):
             time.sleep(0.05)
 
     def _become_writer(self, fd: int) -> None:
-        from memory._chroma import ChromaStore, connect_embedded
+        from memory._repair import open_healthy
 
         try:
-            store = ChromaStore(connect_embedded(self.root / DATA_DIR), location=str(self.root),
-                                mode="embedded", embedding=self._embedding)
-            self._server = WriterServer(store, self._address, self._authkey)
+            store, self.repaired_on_open = open_healthy(self.root, embedding=self._embedding,
+                                                        repair=self._repair)
+            self._server = WriterServer(store, self._address, self._authkey, root=self.root,
+                                        embedding=self._embedding)
         except BaseException:
             os.close(fd)
             raise
@@ -142,6 +147,8 @@ class ElectedStore(StoreMixin):
             return reply["result"]
         if reply["error"] == "ValueError":
             raise ValueError(reply["message"])
+        if reply["error"] == "StoreWedged":
+            raise StoreWedged(reply["message"], location=str(self.root))
         raise MemoryStoreError(reply["message"], location=str(self.root))
 
     def _drop_conn(self) -> None:
@@ -200,6 +207,23 @@ class ElectedStore(StoreMixin):
 
     def stats(self) -> MemoryStats:
         return self._call("stats", {})
+
+    def check(self) -> Any:
+        """Probe the index through the writer: a :class:`memory._repair.StoreHealth`."""
+        from memory._repair import StoreHealth
+
+        return StoreHealth.model_validate(self._call("check", {}))
+
+    def repair(self) -> Any:
+        """Rebuild the index from the records on disk: a :class:`memory._repair.RepairReport`.
+
+        If opening this store already rebuilt it, that rebuild is the answer.
+        """
+        from memory._repair import RepairReport
+
+        if self.repaired_on_open is not None:
+            return self.repaired_on_open
+        return RepairReport.model_validate(self._call("repair", {}))
 
     def close(self) -> None:
         """Hand over: a writer stops serving and releases the lock for the next one."""

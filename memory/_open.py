@@ -22,13 +22,15 @@ def resolve_location(location: str | Path | None) -> str | Path:
 
 
 def open_memory(location: str | Path | None = None, *, embedding: str | None = None,
-                timeout: float = 60.0) -> MemoryStore:
+                timeout: float = 60.0, repair: bool = True) -> MemoryStore:
     """Open the shared memory at a directory (embedded) or ``http://host:port`` (server).
 
     Both give the same API.  An embedded store is safe to open from many
     processes at once: the first becomes its writer and the others go through
     it (see :mod:`memory._writer`).  ``embedding`` picks the embedding of a new
     store and must match an existing one's (``None`` accepts what is there).
+    A process that becomes an embedded store's writer rebuilds a wedged index
+    from the records on disk first; ``repair=False`` raises ``StoreWedged`` instead.
     """
     where = resolve_location(location)
     if isinstance(where, str):
@@ -38,4 +40,4 @@ def open_memory(location: str | Path | None = None, *, embedding: str | None = N
                            embedding=embedding)
     from memory._elected import ElectedStore
 
-    return ElectedStore(where, embedding=embedding, timeout=timeout)
+    return ElectedStore(where, embedding=embedding, timeout=timeout, repair=repair)

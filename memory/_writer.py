@@ -9,8 +9,14 @@ is committed.
 
 If the writer dies, even by SIGKILL, the kernel drops its lock and its socket
 closes; a client whose request failed takes the lock itself (or connects to
-whoever did) and resends.  Writes are upserts by deterministic id, so a resent
-write whose first attempt had in fact committed changes nothing.
+whoever did) and resends.  Records have deterministic ids and the store adds
+only ids it does not hold yet, so a resent write whose first attempt had in
+fact committed changes nothing (and never re-upserts committed ids, the write
+that can wedge Chroma's index under SIGKILL, chroma-core/chroma#7678).
+
+Every writer proves the index applies its log before it serves (see
+:mod:`memory._repair`); if it does not, or stops doing so mid-session, the
+writer rebuilds the index from the records on disk and carries on.
 
 The wire format is JSON over ``multiprocessing.connection`` (length-prefixed,
 HMAC handshake with a per-store key in a 0600 file); nothing is unpickled.
@@ -27,7 +33,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
@@ -37,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
+from memory.errors import StoreWedged
 from memory.records import RECORDS_ADAPTER, Record
 from memory.types import PutAck
 
@@ -91,11 +99,51 @@ def try_lock(root: Path) -> int | None:
     return fd
 
 
+class _Gate:
+    """Many requests share the store; a rebuild waits for them and holds it alone."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._exclusive = True
+            self._cond.wait_for(lambda: self._shared == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
 class WriterServer:
     """Runs requests from this process and from clients against the one ChromaStore."""
 
-    def __init__(self, store: ChromaStore, address: str, authkey: bytes) -> None:
+    def __init__(self, store: ChromaStore, address: str, authkey: bytes, *,
+                 root: Path | None = None, embedding: str | None = None) -> None:
         self.store = store
+        self._root = root
+        self._embedding = embedding
+        self._gate = _Gate()
+        self._generation = 0
+        self.repairs: list[Any] = []
         self._address = address
         self._authkey = authkey
         self._listener = _listen(address)
@@ -146,7 +194,7 @@ class WriterServer:
 
     def _commit(self, group: list[_PendingPut]) -> None:
         try:
-            self.store.put([r for pending in group for r in pending.records])
+            self._healing(lambda store: store.put([r for p in group for r in p.records]))
         except BaseException as exc:
             if len(group) > 1:  # do not fail everyone for one bad request
                 for pending in group:
@@ -156,11 +204,62 @@ class WriterServer:
         for pending in group:
             pending.done.set()
 
+    def _healing(self, action: Any) -> Any:
+        """Run ``action(store)``; if the index is wedged, rebuild it once and run it again."""
+        with self._gate.shared():
+            store, generation = self.store, self._generation
+            try:
+                return action(store)
+            except StoreWedged as exc:
+                wedge = exc
+        self.heal(str(wedge).splitlines()[0], seen=generation)
+        with self._gate.shared():
+            return action(self.store)
+
+    def heal(self, reason: str, *, seen: int | None = None, keep_backup: bool = False) -> Any:
+        """Rebuild the index from SQLite and swap the new store in; returns the RepairReport.
+
+        ``seen`` is the store generation the caller found wedged: if another
+        request rebuilt it meanwhile, nothing is done twice.
+        """
+        if self._root is None:
+            raise StoreWedged(reason)
+        from memory._repair import open_healthy
+
+        with self._gate.exclusive():
+            if seen is not None and seen != self._generation:
+                return None
+            self.store.close()
+            self.store, report = open_healthy(self._root, embedding=self._embedding,
+                                              force=reason, keep_backup=keep_backup)
+            self._generation += 1
+            self.repairs.append(report)
+            return report
+
+    def check(self) -> Any:
+        """Probe the index now and describe the store (``clnrm memory check``)."""
+        from memory._repair import health
+
+        assert self._root is not None
+        error: BaseException | None = None
+        with self._gate.shared():
+            try:
+                self.store.probe()
+            except StoreWedged as exc:
+                error = exc
+            return health(self._root, error=error, writer_pid=os.getpid())
+
     def execute(self, op: str, args: Mapping[str, Any]) -> Any:
         """One request; arguments may be models (same process) or their JSON form."""
-        store = self.store
         if op == "put":
             return self._group_put(RECORDS_ADAPTER.validate_python(args["records"]))
+        if op == "check":
+            return self.check()
+        if op == "repair":
+            return self.heal("requested by `clnrm memory repair`")
+        return self._healing(lambda store: self._read(store, op, args))
+
+    def _read(self, store: ChromaStore, op: str, args: Mapping[str, Any]) -> Any:
         if op == "get":
             return store.get(list(args["ids"]))
         if op == "query":

@@ -152,6 +152,82 @@ def import_(
           lambda: typer.echo(f"imported {count} record(s) from {file}"))
 
 
+@memory_app.command("check")
+def check(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None:
+    """Whether the store's index applies its log, and its records per kind and namespace.
+
+    Exit 0 when healthy, 1 when not (run `clnrm memory repair`), 2 on an error.
+    """
+    from clnrm.errors import ClnrmError
+    from memory import open_memory
+    from memory._open import resolve_location
+    from memory.errors import StoreWedged
+
+    try:
+        try:
+            with open_memory(memory, repair=False) as store:
+                result = store.check()  # type: ignore[attr-defined]
+        except StoreWedged as exc:  # no writer could open it: describe it from SQLite
+            from memory._repair import health
+
+            where = resolve_location(memory)
+            assert not isinstance(where, str)  # a server store never raises this at open
+            result = health(where, error=exc)
+    except (ClnrmError, ValueError) as exc:
+        fail(exc)
+
+    def human() -> None:
+        state = "healthy" if result.healthy else "WEDGED" if result.wedged else "NOT HEALTHY"
+        typer.echo(f"{result.location} ({result.mode}): {state}, {result.total} records"
+                   + (f", {result.repairs} repair(s) logged" if result.repairs else ""))
+        if result.error:
+            typer.echo(f"  {result.error}\n  Hint: run `clnrm memory repair` (no record is "
+                       "lost: they are all in chroma/chroma.sqlite3)")
+        if result.collections:
+            _table("collections", ["collection", "records (sqlite)", "indexed (on disk)",
+                                   "pending log"],
+                   [[c.name, str(c.records), "-" if c.indexed_on_disk is None
+                     else str(c.indexed_on_disk), str(c.pending_log)]
+                    for c in result.collections])
+        _table("by namespace", ["namespace", "records"],
+               [[n, str(v)] for n, v in sorted(result.by_namespace.items())])
+        for backup in result.backups:
+            typer.echo(f"backup kept: {backup}")
+
+    _emit(fmt, result, human)
+    raise typer.Exit(0 if result.healthy else 1)
+
+
+@memory_app.command("repair")
+def repair(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None:
+    """Rebuild the store's index from the records in its SQLite file (embedded stores).
+
+    Safe while other processes use the store: the elected writer does it.  Exit 0
+    when the store is healthy afterwards, 1 if not, 2 on an error.
+    """
+    from memory.errors import MemoryStoreError
+
+    with open_store(memory) as store:
+        if not hasattr(store, "repair"):
+            fail(MemoryStoreError(
+                f"{memory}: `clnrm memory repair` rebuilds an embedded store; a Chroma "
+                "server's index is repaired on its host", location=str(memory),
+                hint="run `clnrm memory repair --memory DIR` on the server's --path"))
+        report = store.repair()
+        result = store.check()  # type: ignore[attr-defined]
+
+    def human() -> None:
+        typer.echo(f"rebuilt {report.records} record(s) in {report.seconds:.1f}s "
+                   f"({report.reason})"
+                   + (f"; {report.unreadable} unreadable document(s) skipped"
+                      if report.unreadable else ""))
+        typer.echo(f"{result.location}: {'healthy' if result.healthy else 'NOT HEALTHY'}, "
+                   f"{result.total} records")
+
+    _emit(fmt, {"repair": report, "health": result}, human)
+    raise typer.Exit(0 if result.healthy else 1)
+
+
 def _parse_when(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)

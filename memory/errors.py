@@ -8,6 +8,7 @@ which store, which file or line, and what the user can do next.
         ├── MemoryUnavailable   no writer / Chroma server answered in time
         ├── SchemaVersionError  the store was written by another clnrm version
         ├── EmbeddingMismatch   the store was built with another embedding
+        ├── StoreWedged         Chroma's index cannot apply its log (needs a rebuild)
         └── RecordImportError   a JSONL line is not a valid record (file, line)
 """
 
@@ -43,6 +44,20 @@ class SchemaVersionError(MemoryStoreError):
 
 class EmbeddingMismatch(MemoryStoreError):
     """Vectors from two embeddings are not comparable, so mixing them is refused."""
+
+
+class StoreWedged(MemoryStoreError):
+    """Chroma's vector index refuses its own write-ahead log (chroma-core/chroma#7678).
+
+    The records are still in Chroma's SQLite file; ``clnrm memory repair`` (or the
+    next writer's open) rebuilds the index from them.
+    """
+
+    def __init__(self, message: str, *, location: str | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, location=location,
+                         hint=hint or "run `clnrm memory repair` to rebuild the index from "
+                                      "the records on disk (none are lost)")
 
 
 class RecordImportError(MemoryStoreError):
