@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from clnrm.chaos.context import UndoEnv
-from clnrm.chaos.faults import _linux
+from clnrm.chaos.faults import _cgroup, _linux
 from clnrm.chaos.faults.clock import SKEW_FILE, ClockSkew
 from clnrm.chaos.faults.container import OomKill, Pause, Signal
 from clnrm.chaos.faults.netfilter import DnsFailure, Partition, tagged_rules
@@ -77,7 +77,7 @@ def wait_for(what: Callable[[], Any], timeout: float = 5.0) -> Any:
 
 
 def cgroup_file(lab: DemoLab, service: str, controller: str, name: str) -> Path:
-    return _linux.cgroup_dir(lab.ctx.container_pid(service), controller) / name
+    return _cgroup.of_pid(lab.ctx.container_pid(service)).folder(controller) / name
 
 
 def timed_exec(lab: DemoLab, service: str, script: str) -> float:

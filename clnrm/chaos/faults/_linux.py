@@ -1,17 +1,20 @@
-"""Host-side helpers the container and resource faults share: cgroups, processes, limits.
+"""Host-side helpers the container and resource faults share: processes, limits, execs.
 
 The faults run as root on the engine's host (a local engine is what clnrm supports),
-so they can do what the engine's API cannot: read a container's cgroup files, write
-a process's ``oom_score_adj``, change another process's rlimits.  Everything here
-takes the container's id or a host pid and touches nothing else.
+so they can do what the engine's API cannot: write a process's ``oom_score_adj``,
+change another process's rlimits, put a cgroup file back (cgroup files, for both
+cgroup versions, are :mod:`._cgroup`'s).  Everything here takes the container's id or
+a host pid and touches nothing else.
 
 Engine quirks handled here, each measured on dockerd 20.10 / cgroup v1:
 
 - ``docker update`` cannot take a memory limit away again (``Memory: -1`` is refused
   with "Minimum memory limit allowed is 6MB", ``0`` means "unchanged"), so
   :func:`restore_memory` sets the engine's record to the host's RAM (what "no limit"
-  amounts to) and writes ``-1`` into the cgroup so the kernel's view is exactly
-  unlimited again.
+  amounts to) and writes the kernel's own "no limit" into the cgroup (v1 ``-1``,
+  v2 ``max``; or the exact contents read before the fault) so the kernel's view is
+  exactly what it was.  The engine refuses ``-1`` on cgroup v2 as well (the 6 MiB check
+  comes before the cgroup driver).
 - ``CpuQuota: -1`` is accepted and means unlimited, so CPU limits restore exactly.
 """
 
@@ -26,40 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clnrm.chaos.faults import _cgroup
 from clnrm.errors import ChaosError
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 MIN_MEMORY = 6 << 20
 """The engine refuses memory limits below 6 MiB."""
-
-
-def cgroup_dir(pid: int, controller: str) -> Path:
-    """The cgroup v1 directory of ``controller`` that ``pid`` is in (any cgroup driver).
-
-    Read from ``/proc/<pid>/cgroup`` rather than guessed from the container id, so the
-    ``systemd`` driver's ``docker-<id>.scope`` paths work as well as ``/docker/<id>``.
-    """
-    try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text(encoding="ascii").splitlines()
-    except OSError as exc:
-        raise ChaosError(f"cannot read the cgroups of pid {pid}: {exc}") from exc
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
-            found = CGROUP_ROOT / controller / path.lstrip("/")
-            if found.is_dir():
-                return found
-    if (CGROUP_ROOT / "cgroup.controllers").exists():
-        raise ChaosError(f"the host uses cgroup v2; this fault needs the cgroup v1 "
-                         f"{controller} controller",
-                         hint="run on a host booted with cgroup v1 (systemd.unified_cgroup_"
-                              "hierarchy=0), or leave this fault out")
-    raise ChaosError(f"no cgroup v1 {controller} controller found for pid {pid}",
-                     hint=f"is {CGROUP_ROOT / controller} mounted?")
-
-
-def read_int(path: Path) -> int:
-    return int(path.read_text(encoding="ascii").split()[0])
 
 
 def start_time(pid: int) -> str | None:
@@ -195,23 +169,25 @@ def set_memory(api: Any, cid: str, limit: int) -> None:
                          f"{text.strip()[:300]}", hint=hint) from exc
 
 
-def restore_memory(api: Any, cid: str, old: dict[str, int]) -> None:
-    """Put back the limits recorded by :func:`memory_limits` (see the module docstring for
-    why "no limit" becomes the host's RAM in the engine's record and -1 in the kernel)."""
+def restore_memory(api: Any, cid: str, old: dict[str, int],
+                   kernel: dict[str, str] | None = None) -> None:
+    """Put back the limits recorded by :func:`memory_limits` in the engine and, while the
+    container runs, the kernel's: exactly the files of ``kernel`` (a
+    :meth:`~clnrm.chaos.faults._cgroup.ContainerCgroup.memory_snapshot`) when given, else
+    "no limit" when there was none (see the module docstring for why the engine's record
+    of "no limit" is the host's RAM)."""
     memory, memswap = old.get("memory", 0), old.get("memswap", 0)
     if memory > 0:
         api.update_container(cid, mem_limit=memory,
                              memswap_limit=memswap if memswap != 0 else memory * 2)
+    else:
+        api.update_container(cid, mem_limit=host_memory(), memswap_limit=host_memory())
+    if memory > 0 and not kernel:
         return
-    api.update_container(cid, mem_limit=host_memory(), memswap_limit=host_memory())
     state = api.inspect_container(cid)["State"]
     if not state.get("Running"):
         return  # the next start applies the engine's record
-    folder = cgroup_dir(int(state["Pid"]), "memory")
-    for name in ("memory.memsw.limit_in_bytes", "memory.limit_in_bytes"):  # swap first
-        path = folder / name
-        if path.exists():
-            path.write_text("-1", encoding="ascii")
+    _cgroup.of_pid(int(state["Pid"])).restore_memory(kernel or None)
 
 
 def container_state(api: Any, cid: str) -> dict[str, Any] | None:

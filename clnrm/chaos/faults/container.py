@@ -19,13 +19,15 @@ import math
 import os
 import signal as signals
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import structlog
 from pydantic import Field, field_validator
 
 from clnrm.chaos.base import Fault, FaultConfig
-from clnrm.chaos.faults import _linux
+from clnrm.chaos.faults import _cgroup, _linux
 from clnrm.errors import ChaosError
 from clnrm.scenario.durations import Duration
 
@@ -45,11 +47,15 @@ class _ContainerFault(Fault):
     def _state(self) -> dict[str, Any]:
         return self.ctx.state(self.target)
 
-    def _wait_exit(self, timeout: float) -> dict[str, Any]:
-        """The container's state once it is no longer running (or at the deadline)."""
+    def _wait_exit(self, timeout: float,
+                   watch: Callable[[], None] | None = None) -> dict[str, Any]:
+        """The container's state once it is no longer running (or at the deadline);
+        ``watch`` runs at each look (to read a cgroup before it is removed with the box)."""
         deadline = time.monotonic() + timeout
         state = self._state()
         while state.get("Running") and time.monotonic() < deadline:
+            if watch is not None:
+                watch()
             time.sleep(0.05)
             state = self._state()
         return state
@@ -185,13 +191,22 @@ class OomKill(_ContainerFault):
     """The kernel's OOM killer takes the container's main process, as when a service
     outgrows its memory limit.
 
-    How: the memory limit is lowered to the current usage plus ``margin_mb``, the main
-    process's ``oom_score_adj`` is raised to 1000 from the host (the victim must be the
-    service, not the hog; lowering the hog's score instead would need CAP_SYS_RESOURCE,
-    which the container lacks and clnrm may lack too), and a shell started in the
-    container holds memory until the cgroup runs out.  The engine reports
-    ``State.OOMKilled`` from the cgroup's OOM event; inject fails when the container is
-    still running at ``timeout``.
+    How: the memory limit is lowered to the current usage plus ``margin_mb`` (through
+    the engine) and a shell started in the container holds memory until the cgroup runs
+    out.  The victim must be the service, not the hog:
+
+    - cgroup v2: ``memory.oom.group`` is set to 1 first, so the kernel kills every
+      process of the container together (what an orchestrator's OOM kill of a box
+      looks like); the old value is written back on rollback while the cgroup exists.
+    - cgroup v1 has no such knob: the main process's ``oom_score_adj`` is raised to 1000
+      from the host (lowering the hog's score instead would need CAP_SYS_RESOURCE,
+      which the container lacks and clnrm may lack too).
+
+    The engine reports ``State.OOMKilled`` from the cgroup's OOM event (on v2, containerd
+    watches ``memory.events``); the kernel's own count of OOM kills in the cgroup is
+    read while waiting and reported too.  Inject fails when the container is still
+    running at ``timeout``.  Rollback restores the engine's and the kernel's memory
+    limits exactly (as ``memory_limit`` does) and starts the container again.
     """
 
     type = "oom_kill"
@@ -201,34 +216,61 @@ class OomKill(_ContainerFault):
     def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._old: dict[str, int] | None = None
+        self._kernel: dict[str, str] | None = None
+        self._group: tuple[str, str] | None = None  # v2 cgroup dir, old memory.oom.group
         self._hog: str | None = None
         self._victim: tuple[int, str | None, str] | None = None  # pid, start, old score
+
+    def _memory_cgroup(self) -> _cgroup.ContainerCgroup:
+        cgroup = _cgroup.of_container(self.ctx.container_pid(self.target), fault=self.type,
+                                      target=self.target)
+        cgroup.require("memory", fault=self.type, target=self.target)
+        return cgroup
+
+    def _remember(self) -> dict[str, int]:
+        if self._old is None:
+            self._kernel = self._memory_cgroup().memory_snapshot()
+            self._old = _linux.memory_limits(self.ctx.api, self.cid)
+        return self._old
 
     def inject(self) -> str:
         cfg = self.config
         assert isinstance(cfg, OomKillConfig)
         api = self.ctx.api
-        if self._old is None:
-            self._old = _linux.memory_limits(api, self.cid)
-        folder = _linux.cgroup_dir(self.ctx.container_pid(self.target), "memory")
-        usage = _linux.read_int(folder / "memory.usage_in_bytes")
-        main = self.ctx.main_pid(self.target)
+        self._remember()
+        cgroup = self._memory_cgroup()
+        usage = cgroup.memory_usage()
+        kills = [cgroup.oom_kills()]
         limit = usage + (cfg.margin_mb << 20)
+        if cgroup.version == 2:
+            folder = cgroup.folder("memory")
+            self._group = (str(folder), cgroup.read("memory", "memory.oom.group"))
+            cgroup.write("memory", "memory.oom.group", "1")
         _linux.set_memory(api, self.cid, limit)
-        # last before the hog: without CAP_SYS_RESOURCE the raised score cannot be lowered
-        # again, should the kernel not take the process after all
-        self._victim = (main, _linux.start_time(main), _linux.oom_score_adj(main))
-        _linux.set_oom_score_adj(main, "1000")
+        if cgroup.version == 1:
+            # last before the hog: without CAP_SYS_RESOURCE the raised score cannot be
+            # lowered again, should the kernel not take the process after all
+            main = self.ctx.main_pid(self.target)
+            self._victim = (main, _linux.start_time(main), _linux.oom_score_adj(main))
+            _linux.set_oom_score_adj(main, "1000")
         self._hog = self.ctx.exec_background(self.target, _linux.hog_argv(limit))
-        state = self._wait_exit(cfg.timeout)
+
+        def count_kills() -> None:  # the cgroup goes with the container: read it meanwhile
+            kills.append(max(kills[-1], cgroup.oom_kills()))
+
+        state = self._wait_exit(cfg.timeout, count_kills)
         if state.get("Running"):
             raise ChaosError(f"the kernel did not OOM-kill {self.target} within "
                              f"{cfg.timeout:g} s (limit {limit >> 20} MiB)",
                              fault=self.type, target=self.target,
                              hint="the container may not run anything that allocates; "
                                   "raise timeout or lower margin_mb")
-        return (f"OOM-killed {self.target}'s main process (limit lowered to {limit >> 20} MiB, "
-                f"exit code {state.get('ExitCode')}, OOMKilled={state.get('OOMKilled')})")
+        how = "the whole container, memory.oom.group=1" if cgroup.version == 2 \
+            else "oom_score_adj=1000"
+        return (f"OOM-killed {self.target}'s main process ({how}; limit lowered to "
+                f"{limit >> 20} MiB, exit code {state.get('ExitCode')}, "
+                f"OOMKilled={state.get('OOMKilled')}, kernel OOM kills seen "
+                f"+{kills[-1] - kills[0]})")
 
     def rollback(self) -> str:
         cfg = self.config
@@ -244,18 +286,18 @@ class OomKill(_ContainerFault):
                 except ChaosError as exc:  # lowering it needs CAP_SYS_RESOURCE
                     log.warning("chaos.oom_score_kept", target=self.target, pid=pid,
                                 error=exc.message)
+        _restore_oom_group(self._group)
         if self._old is None:
             return "nothing was changed"
-        _linux.restore_memory(api, self.cid, self._old)
+        _linux.restore_memory(api, self.cid, self._old, self._kernel)
         done = self._bring_back(cfg.restart)
-        if self._state().get("Running"):
-            _linux.restore_memory(api, self.cid, self._old)  # the kernel's view, now it runs
+        if self._state().get("Running"):  # the kernel's view, now it runs
+            _linux.restore_memory(api, self.cid, self._old, self._kernel)
         return f"memory limit restored; {done}"
 
     def undo_record(self) -> dict[str, Any] | None:
-        if self._old is None:
-            self._old = _linux.memory_limits(self.ctx.api, self.cid)
-        return {"container": self.cid, "memory": self._old, "hog": self._hog}
+        return {"container": self.cid, "memory": self._remember(), "kernel": self._kernel,
+                "hog": self._hog, "oom_group": list(self._group) if self._group else None}
 
     @classmethod
     def undo(cls, record: dict[str, Any], env: UndoEnv) -> str:
@@ -264,9 +306,24 @@ class OomKill(_ContainerFault):
             return "container gone: nothing to undo"
         if record.get("hog"):
             _linux.kill_exec(env.api, str(record["hog"]))
+        group = record.get("oom_group")
+        _restore_oom_group((str(group[0]), str(group[1])) if group else None)
         if record.get("memory"):
-            _linux.restore_memory(env.api, cid, dict(record["memory"]))
+            _linux.restore_memory(env.api, cid, dict(record["memory"]), record.get("kernel"))
         return f"memory limit of {cid[:12]} restored"
+
+
+def _restore_oom_group(group: tuple[str, str] | None) -> None:
+    """Write the old ``memory.oom.group`` back while the cgroup exists (a restarted
+    container gets a new cgroup with the kernel's default)."""
+    if group is None:
+        return
+    path = Path(group[0]) / "memory.oom.group"
+    if path.exists():
+        try:
+            path.write_text(group[1], encoding="ascii")
+        except OSError:
+            pass  # removed between the check and the write: the box is gone
 
 
 class SignalConfig(FaultConfig):

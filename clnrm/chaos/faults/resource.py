@@ -2,7 +2,9 @@
 
 Limits go through the engine where it can change them on a running container
 (``docker update``: CPU quota, memory), and through the host otherwise (rlimits
-with ``prlimit(2)``, cgroup v1 blkio throttles).  Load is made inside the target
+with ``prlimit(2)``, block I/O limits in the container's cgroup: v1 blkio throttles,
+v2 ``io.max``).  Cgroup files are read and written through :mod:`._cgroup`, which
+hides the cgroup version (decided per host at run time).  Load is made inside the target
 with background execs of plain ``sh`` (busy loops, a shell holding memory, ``head``
 writing a file), so any image with a shell works.  Every fault reads what it
 changes before changing it; rollback puts exactly that back, and the undo record
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from clnrm.chaos.base import Fault, FaultConfig
-from clnrm.chaos.faults import _linux
+from clnrm.chaos.faults import _cgroup, _linux
 from clnrm.errors import ChaosError
 from clnrm.scenario.durations import Duration
 
@@ -52,6 +54,11 @@ ByteRate = Annotated[int, BeforeValidator(_bytes), Field(ge=1)]
 
 class _ResourceFault(Fault):
     category: ClassVar[Literal["resource"]] = "resource"
+
+    def _cgroup(self) -> _cgroup.ContainerCgroup:
+        """The target's cgroup, looked up each time (a restart gives a new first pid)."""
+        return _cgroup.of_container(self.ctx.container_pid(self.target), fault=self.type,
+                                    target=self.target)
 
 
 # -- CPU ---------------------------------------------------------------------------------
@@ -180,9 +187,12 @@ class MemoryLimitConfig(FaultConfig):
 class MemoryLimit(_ResourceFault):
     """A lower memory limit through the engine (``docker update --memory``).
 
-    The kernel refuses a limit it cannot reclaim down to (inject fails saying so).
-    Rollback restores the engine's and the kernel's limits (see ``_linux`` for how a
-    container without a limit gets "no limit" back).
+    Below what the container uses, cgroup v1 refuses a limit it cannot reclaim down to
+    (inject fails saying so), while v2 reclaims and then OOM-kills inside the container.
+    The kernel's limit files (v1 ``memory.limit_in_bytes`` and ``memsw``, v2
+    ``memory.max`` and ``memory.swap.max``) are read before the change; rollback and
+    gc's undo restore the engine's record and write exactly those contents back (see
+    ``_linux`` for why the engine alone cannot give a container "no limit" back).
     """
 
     type = "memory_limit"
@@ -192,12 +202,20 @@ class MemoryLimit(_ResourceFault):
     def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._old: dict[str, int] | None = None
+        self._kernel: dict[str, str] | None = None
+
+    def _remember(self) -> dict[str, int]:
+        if self._old is None:
+            cgroup = self._cgroup()
+            cgroup.require("memory", fault=self.type, target=self.target)
+            self._kernel = cgroup.memory_snapshot()
+            self._old = _linux.memory_limits(self.ctx.api, self.cid)
+        return self._old
 
     def inject(self) -> str:
         cfg = self.config
         assert isinstance(cfg, MemoryLimitConfig)
-        if self._old is None:
-            self._old = _linux.memory_limits(self.ctx.api, self.cid)
+        self._old = self._remember()
         _linux.set_memory(self.ctx.api, self.cid, cfg.limit_mb << 20)
         was = f"{self._old['memory'] >> 20} MiB" if self._old["memory"] else "no limit"
         return f"memory limit of {self.target}: {cfg.limit_mb} MiB (was {was})"
@@ -205,20 +223,19 @@ class MemoryLimit(_ResourceFault):
     def rollback(self) -> str:
         if self._old is None:
             return "nothing was changed"
-        _linux.restore_memory(self.ctx.api, self.cid, self._old)
+        _linux.restore_memory(self.ctx.api, self.cid, self._old, self._kernel)
         return f"memory limit of {self.target} restored"
 
     def undo_record(self) -> dict[str, Any] | None:
-        if self._old is None:
-            self._old = _linux.memory_limits(self.ctx.api, self.cid)
-        return {"container": self.cid, "memory": self._old}
+        return {"container": self.cid, "memory": self._remember(), "kernel": self._kernel}
 
     @classmethod
     def undo(cls, record: dict[str, Any], env: UndoEnv) -> str:
         cid = str(record.get("container", ""))
         if not cid or _linux.container_state(env.api, cid) is None:
             return "container gone: nothing to undo"
-        _linux.restore_memory(env.api, cid, dict(record.get("memory") or {}))
+        _linux.restore_memory(env.api, cid, dict(record.get("memory") or {}),
+                              record.get("kernel"))
         return f"memory limit of {cid[:12]} restored"
 
 
@@ -232,7 +249,13 @@ class MemoryPressureConfig(FaultConfig):
 class MemoryPressure(_ResourceFault):
     """A shell inside the target allocates ``mb`` MiB and holds it, so the service has that
     much less before its limit: page cache is reclaimed, and near the limit the kernel
-    OOM-kills the largest process (the hog itself, usually).  Rollback kills the hog."""
+    OOM-kills the largest process (the hog itself, usually).  Rollback kills the hog.
+
+    The same on both cgroup versions: the hog is charged to the container's memory
+    cgroup either way.  The cgroup is only read, to report the usage before and after
+    (v1 ``memory.usage_in_bytes``, v2 ``memory.current``; left out of the report where
+    the memory controller is not enabled).  v2's ``memory.high`` is not used: it
+    throttles and reclaims the whole container, a different fault from memory taken."""
 
     type = "memory_pressure"
     summary = "allocate and hold memory inside the target; rollback frees it"
@@ -245,8 +268,8 @@ class MemoryPressure(_ResourceFault):
     def inject(self) -> str:
         cfg = self.config
         assert isinstance(cfg, MemoryPressureConfig)
-        folder = _linux.cgroup_dir(self.ctx.container_pid(self.target), "memory")
-        before = _linux.read_int(folder / "memory.usage_in_bytes")
+        cgroup = self._cgroup()
+        before = _usage(cgroup)
         self._hog = self.ctx.exec_background(self.target, _linux.hog_argv(cfg.mb << 20))
         pid = _linux.exec_running(self.ctx.api, self._hog)
         deadline = time.monotonic() + cfg.timeout
@@ -256,13 +279,14 @@ class MemoryPressure(_ResourceFault):
             if rss >= (cfg.mb << 20) * 0.95 or not _linux.exec_alive(self.ctx.api, self._hog):
                 break
             time.sleep(0.05)
-        after = _linux.read_int(folder / "memory.usage_in_bytes") if folder.exists() else 0
+        after = _usage(cgroup)
         if not pid or not _linux.exec_alive(self.ctx.api, self._hog):
             raise ChaosError(f"the memory hog ended before holding {cfg.mb} MiB "
                              "(OOM-killed at the container's limit?)",
                              fault=self.type, target=self.target)
-        return (f"holding {rss >> 20} MiB in {self.target} (cgroup usage {before >> 20} -> "
-                f"{after >> 20} MiB)")
+        usage = (f" (cgroup usage {before >> 20} -> {after >> 20} MiB)"
+                 if before is not None and after is not None else "")
+        return f"holding {rss >> 20} MiB in {self.target}{usage}"
 
     def rollback(self) -> str:
         if self._hog is None or not _linux.kill_exec(self.ctx.api, self._hog):
@@ -277,6 +301,16 @@ class MemoryPressure(_ResourceFault):
         hog = record.get("hog")
         return "killed the memory hog" if hog and _linux.kill_exec(env.api, str(hog)) \
             else "no memory hog left"
+
+
+def _usage(cgroup: _cgroup.ContainerCgroup) -> int | None:
+    """Memory charged to the cgroup; None without a memory controller or once it is gone."""
+    if not cgroup.has("memory"):
+        return None
+    try:
+        return cgroup.memory_usage()
+    except (OSError, ValueError):
+        return None
 
 
 def _rss(pid: int) -> int:
@@ -399,6 +433,11 @@ class FdExhaustion(_ResourceFault):
     limit at runtime would escape, which servers do only at start.  Rollback restores
     each process's recorded limits; processes forked during the fault inherited the low
     limit and get the old limits of the first recorded process.
+
+    Not a cgroup limit: rlimits belong to processes, so this works the same on cgroup v1
+    and v2.  The cgroup is only where the container's processes are listed (its
+    ``cgroup.procs``: v1 the pids hierarchy's, v2 the container's one cgroup, which has
+    the file whatever controllers are enabled).
     """
 
     type = "fd_exhaustion"
@@ -408,14 +447,17 @@ class FdExhaustion(_ResourceFault):
     def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._saved: list[dict[str, Any]] = []
-        self._cgroup: str | None = None
+        self._procs: str | None = None
 
     def inject(self) -> str:
         cfg = self.config
         assert isinstance(cfg, FdExhaustionConfig)
-        self._cgroup = str(_linux.cgroup_dir(self.ctx.container_pid(self.target), "pids"))
+        try:
+            self._procs = str(self._cgroup().procs_folder())
+        except _cgroup.CgroupUnsupported as exc:
+            raise ChaosError(exc.message, fault=self.type, target=self.target) from None
         pids = ([self.ctx.main_pid(self.target)] if cfg.processes == "main"
-                else _cgroup_pids(Path(self._cgroup)))
+                else _cgroup_pids(Path(self._procs)))
         for pid in pids:
             soft, hard = _linux.nofile(pid)
             limit = cfg.limit if cfg.limit is not None else _open_fds(pid)
@@ -432,11 +474,11 @@ class FdExhaustion(_ResourceFault):
 
     def rollback(self) -> str:
         assert isinstance(self.config, FdExhaustionConfig)
-        restored = _restore_nofile(self._saved, self._cgroup)
+        restored = _restore_nofile(self._saved, self._procs)
         return f"open-files limit restored on {restored} process(es) of {self.target}"
 
     def undo_record(self) -> dict[str, Any] | None:
-        return {"saved": self._saved, "cgroup": self._cgroup}
+        return {"saved": self._saved, "cgroup": self._procs}
 
     @classmethod
     def undo(cls, record: dict[str, Any], env: UndoEnv) -> str:
@@ -499,54 +541,58 @@ class IoThrottleConfig(FaultConfig):
         return self
 
 
-_THROTTLES = {"read_bps": "blkio.throttle.read_bps_device",
-              "write_bps": "blkio.throttle.write_bps_device",
-              "read_iops": "blkio.throttle.read_iops_device",
-              "write_iops": "blkio.throttle.write_iops_device"}
-
-
 class IoThrottle(_ResourceFault):
-    """Block I/O of the target throttled with cgroup v1 ``blkio.throttle.*`` rules on the
-    disk backing the container's filesystem (the engine's ``update`` cannot do this).
+    """Block I/O of the target limited in its cgroup on the disk backing the container's
+    filesystem (the engine's ``update`` cannot do this): cgroup v1 ``blkio.throttle.*``
+    rules, or the device's line of cgroup v2 ``io.max``
+    (``MAJ:MIN rbps=N wbps=N riops=max wiops=max``).
 
-    Throttles apply to I/O the kernel charges to the container: reads, direct writes,
-    and writes it flushes with ``fsync``; buffered writes nobody syncs are written back
-    later by the kernel and may escape.  Where the host has no cgroup v1 blkio, or the
-    engine's data root is on a virtual filesystem, inject fails saying why.
+    Limits apply to I/O the kernel charges to the container: reads, direct writes, and
+    writeback.  On v1, buffered writes nobody syncs are written back by the kernel
+    outside the container's cgroup and escape; v2 charges writeback to the cgroup that
+    dirtied the pages (where memory is enabled too and the filesystem supports cgroup
+    writeback: ext4, xfs, btrfs), so they are throttled too.  Rollback and gc's undo write back
+    exactly the values read before (on v2 the whole line: all ``max`` removes it).
+    Where the host lacks the controller (v1 blkio not mounted, v2 io not enabled for the
+    container), or the engine's data root is on a virtual filesystem, inject fails
+    saying which.
     """
 
     type = "io_throttle"
-    summary = "throttle the target's disk reads/writes (cgroup v1 blkio); rollback lifts it"
+    summary = "throttle the target's disk reads/writes (v1 blkio, v2 io.max); rollback lifts it"
     Config = IoThrottleConfig
 
     def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
-        self._folder: Path | None = None
+        self._where: _cgroup.ContainerCgroup | None = None
         self._device: str | None = None
-        self._old: dict[str, int] = {}
+        self._old: dict[str, str] = {}
 
     def inject(self) -> str:
         cfg = self.config
         assert isinstance(cfg, IoThrottleConfig)
-        self._folder = _linux.cgroup_dir(self.ctx.container_pid(self.target), "blkio")
+        cgroup = self._cgroup()
+        folder = cgroup.require("io", fault=self.type, target=self.target)
+        self._where = _cgroup.ContainerCgroup(cgroup.pid, cgroup.version,
+                                              {_io_key(cgroup.version): folder})
         self._device = cfg.device or data_root_disk(self.ctx.api)
-        applied = []
-        for key, name in _THROTTLES.items():
-            value = getattr(cfg, key)
-            if value is None:
-                continue
-            self._old[key] = _throttle_of(self._folder / name, self._device)
-            _write_throttle(self._folder / name, self._device, value)
-            applied.append(f"{key}={value}")
-        return f"throttled {self.target} on disk {self._device}: {', '.join(applied)}"
+        wanted = {key: str(getattr(cfg, key)) for key in _cgroup.IO_KEYS
+                  if getattr(cfg, key) is not None}
+        now = cgroup.io_limits(self._device)
+        self._old = {key: now[key] for key in wanted}
+        cgroup.set_io_limits(self._device, wanted)
+        applied = ", ".join(f"{key}={value}" for key, value in wanted.items())
+        return f"throttled {self.target} on disk {self._device}: {applied}"
 
     def rollback(self) -> str:
-        if self._folder is None or self._device is None or not self._old:
+        if self._where is None or self._device is None or not self._old:
             return "nothing was changed"
-        return _lift(self._folder, self._device, self._old, self.target)
+        return _lift(self._where, self._device, self._old, self.target)
 
     def undo_record(self) -> dict[str, Any] | None:
-        return {"cgroup": str(self._folder) if self._folder else None, "device": self._device,
+        where = self._where
+        return {"cgroup": str(next(iter(where.dirs.values()))) if where else None,
+                "version": where.version if where else None, "device": self._device,
                 "old": self._old}
 
     @classmethod
@@ -554,33 +600,23 @@ class IoThrottle(_ResourceFault):
         folder, device = record.get("cgroup"), record.get("device")
         if not folder or not device:
             return "nothing was changed"
-        return _lift(Path(folder), str(device), dict(record.get("old") or {}), folder)
+        version: _cgroup.Version = 2 if record.get("version") == 2 else 1
+        where = _cgroup.ContainerCgroup(0, version, {_io_key(version): Path(folder)})
+        old = {str(k): str(v) for k, v in dict(record.get("old") or {}).items()}
+        return _lift(where, str(device), old, folder)
 
 
-def _lift(folder: Path, device: str, old: dict[str, int], name: str) -> str:
+def _io_key(version: int) -> str:
+    """Key of the I/O directory in :attr:`ContainerCgroup.dirs`."""
+    return "blkio" if version == 1 else ""
+
+
+def _lift(where: _cgroup.ContainerCgroup, device: str, old: dict[str, str], name: str) -> str:
+    folder = next(iter(where.dirs.values()))
     if not folder.is_dir():
         return f"{name}: its cgroup is gone (the container stopped): nothing to lift"
-    for key, value in old.items():
-        _write_throttle(folder / _THROTTLES[key], device, value)
+    where.set_io_limits(device, old)
     return f"lifted the I/O throttle of {name}"
-
-
-def _throttle_of(path: Path, device: str) -> int:
-    for line in path.read_text(encoding="ascii").splitlines():
-        dev, _, value = line.partition(" ")
-        if dev == device:
-            return int(value)
-    return 0
-
-
-def _write_throttle(path: Path, device: str, value: int) -> None:
-    """``value`` 0 removes the rule."""
-    try:
-        path.write_text(f"{device} {int(value)}", encoding="ascii")
-    except OSError as exc:
-        raise ChaosError(f"the kernel refused {path.name} = {device} {value}: {exc}",
-                         hint="throttles need a whole disk (not a partition) that has a "
-                              "request queue; give device = \"major:minor\"") from exc
 
 
 def data_root_disk(api: Any) -> str:
