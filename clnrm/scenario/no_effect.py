@@ -116,6 +116,29 @@ INERT_KEYS: Final[tuple[InertKey, ...]] = (
 )
 
 
+PROJECT_FILE_HINTS: Final[dict[str, str]] = {
+    "cli": "pass clnrm run --jobs N, --fail-fast, --format instead",
+    "containers": "pass clnrm run --default-image IMAGE; clnrm never pulls and always "
+                  "removes what it created",
+    "services": "set timeouts and health checks on each service in the test file",
+    "observability": "pass clnrm run --otel-endpoint URL for clnrm's own spans; -v for logs",
+    "plugins": "plugins are found through Python entry points (clnrm plugins)",
+    "performance": "set [performance] in the test file",
+    "test_execution": "set [meta] timeout and step timeout in the test file",
+    "reporting": "pass clnrm run --report-json/--report-junit/--report-html PATH",
+    "security": "every test runs on its own network; nothing to configure",
+}
+"""``cleanroom.toml`` sections: ``clnrm run`` does not read that file (``[project]`` is
+descriptive), so each section present is one has-no-effect warning, with what to use."""
+
+
+def project_file_problems(data: dict[str, Any]) -> list[Problem]:
+    """One problem per section of ``cleanroom.toml`` (``data``) other than ``[project]``."""
+    return [Problem("has no effect: clnrm run does not read cleanroom.toml", (table,),
+                    PROJECT_FILE_HINTS.get(table))
+            for table in data if table in PROJECT_FILE_HINTS]
+
+
 def inert_key_problems(data: dict[str, Any]) -> list[Problem]:
     """One problem per key of ``data`` (the parsed file) that has no effect.
 
@@ -158,4 +181,5 @@ def _present(node: Any, pattern: tuple[str, ...], at: KeyPath = ()) -> Iterator[
             yield from _present(node[key], rest, (*at, key))
 
 
-__all__ = ["INERT_KEYS", "InertKey", "inert_key_problems"]
+__all__ = ["INERT_KEYS", "PROJECT_FILE_HINTS", "InertKey", "inert_key_problems",
+           "project_file_problems"]

@@ -4,8 +4,10 @@ Upstream reads this file into ``CleanroomConfig`` (``config/project.rs``) and
 requires every section; here every section is optional with upstream's
 defaults, so a project file only states what it changes.  It is validated by
 ``validate_paths`` like a test file (located errors, unknown-key warnings)
-but is never run.  The settings clnrm acts on are ``containers.default_image``
-and the timeouts; the rest is accepted for compatibility.
+but is never run, and ``clnrm run`` does not read it: every section but
+``[project]`` is accepted for compatibility and reported as having no effect
+(:func:`clnrm.scenario.no_effect.project_file_problems`), so nobody believes a
+setting there is applied.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from clnrm.scenario.loader import parse_toml, read_text, to_error, validate_docu
 from clnrm.scenario.locate import LineIndex
 from clnrm.scenario.model import LoadWarning
 from clnrm.scenario.model_base import Model
+from clnrm.scenario.no_effect import project_file_problems
 
 PROJECT_FILE_NAME = "cleanroom.toml"
 
@@ -138,6 +141,9 @@ def load_project_config(
     data = parse_toml(text, file)
     index = LineIndex(text)
     config, unknown, errors = validate_document(data, ProjectConfig)
+    if config is not None:
+        unknown = sorted(unknown + project_file_problems(data),
+                         key=lambda p: index.line_of(p.path or ()) or 0)
     problems = unknown + errors if strict else errors
     if problems or config is None:
         located = [to_error(problem, file, index) for problem in problems]

@@ -474,7 +474,10 @@ def test_discover_and_validate_walk_different_sets(tmp_path: Path) -> None:
     assert outcomes["c.clnrm.toml.tera"].scenario is not None
     assert outcomes["c.clnrm.toml.tera"].scenario.name == "clnrm"
     project = outcomes["cleanroom.toml"]
-    assert (project.kind, project.status) == ("project", "ok")
+    assert (project.kind, project.status) == ("project", "warnings")
+    [warning] = project.warnings  # [project] is descriptive; [containers] is not read
+    assert (warning.line, warning.key_path) == (3, "containers")
+    assert "has no effect" in warning.message and warning.hint
     assert project.project is not None and project.project.containers.startup_timeout == 120.0
 
 
@@ -493,6 +496,8 @@ def test_project_file_errors_and_warnings_are_located(tmp_path: Path) -> None:
     path.write_text("[cli]\njobz = 2\n")
     [outcome] = validate_paths([path])
     assert outcome.status == "warnings"
-    assert outcome.warnings[0].hint and "did you mean 'jobs'?" in outcome.warnings[0].hint
+    [inert, unknown] = outcome.warnings  # by line: the [cli] table, then its misspelt key
+    assert (inert.key_path, unknown.key_path) == ("cli", "cli.jobz")
+    assert unknown.hint and "did you mean 'jobs'?" in unknown.hint
     [outcome] = validate_paths([path], strict=True)
     assert outcome.status == "error"

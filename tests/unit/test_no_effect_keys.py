@@ -164,3 +164,18 @@ def test_orchestration_max_parallel_caps_the_run_below_jobs(tmp_path: Path) -> N
     assert all(t.outcome is Outcome.PASSED for t in result.tests), result.tests
     events = log.read_text().split("\n")[:-1]
     assert [e.split()[0] for e in events] == ["start", "end"] * 3, events
+
+
+def test_every_project_file_section_but_project_says_it_is_not_read(tmp_path: Path) -> None:
+    from clnrm.scenario import validate_paths
+    from clnrm.scenario.no_effect import PROJECT_FILE_HINTS
+    from clnrm.scenario.project import ProjectConfig
+
+    assert set(PROJECT_FILE_HINTS) == set(ProjectConfig.model_fields) - {"project"}
+    path = tmp_path / "cleanroom.toml"
+    path.write_text('[project]\nname = "p"\n[cli]\njobs = 8\n', encoding="utf-8")
+    [outcome] = validate_paths([path])
+    assert [(w.line, w.key_path) for w in outcome.warnings] == [(3, "cli")]
+    assert "--jobs" in (outcome.warnings[0].hint or "")
+    [strict] = validate_paths([path], strict=True)
+    assert strict.status == "error" and strict.errors[0].key_path == "cli"
