@@ -577,7 +577,7 @@ def chaos_run(
     seed: Annotated[int | None, typer.Option(
         help="Seed for fault schedules and toxics (overrides the files).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
-    strict: Annotated[bool, typer.Option(help="Treat unknown keys as errors.")] = False,
+    strict: Annotated[bool, typer.Option(help=_STRICT_HELP)] = False,
     default_image: Annotated[str, typer.Option(
         help="Image for steps that name no service.")] = "clnrm/busybox:latest",
     artifacts: Annotated[Path, typer.Option(
