@@ -269,6 +269,16 @@ def test_memory_limit_on_v2_writes_memory_max_and_puts_max_back_exactly(
     assert host.read("memory.max") == "max" and host.read("memory.swap.max") == "max"
 
 
+def test_a_record_without_the_kernels_files_still_gives_v2_no_limit_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = fake_v2_host(tmp_path, monkeypatch)
+    engine = FakeEngine(host)
+    MemoryLimit(MemoryLimitConfig(limit_mb=64), context(engine), "api").inject()
+    old = {"container": CID, "memory": {"memory": 0, "memswap": 0}}  # an older clnrm's record
+    assert MemoryLimit.undo(old, UndoEnv(api=engine)).startswith("memory limit of")
+    assert host.read("memory.max") == "max" and host.read("memory.swap.max") == "max"
+
+
 def test_memory_limit_on_v2_restores_a_previous_limit_and_its_swap(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     host = fake_v2_host(tmp_path, monkeypatch, memory_max=str(256 * MiB),
@@ -312,9 +322,16 @@ def test_oom_kill_on_v2_that_did_not_happen_is_rolled_back_in_place(
     host = fake_v2_host(tmp_path, monkeypatch)
     engine = FakeEngine(host, oom="none")
     fault = OomKill(OomKillConfig(margin_mb=8, timeout=0.3), context(engine), "api")
+    record = fault.undo_record()  # journalled before inject: a SIGKILL may come any time
+    assert record is not None and record["oom_group"] == [str(host.cgroup), "0"]
     with pytest.raises(ChaosError, match=r"did not OOM-kill api within 0.3 s"):
         fault.inject()
     assert host.read("memory.oom.group") == "1" and host.read("memory.max") == str(58 * MiB)
+    assert OomKill.undo(record, UndoEnv(api=engine)).startswith("memory limit of")
+    assert host.read("memory.oom.group") == "0" and host.read("memory.max") == "max"
+
+    with pytest.raises(ChaosError):
+        fault.inject()
     assert fault.rollback() == "memory limit restored; api is running"
     assert host.read("memory.oom.group") == "0" and host.read("memory.max") == "max"
     assert host.read("memory.swap.max") == "max"

@@ -228,8 +228,14 @@ class OomKill(_ContainerFault):
         return cgroup
 
     def _remember(self) -> dict[str, int]:
+        """What rollback and gc put back, read once before anything changes (so even the
+        record journalled before inject can restore ``memory.oom.group``)."""
         if self._old is None:
-            self._kernel = self._memory_cgroup().memory_snapshot()
+            cgroup = self._memory_cgroup()
+            self._kernel = cgroup.memory_snapshot()
+            if cgroup.version == 2:
+                self._group = (str(cgroup.folder("memory")),
+                               cgroup.read("memory", "memory.oom.group"))
             self._old = _linux.memory_limits(self.ctx.api, self.cid)
         return self._old
 
@@ -243,8 +249,6 @@ class OomKill(_ContainerFault):
         kills = [cgroup.oom_kills()]
         limit = usage + (cfg.margin_mb << 20)
         if cgroup.version == 2:
-            folder = cgroup.folder("memory")
-            self._group = (str(folder), cgroup.read("memory", "memory.oom.group"))
             cgroup.write("memory", "memory.oom.group", "1")
         _linux.set_memory(api, self.cid, limit)
         if cgroup.version == 1:
