@@ -102,6 +102,8 @@ def main_options(
 # -- validate ----------------------------------------------------------------
 
 _STRICT_HELP = "Treat warnings (unknown keys, keys that have no effect) as errors."
+_HOST_MOUNTS_HELP = ("Let files bind-mount sensitive host paths (the engine socket, /, /etc, "
+                     "/proc, /sys, /var/run, the home); refused by default.")
 
 
 @app.command()
@@ -109,14 +111,17 @@ def validate(
     paths: Annotated[list[Path], typer.Argument(help="Test files or folders.")],
     strict: Annotated[bool, typer.Option(help=_STRICT_HELP)] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    allow_host_mounts: Annotated[bool, typer.Option(help=_HOST_MOUNTS_HELP)] = False,
 ) -> None:
     """Check test files without running anything: exit 0 if all are valid, 2 otherwise."""
     import json
 
     from clnrm.scenario import validate_paths
+    from clnrm.scenario.mounts import allowing_host_mounts
 
     try:
-        outcomes = validate_paths(paths, strict=strict)
+        with allowing_host_mounts(allow_host_mounts):
+            outcomes = validate_paths(paths, strict=strict)
     except Exception as exc:
         _fail(exc)
     bad = [o for o in outcomes if not o.ok]
@@ -187,15 +192,18 @@ def run(
     report_junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report.")] = None,
     report_html: Annotated[Path | None, typer.Option(
         help="Write a self-contained HTML report (waterfall, service graph).")] = None,
+    allow_host_mounts: Annotated[bool, typer.Option(help=_HOST_MOUNTS_HELP)] = False,
 ) -> None:
     """Run test files (exit 0 all passed, 1 a test failed, 2 bad input or set-up)."""
     from clnrm.runner import RunOptions
+    from clnrm.scenario.mounts import allowing_host_mounts
 
     options = RunOptions(backend=backend.value, jobs=jobs, seed=seed,
                          default_image=default_image, artifacts_dir=artifacts,
                          fail_fast=fail_fast, otel_endpoint=otel_endpoint)
-    _run_files(paths, options, strict=strict, image_map=image_map or [], traces=traces,
-               fmt=fmt, digest=digest, reports=(report_json, report_junit, report_html))
+    with allowing_host_mounts(allow_host_mounts):
+        _run_files(paths, options, strict=strict, image_map=image_map or [], traces=traces,
+                   fmt=fmt, digest=digest, reports=(report_json, report_junit, report_html))
 
 
 def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[str],
@@ -347,8 +355,10 @@ class _progress:  # noqa: N801
 def _print_result(result: RunResult, fmt: Format, *, digest: bool = False) -> None:
     from rich.markup import escape
 
+    from clnrm.redact import redacted
     from clnrm.results import Outcome
 
+    result = redacted(result)
     if fmt is Format.json:
         typer.echo(result.model_dump_json(indent=2))
         return

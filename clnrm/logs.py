@@ -1,7 +1,8 @@
 """structlog set-up shared by the CLI and tests.
 
 Logs go to stderr so ``--format json`` output on stdout stays machine-readable;
-WARNING is the default so a normal run prints only its results.
+WARNING is the default so a normal run prints only its results.  Every line
+passes :func:`clnrm.redact.redacting`: secret values never reach the log.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 from typing import Any
 
 import structlog
+
+from clnrm.redact import redacting
 
 
 def add_trace_ids(logger: object, method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +40,7 @@ def configure(verbosity: int = 0, *, debug: bool = False) -> None:
             structlog.processors.add_log_level,
             add_trace_ids,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+            redacting(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),

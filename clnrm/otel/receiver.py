@@ -7,8 +7,10 @@ test's own containers can reach it, over OTLP/HTTP (protobuf or JSON, on
 validation and handed to a :class:`~clnrm.otel.sink.SpanSink` (the run's
 ``spans.jsonl``) before the exporter is acknowledged.
 
-Threads: the HTTP server serves from one daemon thread and runs one thread per
-connection; gRPC runs on a small pool.  Decoding happens in those threads;
+Threads are bounded whatever clients do: OTLP/HTTP reads every connection on
+one event-loop thread (with deadlines, see :class:`~clnrm.otel.otlp_http.HttpLimits`)
+and decodes complete requests on a fixed pool; gRPC core does its own I/O and
+runs handlers on a pool of four.  Decoding happens in those pools;
 :meth:`OtlpReceiver.wait_for` waits on a condition that every accepted batch
 signals, so span-based readiness reacts at once.  ``__exit__`` stops both
 servers and closes open connections in well under a second.
@@ -35,7 +37,7 @@ from clnrm.otel.span import Span
 if TYPE_CHECKING:
     import grpc
 
-    from clnrm.otel.otlp_http import OtlpHttpServer
+    from clnrm.otel.otlp_http import HttpLimits, OtlpHttpServer
 
 log = structlog.get_logger("clnrm.otel")
 
@@ -44,7 +46,10 @@ _GRPC_SERVICE: Final = "opentelemetry.proto.collector.trace.v1.TraceService"
 # gRPC core rejects larger messages before our handler sees them, without a log
 # line; up to this multiple of the limit we read them and reject (and log) ourselves
 _GRPC_HARD_LIMIT_FACTOR: Final = 4
-_POLL_INTERVAL: Final = 0.05  # bounds how long close() waits for the HTTP serve loop
+_GRPC_WORKERS: Final = 4
+# gRPC queues RPCs beyond its workers; past this many in flight it answers
+# RESOURCE_EXHAUSTED instead of buffering without bound (same cap as HTTP connections)
+_GRPC_MAX_CONCURRENT_RPCS: Final = 1024
 
 SpanPredicate: TypeAlias = Callable[[Sequence[Span]], bool]
 """Called with all spans received so far (do not mutate, keep it cheap: it runs
@@ -62,11 +67,12 @@ class OtlpReceiver:
 
     def __init__(self, host: str = "127.0.0.1", *, http_port: int = 0, grpc_port: int = 0,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 sink: SpanSink | None = None) -> None:
+                 sink: SpanSink | None = None, http_limits: HttpLimits | None = None) -> None:
         if max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be positive")
         self.host = host
         self.max_body_bytes = max_body_bytes
+        self.http_limits = http_limits
         self._requested = (http_port, grpc_port)
         self._sink = sink
         self._cond = threading.Condition()
@@ -75,7 +81,6 @@ class OtlpReceiver:
         self._seen_404: set[str] = set()
         self._closed = False
         self._http: OtlpHttpServer | None = None
-        self._http_thread: threading.Thread | None = None
         self._grpc: grpc.Server | None = None
         self._grpc_pool: ThreadPoolExecutor | None = None
         self._ports: tuple[int, int] | None = None
@@ -108,13 +113,8 @@ class OtlpReceiver:
         else:
             stopped = None
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http.close_connections()
+            self._http.close()
             self._http = None
-        if self._http_thread is not None:
-            self._http_thread.join(timeout=1.0)
-            self._http_thread = None
         if stopped is not None:
             stopped.wait(timeout=1.0)
         if self._grpc_pool is not None:
@@ -125,26 +125,25 @@ class OtlpReceiver:
         from clnrm.otel.otlp_http import OtlpHttpServer
 
         try:
-            server = OtlpHttpServer((self.host, port), self)
+            server = OtlpHttpServer((self.host, port), self, self.http_limits)
         except OSError as exc:
             raise _bind_error("OTLP/HTTP", self.host, port, exc) from exc
         self._http = server
-        self._http_thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": _POLL_INTERVAL},
-            name=f"clnrm-otlp-http-{server.server_address[1]}", daemon=True)
-        self._http_thread.start()
-        return int(server.server_address[1])
+        server.start()
+        return server.port
 
     def _start_grpc(self, port: int) -> int:
         import grpc
 
-        self._grpc_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clnrm-otlp-grpc")
+        self._grpc_pool = ThreadPoolExecutor(max_workers=_GRPC_WORKERS,
+                                             thread_name_prefix="clnrm-otlp-grpc")
         handler = grpc.method_handlers_generic_handler(_GRPC_SERVICE, {
             # raw bytes in and out: decoding errors are ours to answer, not grpc's to log
             "Export": grpc.unary_unary_rpc_method_handler(self._grpc_export),
         })
         hard_limit = self.max_body_bytes * _GRPC_HARD_LIMIT_FACTOR
-        server = grpc.server(self._grpc_pool, handlers=[handler], options=[
+        server = grpc.server(self._grpc_pool, handlers=[handler],
+                             maximum_concurrent_rpcs=_GRPC_MAX_CONCURRENT_RPCS, options=[
             ("grpc.max_receive_message_length", min(hard_limit, 2**31 - 1)),
             ("grpc.so_reuseport", 0),  # never share a port with another receiver
         ])

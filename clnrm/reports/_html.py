@@ -73,6 +73,9 @@ def render_html(result: RunResult, *, span_limit: int = SPAN_LIMIT) -> str:
     """The report as one HTML document; ``span_limit`` caps waterfall rows per test."""
     from markupsafe import Markup
 
+    from clnrm.redact import redacted
+
+    result = redacted(result)
     graphs = [service_graph(t.spans) for t in result.tests]
     run_graph = merge_graphs(graphs)
     colours = _colours(run_graph.services)

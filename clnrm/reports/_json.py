@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from clnrm.redact import redact_value
 from clnrm.results import RunResult
 
 
 def render_json(result: RunResult) -> str:
-    """``result.model_dump(mode="json")``, indented, ending in a newline."""
-    return json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    """``result.model_dump(mode="json")``, indented, ending in a newline; secrets masked."""
+    data = redact_value(result.model_dump(mode="json"))
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def write_json(result: RunResult, path: str | Path) -> None:

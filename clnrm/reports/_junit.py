@@ -35,6 +35,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
+from clnrm.redact import redacted
 from clnrm.reports._text import clip, one_line, xml_safe
 from clnrm.results import (
     Outcome,
@@ -51,6 +52,7 @@ VALIDATION_SEPARATOR = "::"
 
 def render_junit(result: RunResult) -> str:
     """The run as a JUnit XML document (UTF-8 declaration, indented, newline-terminated)."""
+    result = redacted(result)
     counts = _counts(result)
     suite = ET.Element("testsuite", {"name": SUITE_NAME, **counts,
                                      "time": _seconds(result.duration_s),

@@ -22,6 +22,7 @@ import tomli
 from pydantic import BaseModel, ValidationError
 
 from clnrm.errors import ScenarioError
+from clnrm.redact import register_scenario_secrets
 from clnrm.scenario.diagnostics import Problem, error_problem, real_path, unknown_key_problem
 from clnrm.scenario.locate import KeyPath, LineIndex, format_key_path
 from clnrm.scenario.model import LoadWarning, Scenario
@@ -152,6 +153,7 @@ def _load_text(
         ]
     result.errors = [to_error(problem, file, index, note) for problem in _by_line(errors, index)]
     if scenario is not None and not result.errors:
+        register_scenario_secrets(scenario)  # masked in reports and logs from now on
         scenario.source = str(file) if file is not None else None
         scenario.templated = templated
         scenario.warnings = list(result.warnings)
@@ -172,9 +174,14 @@ def parse_toml(
             message, file=file, line=exc.lineno, hint=_toml_hint(exc, text)
         ) from exc
     except RecursionError as exc:
+        # tomli recurses per level and gives no position; our scanner is bounded
+        # (it stops at its own depth limit) and knows where the deepest value starts.
+        deepest = LineIndex(text).deepest()
         raise ScenarioError(
-            "arrays or inline tables are nested too deeply to read",
+            f"arrays or inline tables are nested too deeply to read (over {MAX_DEPTH} levels)",
             file=file,
+            line=deepest[1] if deepest else None,
+            key_path=_clip(format_key_path(deepest[0][:6])) + "..." if deepest else None,
             hint=f"clnrm accepts at most {MAX_DEPTH} levels of nesting",
         ) from exc
     deep = _too_deep(data)

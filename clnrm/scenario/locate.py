@@ -68,6 +68,19 @@ class LineIndex:
             probe = probe[:-1]
         return None
 
+    def deepest(self) -> tuple[KeyPath, int] | None:
+        """The most deeply nested path recorded, with its line (first one on ties).
+
+        Used when a parser gave up on nesting depth without a position: the
+        scanner records paths down to its own depth limit, which is past any
+        limit clnrm enforces, so the deepest one points at the offending value.
+        """
+        best: tuple[KeyPath, int] | None = None
+        for path, line in self._lines.items():
+            if best is None or len(path) > len(best[0]):
+                best = (path, line)
+        return best
+
     def exact(self, path: KeyPath) -> int | None:
         """Line of exactly ``path`` (no parent fallback)."""
         return self._lines.get(tuple(path))

@@ -19,6 +19,7 @@ from clnrm.scenario.model import (
     Scenario,
     ServiceConfig,
 )
+from clnrm.scenario.mounts import host_mount_problems
 from clnrm.scenario.raw import RawTestFile
 
 _NAME_HINT = 'add [meta] with name = "my_test" (or [test.metadata] with name = "my_test")'
@@ -41,6 +42,7 @@ def normalise(raw: RawTestFile, *, vars_: dict[str, Any]) -> tuple[Scenario | No
     _check_steps_exist(raw, problems)
     _check_references(raw, services, origin, problems)
     _check_services(services, origin, problems)
+    problems.extend(host_mount_problems(services, origin, allowed=raw.allow_host_mounts))
     _check_scenarios(raw, problems)
     _check_faults(raw, services, problems)
     _check_performance(raw, services, problems)

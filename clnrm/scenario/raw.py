@@ -137,6 +137,8 @@ class RawTestFile(Model):
     performance: Performance | None = None
     self_healing: SelfHealing | None = None
     intelligence: Intelligence | None = None
+    # Opt-in to bind mounts of sensitive host paths (clnrm.scenario.mounts); off by default.
+    allow_host_mounts: bool = False
 
     @field_validator("assertions")
     @classmethod

@@ -36,6 +36,12 @@ from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from clnrm.errors import ScenarioError
+from clnrm.redact import register_secret
+from clnrm.scenario.template_budget import (
+    BudgetCodeGenerator,
+    RenderBudget,
+    RenderLimitError,
+)
 from clnrm.scenario.template_functions import (
     RenderRuntime,
     TemplateFunctionError,
@@ -60,7 +66,6 @@ _FILE_TAG: Final = re.compile(r"\{%-?\s*(include|import|extends|from)\b")
 _JINJA_COMMENT: Final = re.compile(r"\{#.*?#\}", re.S)
 _TRIPLE: Final = re.compile(r'"""|\'\'\'')
 _TEMPLATE_NAME: Final = "<template>"
-_MAX_SEQUENCE: Final = 1_000_000
 
 SYNTAX_HINT: Final = (
     "templates use Jinja2 syntax with Tera's functions: {{ vars.x }}, "
@@ -120,6 +125,7 @@ class _EnvValue(str):
             raise TemplateFunctionError("env() needs name='VARIABLE'")
         value = os.environ.get(name)
         if value is not None:
+            register_secret(name, value)  # masked in reports and logs if the name looks secret
             return value
         if default is not None and not isinstance(default, Undefined):
             return default
@@ -127,9 +133,26 @@ class _EnvValue(str):
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """No attribute access beyond table keys and ``loop``; no huge ``*``/``**`` results."""
+    """No attribute access beyond table keys and ``loop``; every step within the render budget.
 
-    intercepted_binops = frozenset({"*", "**"})
+    Loops, ``~``, ``*``/``+``/``%``, calls, filters and printed values all pass
+    through :class:`~clnrm.scenario.template_budget.RenderBudget`.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = BudgetCodeGenerator
+
+    def __init__(self, budget: RenderBudget, **options: Any) -> None:
+        super().__init__(**options)
+        self.budget = budget
+        self.clnrm_loop = budget.loop
+        self.clnrm_concat = budget.concat
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        __self.budget.tick()
+        result = super().call(__context, __obj, *args, **kwargs)
+        name = getattr(__obj, "__name__", None) or type(__obj).__name__
+        return __self.budget.check_value(result, f"result of {name}()")
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Undefined):
@@ -172,11 +195,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and not (_small_number(left) and _small_number(right, 128)):
             raise SecurityError("'**' is limited to small numbers in templates")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int):
-                    if len(seq) * times > _MAX_SEQUENCE:
-                        raise SecurityError("repetition would build a value over 1 MB")
+        self.budget.binop_size(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
 
@@ -203,6 +222,8 @@ def template_variables(
     values: dict[str, Any] = {
         name: environ.get(key, default) for name, key, default in DEFAULT_VARIABLES
     }
+    for _, key, _ in DEFAULT_VARIABLES:
+        register_secret(key, environ.get(key))  # OTEL_TOKEN
     values.update(file_vars or {})
     values.update(variables or {})
     return values
@@ -213,19 +234,26 @@ def render_template(
     *,
     variables: Mapping[str, Any] | None = None,
     file: Path | str | None = None,
+    budget: RenderBudget | None = None,
 ) -> str:
-    """Render a test file; raise ``ScenarioError`` (with the template line) on any problem."""
+    """Render a test file; raise ``ScenarioError`` (with the template line) on any problem.
+
+    ``budget`` bounds time, loop turns, output and value sizes over all passes
+    (the documented defaults when not given); going over it is a located error.
+    """
+    budget = budget or RenderBudget()
     source = _prepare(text, file)
     first = _render_pass(
-        source, variables=variables, file_vars=None, lenient=True, runtime=RenderRuntime()
-    )
+        source, variables=variables, file_vars=None, lenient=True, runtime=RenderRuntime(),
+        budget=budget, file=file,
+    )  # fmt: skip
     file_vars, matrix, seed, clock = _first_pass_facts(first)
     if seed is not None or clock is not None:
         # [vars] may call now_*/uuid_* too: read them again with the seeded clock and RNG
         # so that a file with [determinism] renders identically every time.
         again = _render_pass(
             source, variables=variables, file_vars=None, lenient=True,
-            runtime=RenderRuntime(seed=seed, freeze_clock=clock),
+            runtime=RenderRuntime(seed=seed, freeze_clock=clock), budget=budget, file=file,
         )  # fmt: skip
         file_vars, matrix, _, _ = _first_pass_facts(again)
     runtime = RenderRuntime(seed=seed, freeze_clock=clock)
@@ -237,6 +265,7 @@ def render_template(
         runtime=runtime,
         matrix=matrix,
         file=file,
+        budget=budget,
     )
     assert rendered is not None
     return rendered
@@ -280,14 +309,21 @@ def _render_pass(
     file_vars: Mapping[str, Any] | None,
     lenient: bool,
     runtime: RenderRuntime,
+    budget: RenderBudget,
     matrix: Mapping[str, Any] | None = None,
     file: Path | str | None = None,
 ) -> str | None:
     undefined: type[Undefined] = _Placeholder if lenient else TeraUndefined
+    budget.new_pass()
     env = _Sandbox(
-        undefined=undefined, keep_trailing_newline=True, autoescape=False, finalize=_as_toml_text
+        budget,
+        undefined=undefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        finalize=lambda value: budget.printed(_as_toml_text(value)),
     )
     env.filters.update(tera_filters())
+    env.filters = {name: budget.guard_filter(name, f) for name, f in env.filters.items()}
     for name in ("cycler", "joiner", "namespace", "lipsum"):
         env.globals.pop(name, None)  # object helpers that only make sense with attribute access
     env.globals.update(runtime.functions())
@@ -296,17 +332,35 @@ def _render_pass(
         values["env"] = _EnvValue(values["env"], undefined)
     context: dict[str, Any] = {**values, "vars": values, "matrix": dict(matrix or {}), "otel": {}}
     try:
-        return env.from_string(source).render(context)
+        return _streamed(env.from_string(source).generate(context), budget)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a located ScenarioError
-        if lenient:
-            return None
+        if lenient and not isinstance(exc, RenderLimitError):
+            return None  # over budget is final: a later pass would only spend it again
         raise _located(exc, source, file) from exc
+
+
+def _streamed(chunks: Any, budget: RenderBudget) -> str:
+    """Join the render as it streams, stopping at the output limit."""
+    out: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > budget.max_chars:
+            raise RenderLimitError(
+                f"rendered file would exceed {budget.max_chars:,} characters",
+                "a test file needs far less; check loop sizes and repeated large values",
+            )
+        out.append(chunk)
+    return "".join(out)
 
 
 def _located(exc: BaseException, source: str, file: Path | str | None) -> ScenarioError:
     line = _template_line(exc)
     hint = None
-    if isinstance(exc, TemplateSyntaxError):
+    if isinstance(exc, RenderLimitError):
+        message = f"template refused (render limit): {exc}"
+        hint = exc.hint
+    elif isinstance(exc, TemplateSyntaxError):
         message = f"template syntax error: {exc.message}"
         text = source.split("\n")[line - 1] if line and line <= source.count("\n") + 1 else ""
         hint = (
