@@ -135,13 +135,9 @@ class BaselineStore:
             where["m.fingerprint"] = {"$eq": fingerprint}
         return _assemble(self._records(scenario, where))
 
-    def baseline(self, scenario: str, fingerprint: str, *, runs: int = 5) -> Baseline | None:
+    def baseline(self, scenario: str, fingerprint: str, *, runs: int = 10) -> Baseline | None:
         """The last ``runs`` baseline runs, or None when there is none."""
-        stored = [r for r in self.runs(scenario, fingerprint) if r.baseline]
-        if not stored:
-            return None
-        return Baseline(scenario=scenario, fingerprint=stored[-1].fingerprint,
-                        runs=stored[-runs:])
+        return select_baseline(self.runs(scenario, fingerprint), runs=runs)
 
     def fingerprints(self, scenario: str) -> dict[str, int]:
         """Fingerprint key -> number of baseline runs, for "no baseline here" messages."""
@@ -180,16 +176,14 @@ class BaselineStore:
     # -- writing ---------------------------------------------------------------------
 
     def record(self, run: RunMeasurement, *, history: int = 20,
-               baseline_runs: int = 5) -> None:
+               baseline_runs: int = 10) -> None:
         """Store ``run``; keep ``history`` runs (baseline runs are never pruned while
         among the last ``baseline_runs``)."""
         self.store.put(to_records(run))
         if history <= 0:
             return
         stored = self.runs(run.scenario, run.fingerprint.key)
-        keep_base = {r.run_id for r in [r for r in stored if r.baseline][-baseline_runs:]}
-        old = [r for r in stored[:-history] if r.run_id not in keep_base] \
-            if len(stored) > history else []
+        old = pruned(stored, history=history, baseline_runs=baseline_runs)
         if old:
             ids = [rec.id for r in old for rec in to_records(r)]
             self.store.delete(ids)
@@ -207,6 +201,28 @@ class BaselineStore:
         if ids:
             self.store.delete(ids)
         return len(runs)
+
+
+# -- what is kept: pure functions, shared by the store and bench/regression.py ----------
+
+
+def select_baseline(stored: Sequence[RunMeasurement], *, runs: int) -> Baseline | None:
+    """The newest ``runs`` baseline runs among ``stored`` (oldest first), or None."""
+    marked = [r for r in stored if r.baseline]
+    if not marked:
+        return None
+    return Baseline(scenario=marked[-1].scenario, fingerprint=marked[-1].fingerprint,
+                    runs=marked[-runs:])
+
+
+def pruned(stored: Sequence[RunMeasurement], *, history: int,
+           baseline_runs: int) -> list[RunMeasurement]:
+    """The runs of ``stored`` (oldest first) to forget: all but the newest ``history``,
+    except the baseline runs in use (the newest ``baseline_runs`` of them)."""
+    if history <= 0 or len(stored) <= history:
+        return []
+    keep_base = {r.run_id for r in [r for r in stored if r.baseline][-baseline_runs:]}
+    return [r for r in stored[:-history] if r.run_id not in keep_base]
 
 
 # -- the record layout ---------------------------------------------------------------

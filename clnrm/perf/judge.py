@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal
 
 from clnrm.perf.baseline import Baseline, MetricRun, RunMeasurement
 from clnrm.perf.fingerprint import Fingerprint
@@ -149,27 +150,185 @@ def compared(metric: str, perf: Performance | None) -> bool:
     return True
 
 
-def thresholds_of(perf: Performance | None) -> Thresholds:
+def thresholds_of(perf: Performance | None, *, alpha: float | None = None) -> Thresholds:
+    """The TOML's thresholds; ``alpha`` overrides the file's (a check's share of it)."""
     from clnrm.perf.regression import Thresholds
 
     if perf is None:
-        return Thresholds()
+        return Thresholds() if alpha is None else Thresholds(alpha=alpha)
     return Thresholds(p95_latency_increase_max_percent=perf.latency_threshold_pct,
                       throughput_decrease_max_percent=perf.throughput_decrease_max_percent,
-                      fail_on_regression=perf.fail_on_regression, alpha=perf.alpha)
+                      fail_on_regression=perf.fail_on_regression,
+                      alpha=perf.alpha if alpha is None else alpha)
 
 
 def compare_runs(baseline: Baseline, run: RunMeasurement, perf: Performance | None, *,
-                 seed: int = 0) -> list[Verdict]:
-    """Verdicts for every compared metric that both the baseline and ``run`` measured."""
+                 seed: int = 0, alpha: float | None = None) -> list[Verdict]:
+    """Verdicts for every compared metric that both the baseline and ``run`` measured
+    (at ``alpha`` when given, else at the file's)."""
     from clnrm.perf.regression import compare
 
     names = [m for m in run.metrics if compared(m, perf) and baseline.samples(m)]
     current = {m: run.metrics[m].samples for m in names}
     base = {m: baseline.samples(m) for m in names}
-    return compare(base, current, thresholds=thresholds_of(perf),
+    return compare(base, current, thresholds=thresholds_of(perf, alpha=alpha),
                    directions={m: run.metrics[m].direction for m in names},
                    statistics={m: run.metrics[m].statistic for m in names}, seed=seed)
+
+
+# -- the baseline policy: one run judged as `clnrm run` judges it -------------------------
+
+FILL_RUNS: Final = 10
+"""Runs a new baseline collects before any run is judged (the default of ``[performance]
+baseline_runs``).  Ten, not three: the run-level test estimates run-to-run drift from
+the baseline runs, and with three its t-test has two degrees of freedom, too few to
+see +10 % through a few percent of drift (``bench/regression.py``)."""
+NEW_RUN_ALPHA_SHARE: Final = 0.02
+"""Share of ``alpha`` spent on the new run alone against the baseline (0.0002 at the
+default 0.01): one run fails on its own only on overwhelming evidence, because one-off
+slow runs (a noisy neighbour) have a heavier tail than the t-test assumes."""
+HISTORY_ALPHA_SHARE: Final = 0.9
+"""Share of ``alpha`` spent on the history check (0.009 at the default): an upward change
+point in the runs' typical values, confirmed by comparing the runs since it with the
+runs before it.  A regression is a shift that lasts; this check sees it once it has
+lasted two runs.  The remaining 0.08 covers the repeated looks of later runs."""
+HISTORY_MIN_BEFORE: Final = 3
+"""Runs needed before a change point for the history check to confirm it (the
+run-level test needs three to estimate run-to-run drift)."""
+
+JudgementState = Literal["no_baseline", "filling", "judged"]
+
+
+@dataclass(frozen=True)
+class RunJudgement:
+    """What the baseline policy decided about one run (:func:`judge_run`).
+
+    ``state``: ``no_baseline`` (this run starts one), ``filling`` (the baseline has
+    fewer than ``fill_to`` runs: nothing judged, the run joins it) or ``judged``.
+    ``verdicts``: the new run against the baseline; ``shifts``: confirmed or rejected
+    shifts over the history.  ``as_baseline``: record the run as a baseline run.
+    """
+
+    state: JudgementState
+    baseline: Baseline | None
+    fill_to: int
+    message: str = ""
+    verdicts: list[Verdict] = field(default_factory=list)
+    shifts: list[Verdict] = field(default_factory=list)
+    as_baseline: bool = False
+
+    @property
+    def all_verdicts(self) -> list[Verdict]:
+        return [*self.verdicts, *self.shifts]
+
+    @property
+    def regressed(self) -> bool:
+        return any(v.regressed for v in self.all_verdicts)
+
+    @property
+    def fails(self) -> bool:
+        return any(v.fails for v in self.all_verdicts)
+
+
+def judge_run(stored: Sequence[RunMeasurement], run: RunMeasurement,
+              perf: Performance | None, *, seed: int = 0, baseline_file: Baseline | None = None,
+              not_recorded: str = "") -> RunJudgement:
+    """Judge ``run`` as ``clnrm run`` does, given what the memory holds.
+
+    ``stored``: every stored run of the scenario on the run's fingerprint, oldest first
+    (:meth:`~clnrm.perf.baseline.BaselineStore.runs`); ``baseline_file``: the
+    ``[performance] baseline`` file, which replaces the stored baseline and is never
+    filled.  ``not_recorded``: why the run will not be stored ("" if it will).
+
+    The policy (docs/performance.md, measured by ``bench/regression.py``):
+
+    1. no baseline: this run starts one, nothing is judged;
+    2. a stored baseline with fewer than ``baseline_runs`` (:data:`FILL_RUNS`) runs:
+       nothing is judged ("baseline 4/10: not judged yet") and the run joins it;
+    3. a full baseline: the run is compared with it at ``alpha`` x
+       :data:`NEW_RUN_ALPHA_SHARE`, and the history (stored runs and this one) is
+       checked for a lasting shift at ``alpha`` x :data:`HISTORY_ALPHA_SHARE`.
+    """
+    from clnrm.perf.baseline import select_baseline
+
+    fill_to = perf.baseline_runs if perf is not None else FILL_RUNS
+    alpha = perf.alpha if perf is not None else 0.01
+    earlier = [r for r in stored if r.run_id != run.run_id]
+    baseline = baseline_file or select_baseline(earlier, runs=fill_to)
+    where = f"{run.scenario} on {run.fingerprint.key}"
+    if baseline is None:
+        head = f"no baseline for {where}: "
+        return RunJudgement("no_baseline", None, fill_to,
+                            head + (f"this run is not recorded ({not_recorded})"
+                                    if not_recorded else "this run is now the baseline"),
+                            as_baseline=not not_recorded)
+    have = len(baseline.runs)
+    if baseline_file is None and have < fill_to:
+        if not_recorded:
+            tail = f"this run is not recorded ({not_recorded})"
+        else:
+            left = fill_to - have - 1
+            tail = ("this run joins it; runs are judged from the next run on" if left == 0
+                    else f"this run joins it; {left} more run{'s' if left != 1 else ''} "
+                         "before runs are judged")
+        return RunJudgement("filling", baseline, fill_to,
+                            f"baseline {have}/{fill_to} runs for {where}: not judged yet; "
+                            + tail, as_baseline=not not_recorded)
+    verdicts = compare_runs(baseline, run, perf, seed=seed, alpha=alpha * NEW_RUN_ALPHA_SHARE)
+    shifts = history_shifts([*earlier, run], perf, seed=seed,
+                            alpha=alpha * HISTORY_ALPHA_SHARE)
+    return RunJudgement("judged", baseline, fill_to, verdicts=verdicts, shifts=shifts)
+
+
+def history_shifts(runs: Sequence[RunMeasurement], perf: Performance | None, *,
+                   alpha: float, seed: int = 0) -> list[Verdict]:
+    """Lasting shifts of the newest run's compared metrics over ``runs`` (oldest first).
+
+    Per metric: e-divisive change points of the runs' typical values at ``alpha``; when
+    the newest one moved the metric the worse way, the runs since it are compared with
+    the runs between it and the change point before (at least
+    :data:`HISTORY_MIN_BEFORE`) by the same run-level test, at ``alpha`` (Holm across
+    the metrics tested).  One verdict per metric tested; its message names the run
+    the shift started with.
+    """
+    from clnrm.perf.changepoint import change_points
+    from clnrm.perf.regression import compare
+
+    if not runs:
+        return []
+    newest = runs[-1]
+    before: dict[str, list[list[float]]] = {}
+    after: dict[str, list[list[float]]] = {}
+    since: dict[str, str] = {}
+    for name, metric in newest.metrics.items():
+        if not compared(name, perf) or not metric.samples:
+            continue
+        series = [r.metrics[name] for r in runs if name in r.metrics
+                  and r.metrics[name].samples and math.isfinite(r.metrics[name].value)]
+        ids = [r.run_id for r in runs if name in r.metrics
+               and r.metrics[name].samples and math.isfinite(r.metrics[name].value)]
+        if len(series) < HISTORY_MIN_BEFORE + 2:
+            continue
+        points = change_points([m.value for m in series], alpha=alpha, seed=seed)
+        if not points:
+            continue
+        last = points[-1]
+        worse = last.change_pct > 0 if metric.direction == "higher_is_worse" \
+            else last.change_pct < 0
+        start = points[-2].index if len(points) > 1 else 0
+        if not worse or last.index - start < HISTORY_MIN_BEFORE:
+            continue
+        before[name] = [m.samples for m in series[start:last.index]]
+        after[name] = [m.samples for m in series[last.index:]]
+        since[name] = f"{ids[last.index]} ({len(after[name])} runs since, " \
+                      f"{len(before[name])} before)"
+    if not after:
+        return []
+    verdicts = compare(before, after, thresholds=thresholds_of(perf, alpha=alpha),
+                       directions={m: newest.metrics[m].direction for m in after},
+                       statistics={m: newest.metrics[m].statistic for m in after}, seed=seed)
+    return [v.model_copy(update={"message": f"shift since run {since[v.metric]}: "
+                                            f"{v.message}"}) for v in verdicts]
 
 
 # -- verdicts as validation results -----------------------------------------------------
@@ -186,20 +345,28 @@ def describe_confidence(v: Verdict) -> str:
 
 
 def judge_verdicts(verdicts: Sequence[Verdict], baseline: Baseline, perf: Performance | None,
-                   where: Declarations) -> list[ValidationResult]:
-    """One result per verdict: FAIL when it fails, SKIP when it could not be judged."""
-    th = thresholds_of(perf)
+                   where: Declarations, *, alpha: float | None = None,
+                   history: bool = False) -> list[ValidationResult]:
+    """One result per verdict: FAIL when it fails, SKIP when it could not be judged.
+
+    ``alpha``: the level the verdicts were reached at (a check's share of the file's);
+    ``history``: the verdicts are :func:`history_shifts` (the runs since a change point
+    against the runs before it), not the new run against the baseline."""
+    th = thresholds_of(perf, alpha=alpha)
     at = where.at(("performance",))
     runs = len(baseline.runs)
     out = []
     for v in verdicts:
         worse = "increase" if v.direction == "higher_is_worse" else "decrease"
         sign = "+" if v.direction == "higher_is_worse" else "-"
+        than = "the runs before the shift" if history else "the baseline"
         if v.allowed_pct is not None:
-            expected = (f"{v.statistic} within {sign}{v.allowed_pct:g}% of the baseline, or no "
+            expected = (f"{v.statistic} within {sign}{v.allowed_pct:g}% of {than}, or no "
                         f"significant {worse} (alpha={th.alpha:g})")
         else:
             expected = (f"no significant {worse} beyond {th.min_effect_percent:g}% "
+                        f"over {than} (alpha={th.alpha:g})" if history else
+                        f"no significant {worse} beyond {th.min_effect_percent:g}% "
                         f"(alpha={th.alpha:g})")
         if v.test == "none":
             status = ValidationStatus.SKIP
@@ -207,10 +374,12 @@ def judge_verdicts(verdicts: Sequence[Verdict], baseline: Baseline, perf: Perfor
             status = ValidationStatus.FAIL
         else:
             status = ValidationStatus.PASS
+        what = (f"{v.metric} over the history (a change point, {baseline.fingerprint.key})"
+                if history else
+                f"{v.metric} vs baseline ({runs} run{'s' if runs != 1 else ''}, "
+                f"{baseline.fingerprint.key})")
         out.append(ValidationResult(
-            validator="performance",
-            expectation=f"{v.metric} vs baseline ({runs} run{'s' if runs != 1 else ''}, "
-                        f"{baseline.fingerprint.key})",
+            validator="performance", expectation=what,
             status=status, message=describe_confidence(v), expected=expected,
             seen=describe_confidence(v), declared_at=at))
     return out

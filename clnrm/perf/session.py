@@ -13,13 +13,15 @@ While the system is live (:class:`PerfSession` is entered in
    everything whatever happened).
 
 After the sandbox is gone, :meth:`PerfSession.judge` reads the spans of the window
-and does the slow part: metrics, critical path and its advice, the baseline from the
-shared memory (keyed by scenario and environment fingerprint), the verdicts, the
-history's change points, and finally this run's record.  Nothing is recorded for a
-run whose steps failed or that ran under injected chaos faults (a baseline measured
-under a fault would hide the regression it causes); the first recordable run of a
-scenario on a fingerprint becomes its baseline, and the next recordable runs join it
-until it has :data:`FILL_RUNS` runs, each only if it did not regress.
+and does the slow part: metrics, critical path and its advice, then the baseline
+policy of :func:`clnrm.perf.judge.judge_run` (the one function that decides, and the
+one ``bench/regression.py`` measures) on the runs the shared memory keeps for the
+scenario and environment fingerprint, the history drawn for the report, and finally
+this run's record.  Nothing is recorded for a run whose steps failed or that ran
+under injected chaos faults (a baseline measured under a fault would hide the
+regression it causes); the first recordable run of a scenario on a fingerprint
+starts its baseline and the next recordable runs join it, unjudged, until it has
+``baseline_runs`` (:data:`FILL_RUNS`) runs; from then on every run is judged.
 
 Why iterations share one live system: starting five services costs seconds, and the
 regression test treats *runs* as the unit of replication anyway (run-to-run drift is
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Self
 import structlog
 
 from clnrm.errors import ClnrmError
+from clnrm.perf.judge import FILL_RUNS as _FILL_RUNS
 from clnrm.perf.options import PerfOptions
 from clnrm.results import Outcome, StepResult, TestResult, ValidationResult, ValidationStatus
 from clnrm.scenario.layers import Performance
@@ -48,7 +51,6 @@ if TYPE_CHECKING:
     from clnrm.perf.fingerprint import Fingerprint
     from clnrm.perf.load import LoadResult
     from clnrm.perf.metrics import Window
-    from clnrm.perf.regression import Verdict
     from clnrm.perf.result import MetricHistory
     from clnrm.perf.sampler import ContainerStatsSampler
     from clnrm.scenario.model import Scenario
@@ -57,13 +59,12 @@ log = structlog.get_logger("clnrm.perf")
 
 _LOAD_JOIN_GRACE_S = 30.0
 CHANGE_POINT_ALPHA = 0.05
-"""Significance of a change point in the history.  Looser than a verdict's alpha: a
-history is short (four runs split two and two can reach p = 1/3 at best, eight runs
-split four and four p = 1/35) and a change point only informs, it never fails a test."""
-FILL_RUNS = 3
-"""A new baseline takes in passing runs until it has this many (the regression test
-needs three baseline runs to estimate run-to-run variation, see
-:data:`clnrm.perf.regression.MIN_RUNS`)."""
+"""Significance of the change points *drawn* in the report's history.  Looser than the
+history check's (``alpha`` x :data:`~clnrm.perf.judge.HISTORY_ALPHA_SHARE`, which can
+fail a test): a drawn change point only informs."""
+FILL_RUNS = _FILL_RUNS
+"""Runs a new baseline collects before runs are judged: :data:`clnrm.perf.judge.FILL_RUNS`
+(re-exported here, where the policy used to live)."""
 
 
 class PerfSession:
@@ -270,56 +271,65 @@ class PerfSession:
 
     def _judge_with(self, test: TestResult, run: RunMeasurement, store: BaselineStore,
                     where: Any, result: Any) -> list[ValidationResult]:
+        """The policy's verdicts (:func:`clnrm.perf.judge.judge_run`, the function
+        ``bench/regression.py`` measures) as results, then this run's record."""
         from clnrm.perf.baseline import baseline_measurements, load_baseline_file
-        from clnrm.perf.judge import compare_runs, judge_verdicts, missing_spans
+        from clnrm.perf.judge import (
+            HISTORY_ALPHA_SHARE,
+            NEW_RUN_ALPHA_SHARE,
+            judge_run,
+            judge_verdicts,
+            missing_spans,
+        )
 
         fp = run.fingerprint
-        baseline: Baseline | None
-        if self.perf.baseline:
-            baseline = load_baseline_file(self.perf.baseline, source=self.sc.source)
-        else:
-            baseline = store.baseline(self.sc.name, fp.key, runs=self.perf.baseline_runs)
+        from_file = load_baseline_file(self.perf.baseline, source=self.sc.source) \
+            if self.perf.baseline else None
+        stored = store.runs(self.sc.name, fp.key)
         why_not = self._not_recordable(test, run)
+        judged = judge_run(stored, run, self.perf, seed=self.seed, baseline_file=from_file,
+                           not_recorded=why_not)
+        baseline = judged.baseline
         out: list[ValidationResult] = []
         no_baseline = ""
-        verdicts: list[Verdict] = []
-        if baseline is None:
-            no_baseline = f"no baseline for {self.sc.name} on {fp.key}: " + (
-                f"this run is not recorded ({why_not})" if why_not
-                else "this run is now the baseline")
-            others = {k: n for k, n in store.fingerprints(self.sc.name).items()
-                      if k != fp.key and n}
-            if others:
-                no_baseline += "; baselines exist for " + ", ".join(
-                    f"{k} ({n} run{'s' if n != 1 else ''})" for k, n in sorted(others.items()))
+        if judged.state != "judged":
+            no_baseline = judged.message
+            if judged.state == "no_baseline":
+                others = {k: n for k, n in store.fingerprints(self.sc.name).items()
+                          if k != fp.key and n}
+                if others:
+                    no_baseline += "; baselines exist for " + ", ".join(
+                        f"{k} ({n} run{'s' if n != 1 else ''})"
+                        for k, n in sorted(others.items()))
             test.warnings.append(no_baseline)
             out.append(ValidationResult(validator="performance", expectation="baseline",
                                         status=ValidationStatus.SKIP, message=no_baseline,
                                         declared_at=where.at(("performance",))))
         else:
-            verdicts = compare_runs(baseline, run, self.perf, seed=self.seed)
-            out += judge_verdicts(verdicts, baseline, self.perf, where)
-            result.baseline = baseline_measurements(baseline)
-            result.verdicts = [v.model_dump() for v in verdicts]
+            assert baseline is not None
+            out += judge_verdicts(judged.verdicts, baseline, self.perf, where,
+                                  alpha=self.perf.alpha * NEW_RUN_ALPHA_SHARE)
+            out += judge_verdicts(judged.shifts, baseline, self.perf, where,
+                                  alpha=self.perf.alpha * HISTORY_ALPHA_SHARE, history=True)
+            result.verdicts = [v.model_dump() for v in judged.all_verdicts]
             test.warnings += [f"performance regression (not failing: fail_on_regression = "
-                              f"false): {v.message}" for v in verdicts
+                              f"false): {v.message}" for v in judged.all_verdicts
                               if v.regressed and not v.fails]
-        out += missing_spans(self.perf, run, baseline, where)
-        out += self._expectations(test, run, baseline, where, no_baseline=no_baseline)
-        history = store.runs(self.sc.name, fp.key)[-self.perf.history:] \
-            if self.perf.history else []
+        if baseline is not None:
+            result.baseline = baseline_measurements(baseline)
+        # the SKIP above already says why: the expectations' regressions need a full baseline
+        reference = baseline if judged.state == "judged" else None
+        out += missing_spans(self.perf, run, reference, where)
+        out += self._expectations(test, run, reference, where, no_baseline=no_baseline)
+        history = stored[-self.perf.history:] if self.perf.history else []
         result.history = histories(history, run, self.perf, seed=self.seed)
         if why_not:
             self._log.info("perf.not_recorded", reason=why_not)
-            if baseline is not None and self.options.record:
+            if judged.state == "judged" and self.options.record:
                 test.warnings.append(f"performance: this run was not recorded ({why_not})")
         else:
-            first = baseline is None and not self.perf.baseline
-            filling = (baseline is not None and not self.perf.baseline
-                       and len(baseline.runs) < FILL_RUNS
-                       and not any(v.regressed for v in verdicts))
-            as_baseline = (first or filling or self.perf.record_baseline
-                           or self.options.save_baseline)
+            as_baseline = ((judged.as_baseline and not self.perf.baseline)
+                           or self.perf.record_baseline or self.options.save_baseline)
             store.record(run.model_copy(update={"baseline": as_baseline}),
                          history=self.perf.history, baseline_runs=self.perf.baseline_runs)
             self._log.info("perf.recorded", fingerprint=fp.key, baseline=as_baseline,

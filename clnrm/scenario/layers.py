@@ -372,7 +372,9 @@ class Performance(Model):
     load: PerformanceLoad | None = None
     stats: bool = True
     history: int = Field(default=20, ge=0, le=1000)
-    baseline_runs: int = Field(default=5, ge=1, le=100)
+    # runs a new baseline collects before runs are judged, and the newest baseline runs
+    # used as the reference (clnrm.perf.judge.FILL_RUNS, docs/performance.md)
+    baseline_runs: int = Field(default=10, ge=1, le=100)
 
     @field_validator("metrics")
     @classmethod

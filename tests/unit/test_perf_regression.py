@@ -227,3 +227,117 @@ def test_verdict_does_not_depend_on_the_unit(scale: float, seed: int) -> None:
     assert a.regressed == b.regressed
     assert a.p_value == pytest.approx(b.p_value, rel=1e-6, abs=1e-12)
     assert a.effect_pct == pytest.approx(b.effect_pct, rel=1e-6, abs=1e-9)
+
+
+# -- the baseline policy `clnrm run` judges with (clnrm.perf.judge.judge_run) ---------------
+
+POLICY_METRIC = "latency:GET /items"
+
+
+def _measured(i: int, latencies: np.ndarray) -> object:
+    from clnrm.perf.baseline import RunMeasurement
+    from clnrm.perf.fingerprint import Fingerprint
+    from clnrm.perf.judge import _metric
+
+    return RunMeasurement(
+        scenario="svc", run_id=f"r{i:03d}",
+        fingerprint=Fingerprint(backend="docker", cpus=2, engine="27", kernel="6.8"),
+        metrics={POLICY_METRIC: _metric(POLICY_METRIC, "ms", "higher_is_worse", "p95",
+                                        [float(x) for x in latencies])})
+
+
+def drive(slowdowns: list[float], *, seed: int = 0, toml: str = "",
+          drift_sd: float = 0.02) -> list[object]:
+    """Runs judged one after another as ``clnrm run`` judges them, stored as the memory
+    stores them (baseline flag from the policy, pruned as ``BaselineStore.record``)."""
+    from clnrm.perf.baseline import pruned
+    from clnrm.perf.judge import judge_run
+    from clnrm.scenario import loads_scenario
+
+    perf = loads_scenario(f'[meta]\nname = "svc"\n[[steps]]\nname = "s"\ncommand = ["true"]\n'
+                          f"[performance]\n{toml}\n").performance
+    assert perf is not None
+    rng = np.random.default_rng(seed)
+    stored: list[object] = []
+    out = []
+    for i, slow in enumerate(slowdowns):
+        run = _measured(i, service_run(rng, slowdown=slow, drift_sd=drift_sd))
+        judged = judge_run(stored, run, perf, seed=7)  # type: ignore[arg-type]
+        out.append(judged)
+        stored.append(run.model_copy(update={"baseline": judged.as_baseline}))  # type: ignore[attr-defined]
+        gone = {r.run_id for r in pruned(stored, history=perf.history,  # type: ignore[arg-type]
+                                         baseline_runs=perf.baseline_runs)}
+        stored = [r for r in stored if r.run_id not in gone]  # type: ignore[attr-defined]
+    return out
+
+
+def test_the_default_policy_fills_ten_runs_then_judges_and_says_so() -> None:
+    from clnrm.perf import session
+    from clnrm.perf.judge import FILL_RUNS
+    from clnrm.scenario.layers import Performance
+
+    assert FILL_RUNS == Performance().baseline_runs == session.FILL_RUNS == 10
+    out = drive([0.0] * 12)
+    assert [j.state for j in out] == ["no_baseline"] + ["filling"] * 9 + ["judged"] * 2
+    assert [j.as_baseline for j in out] == [True] * 10 + [False] * 2
+    assert out[0].message == ("no baseline for svc on docker-27/cpus=2/kernel=6.8: this run "
+                              "is now the baseline")
+    assert out[3].message == ("baseline 3/10 runs for svc on docker-27/cpus=2/kernel=6.8: not "
+                              "judged yet; this run joins it; 6 more runs before runs are "
+                              "judged")
+    assert out[9].message.endswith("this run joins it; runs are judged from the next run on")
+    assert all(not j.verdicts and not j.shifts for j in out[:10])
+    assert [len(j.baseline.runs) for j in out[10:]] == [10, 10]
+    [verdict] = out[10].verdicts
+    assert verdict.runs_baseline == 10 and not verdict.fails
+
+
+def test_a_slow_run_during_the_fill_is_not_judged_and_the_message_says_why_not_recorded() -> None:
+    from clnrm.perf.judge import judge_run
+
+    filled = drive([0.0, 0.0, 3.0], toml="baseline_runs = 5")
+    assert filled[2].state == "filling" and not filled[2].regressed
+    rng = np.random.default_rng(1)
+    stored = [_measured(i, service_run(rng)).model_copy(update={"baseline": True})  # type: ignore[attr-defined]
+              for i in range(2)]
+    j = judge_run(stored, _measured(9, service_run(rng)), None, not_recorded="a step failed")  # type: ignore[arg-type]
+    assert j.message.endswith("not judged yet; this run is not recorded (a step failed)")
+    assert not j.as_baseline
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_unchanged_runs_stay_green(seed: int) -> None:
+    out = drive([0.0] * 24, seed=seed, drift_sd=0.03)
+    assert [i for i, j in enumerate(out) if j.fails] == []
+
+
+def test_a_sustained_ten_percent_slowdown_fails_once_it_lasted() -> None:
+    out = drive([0.0] * 18 + [0.10] * 4, seed=3)
+    assert not any(j.fails for j in out[:18])
+    flagged = [i - 18 for i, j in enumerate(out) if j.fails]
+    assert flagged and flagged[0] <= 3
+    shift = next(v for j in out[18:] for v in j.shifts if v.fails)
+    assert shift.message.startswith("shift since run r018 (")
+    assert "regression beyond the 3% floor" in shift.message
+
+
+def test_one_run_fails_on_its_own_only_on_overwhelming_evidence() -> None:
+    out = drive([0.0] * 12 + [3.0], seed=4)
+    last = out[-1]
+    assert [v.fails for v in last.verdicts] == [True] and not last.shifts
+    assert "alpha=0.0002" not in last.verdicts[0].message  # significant: says regression
+    small = drive([0.0] * 12 + [0.08], seed=4)[-1]
+    assert not small.fails
+
+
+def test_the_policy_is_deterministic_for_a_seed() -> None:
+    a = drive([0.0] * 14 + [0.2] * 3, seed=5)
+    b = drive([0.0] * 14 + [0.2] * 3, seed=5)
+    assert [[v.model_dump() for v in j.all_verdicts] for j in a] == \
+        [[v.model_dump() for v in j.all_verdicts] for j in b]
+
+
+def test_a_toml_threshold_applies_to_both_checks() -> None:
+    out = drive([0.0] * 12 + [0.2] * 4, seed=6, toml="p95_latency_increase_max_percent = 50")
+    assert not any(j.fails for j in out)
+    assert any(v.significant for j in out[12:] for v in j.all_verdicts)
