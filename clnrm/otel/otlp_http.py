@@ -490,6 +490,9 @@ def _framing(request: _Request) -> int | None:
         if coding != "chunked":
             raise _Rejected(400, _INVALID_ARGUMENT,
                             f"unsupported Transfer-Encoding {coding!r}", close=True)
+        if "content-length" in request.headers:  # RFC 9112 6.3: a smuggling attempt, not a body
+            raise _Rejected(400, _INVALID_ARGUMENT,
+                            "both Transfer-Encoding and Content-Length", close=True)
         return None
     raw = request.headers.get("content-length")
     if raw is None:

@@ -63,6 +63,8 @@ class OtlpReceiver:
     :attr:`http_endpoint`/:attr:`grpc_endpoint` after entering.  Entering raises
     :class:`~clnrm.errors.BackendError` if an address cannot be bound (for a
     Docker gateway: the network must exist before the receiver starts).
+    ``http_limits`` (workers, connection cap, backlog, deadlines) defaults to
+    :class:`~clnrm.otel.otlp_http.HttpLimits`; tests shorten its deadlines.
     """
 
     def __init__(self, host: str = "127.0.0.1", *, http_port: int = 0, grpc_port: int = 0,

@@ -156,6 +156,49 @@ def test_an_http_1_0_post_with_content_length_is_stored(receiver: OtlpReceiver) 
     assert status == 200 and receiver.span_count == 5
 
 
+# -- framing an exporter relies on, and framing a smuggler tries ---------------------------
+
+
+def test_expect_100_continue_gets_its_interim_answer_then_200(receiver: OtlpReceiver) -> None:
+    body = payload(2)
+    with socket.create_connection(address(receiver), timeout=10) as sock:
+        sock.sendall(HEAD + f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+                     .encode())
+        assert sock.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"  # curl waits for this
+        sock.sendall(body)
+        assert read_answer(sock)[0] == 200
+    assert receiver.span_count == 2
+
+
+def test_pipelined_requests_on_one_connection_are_answered_in_order(
+        receiver: OtlpReceiver) -> None:
+    one, two = payload(1, "a"), payload(2, "b")
+    data = b"".join(HEAD + f"Content-Length: {len(b)}\r\n\r\n".encode() + b for b in (one, two))
+    with socket.create_connection(address(receiver), timeout=10) as sock:
+        sock.sendall(data)
+        assert read_answer(sock)[0] == 200
+        assert read_answer(sock)[0] == 200
+    assert [s.name for s in receiver.spans()] == ["a0", "b0", "b1"]
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    (HEAD + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (HEAD + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+    (HEAD + b"Content-Length: -5\r\n\r\n", 400),
+    (HEAD + b"Transfer-Encoding: gzip\r\n\r\n", 400),
+    (HEAD + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+    (HEAD + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n", 431),
+    (b"POST /v1/traces HTTP/2.0\r\n\r\n", 400),
+])
+def test_ambiguous_or_oversized_heads_are_refused_and_the_connection_closed(
+        receiver: OtlpReceiver, head: bytes, status: int) -> None:
+    with socket.create_connection(address(receiver), timeout=10) as sock:
+        sock.sendall(head)
+        assert read_answer(sock)[0] == status
+        assert sock.recv(1) == b""  # closed: what follows cannot be framed safely
+    assert receiver.span_count == 0
+
+
 # -- load: a burst of concurrent exports ---------------------------------------------------
 
 
