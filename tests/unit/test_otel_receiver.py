@@ -34,8 +34,8 @@ TRACE = "0af7651916cd43dd8448eb211c80319c"
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
-def make_spans(n: int, name: str = "op") -> list[Span]:
-    return [Span(name=f"{name}{i}", trace_id=TRACE, span_id=f"{i + 1:016x}",
+def make_spans(n: int, name: str = "op", first_id: int = 1) -> list[Span]:
+    return [Span(name=f"{name}{i}", trace_id=TRACE, span_id=f"{first_id + i:016x}",
                  attributes={"i": i}, resource={"service.name": "api"}) for i in range(n)]
 
 
@@ -236,9 +236,10 @@ def test_jsonl_sink_gets_every_batch_before_the_ack(tmp_path: Path) -> None:
     with JsonlSpanSink(path) as sink, OtlpReceiver(sink=sink) as rcv:
         post(rcv, protobuf(make_spans(2)))
         assert len(path.read_text().splitlines()) == 2  # flushed before the 200
-        post(rcv, json.dumps(otlp_json_from_spans(make_spans(1, "j"))).encode(),
+        # a span id is unique within its trace (trace files with repeats are refused)
+        post(rcv, json.dumps(otlp_json_from_spans(make_spans(1, "j", first_id=3))).encode(),
              "application/json")
-    assert load_trace_file(path) == make_spans(2) + make_spans(1, "j")
+    assert load_trace_file(path) == make_spans(2) + make_spans(1, "j", first_id=3)
 
 
 def test_failing_sink_is_logged_and_spans_are_kept() -> None:
