@@ -1,14 +1,21 @@
 """Fuzzed input never escapes the loader as anything but a ScenarioError.
 
-Truncated files, random bytes, every key given a wrong type, deep nesting
-and megabyte strings: each either loads or raises ``ScenarioError`` with a
-file name, and never the loader's "internal error" (which would mean a bug
-was caught by the safety net rather than handled).
+Truncated files, random bytes, every key given a wrong type, deep nesting,
+megabyte strings, template abuse (loops, repetition, expanding filters) and
+special files (devices, FIFOs, symlink loops): each either loads or raises
+``ScenarioError`` with a file name, and never the loader's "internal error"
+(which would mean a bug was caught by the safety net rather than handled).
+
+The set runs in CI (``make test``) within a time budget: every test has a
+``timeout`` mark, hypothesis draws a bounded number of examples, and template
+abuse renders under a small render budget (the render limits are what make
+each example's time bounded, which this file therefore also checks).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +27,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clnrm.errors import ScenarioError
-from clnrm.scenario import load_scenario, loads_scenario
+from clnrm.scenario import load_scenario, loads_scenario, render_template
+from clnrm.scenario.template_budget import MAX_RENDERED_CHARS, RenderBudget
+
+pytestmark = pytest.mark.timeout(180)  # per test: the file's time budget in CI
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ABUSE = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 VALID = """\
 [meta]
@@ -279,3 +290,111 @@ def test_megabyte_strings_load_or_fail_with_short_messages(text: str) -> None:
     except ScenarioError as err:
         assert len(str(err)) < 5_000
         assert "internal error" not in str(err)
+
+
+# -- template abuse -------------------------------------------------------------------
+
+sizes = st.sampled_from([0, 1, 7, 1000, 99_999, 100_000, 1_000_000, 10**8, 300_000_000])
+small = st.integers(min_value=0, max_value=2_000)
+
+
+@st.composite
+def abusive_expressions(draw: st.DrawFn) -> str:
+    n, m = draw(sizes), draw(sizes)
+    k = draw(small)
+    return draw(st.sampled_from([
+        f"{{{{ 'a' * {n} }}}}",
+        f"{{{{ ['x'] * {n} }}}}",
+        f"{{{{ '%0{n}d' % 1 }}}}",
+        f"{{{{ '%.{n}f' % 1.5 }}}}",
+        f"{{{{ '%*d' % ({n}, 1) }}}}",
+        f"{{{{ 'a' | center({n}) }}}}",
+        f"{{{{ ('a\\n' * {k}) | indent({n}) }}}}",
+        f"{{{{ range({k}) | join('x' * {min(n, 1_000_000)}) }}}}",
+        f"{{{{ ('ab' * {k}) | replace('a', 'c' * {min(m, 1_000_000)}) }}}}",
+        f"{{{{ ('a ' * {k}) | wordwrap(1, wrapstring='y' * {min(n, 1_000_000)}) }}}}",
+        f"{{{{ range({k}) | batch({n}, 'f') | list | length }}}}",
+        f"{{{{ '%0{n}d' | format(1) }}}}",
+        f"{{{{ 2 ** {n} }}}}",
+        f"{{% set x = 'a' * {min(n, 1_000_000)} %}}{{{{ x ~ x ~ x }}}}",
+        "{% macro f(s) %}{{ f(s ~ s) }}{% endmacro %}{{ f('ab') }}",
+        f"{{% macro g(n) %}}{{% if n %}}{{{{ g(n - 1) }}}}{{{{ g(n - 1) }}}}{{% endif %}}"
+        f"{{% endmacro %}}{{{{ g({min(k, 14)}) }}}}",
+        "{{ ''.__class__.__mro__ }}",
+        "{{ range.__globals__ }}",
+        "{% include '/etc/passwd' %}",
+        "{{ env(name='HOME') | list | sort | join }}",
+    ]))
+
+
+@st.composite
+def abusive_templates(draw: st.DrawFn) -> str:
+    body = draw(abusive_expressions())
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        body = f"{{% for i{_} in range({draw(sizes)}) %}}{body}{{% endfor %}}"
+    return f'[meta]\nname = "abuse"\nx = """{body}"""\n'
+
+
+@ABUSE
+@given(text=abusive_templates())
+def test_template_abuse_renders_small_or_fails_located(text: str) -> None:
+    try:
+        out = render_template(text, file="abuse.clnrm.toml", budget=RenderBudget(seconds=1.5))
+    except ScenarioError as err:
+        assert str(err).startswith("abuse.clnrm.toml"), str(err)
+        assert "internal error" not in str(err)
+        assert len(str(err)) < 2_000
+    else:
+        assert len(out) <= MAX_RENDERED_CHARS
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=abusive_templates())
+def test_template_abuse_through_the_loader(text: str) -> None:
+    try:
+        loads_scenario(text, source="fuzz.clnrm.toml")
+    except ScenarioError as err:
+        assert str(err).startswith("fuzz.clnrm.toml") and "internal error" not in str(err)
+
+
+# -- special files ----------------------------------------------------------------------
+
+
+def _special(tmp: Path, kind: str) -> Path:
+    path = tmp / f"{kind}.clnrm.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "symlink-loop":
+        path.symlink_to(path.name)
+    elif kind == "dangling":
+        path.symlink_to(tmp / "nowhere")
+    elif kind == "to-dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "to-dev-urandom":
+        path.symlink_to("/dev/urandom")
+    elif kind == "unreadable":
+        path.write_text('[meta]\nname = "x"\n')
+        path.chmod(0)
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["fifo", "folder", "symlink-loop", "dangling", "to-dev-zero", "to-dev-urandom",
+     "unreadable", "/dev/zero", "/dev/null", "/proc/self/status"],
+)
+@pytest.mark.timeout(60)  # a FIFO or device read would block or never end
+def test_special_files_are_refused_without_hanging(tmp_path: Path, kind: str) -> None:
+    from typer.testing import CliRunner
+
+    from clnrm.cli import app
+
+    path = Path(kind) if kind.startswith("/") else _special(tmp_path, kind)
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    out = res.output
+    assert res.exit_code in (0, 2) and not isinstance(res.exception, AssertionError), out
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    if kind != "unreadable" or os.geteuid() != 0:  # root reads a mode-000 file
+        assert res.exit_code == 2 and path.name in out, out
