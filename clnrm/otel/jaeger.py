@@ -7,6 +7,10 @@ exported either way validates the same: the ``span.kind`` tag gives the kind,
 reference within the same trace the parent, and the process (service name and
 tags) the resource.  Tags stay in ``attributes`` too, so nothing is lost.
 Ids are zero-padded to OTLP width (Jaeger may drop leading zeros).
+
+Times must fit OTLP's uint64 nanoseconds once multiplied from microseconds,
+and a span's ``processID`` must name a process of its trace: both are
+:class:`JaegerValueError` naming the key path (``data[0].spans[3].processID``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import base64
 import binascii
 from typing import Annotated, Any, Final, Required
 
-from pydantic import AfterValidator, StringConstraints, TypeAdapter
+from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from clnrm.otel.decode import status_from_attributes
@@ -23,6 +27,19 @@ from clnrm.otel.span import AttrValue, Span, SpanEvent
 
 _KINDS: Final = frozenset({"internal", "server", "client", "producer", "consumer"})
 _US: Final = 1000  # Jaeger times are microseconds
+MAX_MICROS: Final = (2**64 - 1) // _US
+"""Latest Jaeger time (microseconds) whose nanoseconds still fit OTLP's uint64."""
+Micros = Annotated[int, Field(ge=0, le=MAX_MICROS)]
+"""A Jaeger time or duration in microseconds."""
+
+
+class JaegerValueError(ValueError):
+    """A validated export still cannot be converted; ``loc`` is the key path of the culprit."""
+
+    def __init__(self, message: str, loc: list[str | int]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
 
 
 class _RawTag(TypedDict, total=False):
@@ -72,7 +89,7 @@ class JaegerReference(TypedDict, total=False):
 
 
 class JaegerLog(TypedDict, total=False):
-    timestamp: int
+    timestamp: Micros
     fields: list[Tag]
 
 
@@ -82,8 +99,8 @@ class JaegerSpan(TypedDict, total=False):
     parentSpanID: HexId
     operationName: Required[str]
     references: list[JaegerReference] | None
-    startTime: int
-    duration: int
+    startTime: Micros
+    duration: Micros
     tags: list[Tag] | None
     logs: list[JaegerLog] | None
     processID: str
@@ -109,15 +126,25 @@ JAEGER_ADAPTER: Final = TypeAdapter(JaegerExport)
 
 
 def spans_from_jaeger(export: JaegerExport) -> list[Span]:
-    """Convert a validated export; a missing processID just leaves the resource empty."""
+    """Convert a validated export; a span without a processID just has an empty resource."""
     out: list[Span] = []
-    for trace in export["data"]:
+    for ti, trace in enumerate(export["data"]):
         resources = {pid: _resource(proc) for pid, proc in (trace.get("processes") or {}).items()}
-        for sp in trace["spans"]:
+        for si, sp in enumerate(trace["spans"]):
             trace_id = sp["traceID"].lower().zfill(32)
             attrs: dict[str, AttrValue] = dict(sp.get("tags") or ())  # type: ignore[arg-type]
             start = sp.get("startTime")
             duration = sp.get("duration")
+            if start and duration is not None and start + duration > MAX_MICROS:
+                raise JaegerValueError(
+                    f"startTime + duration ({start + duration} us) is past the largest time "
+                    f"OTLP can hold ({MAX_MICROS} us)", ["data", ti, "spans", si, "duration"])
+            process = sp.get("processID")
+            if process is not None and process not in resources:
+                known = ", ".join(sorted(resources)) or "none"
+                raise JaegerValueError(
+                    f"processID {process!r} is not one of this trace's processes ({known})",
+                    ["data", ti, "spans", si, "processID"])
             kind = attrs.get("span.kind")
             scope = attrs.get("otel.scope.name", attrs.get("otel.library.name"))
             out.append(Span(
@@ -134,7 +161,7 @@ def spans_from_jaeger(export: JaegerExport) -> list[Span]:
                 status_message=str(attrs.get("otel.status_description") or ""),
                 attributes=attrs,
                 events=[_event(log) for log in sp.get("logs") or ()],
-                resource=dict(resources.get(sp.get("processID", ""), {})),
+                resource=dict(resources.get(process or "", {})),
                 scope=scope if isinstance(scope, str) else None,
             ))
     return out

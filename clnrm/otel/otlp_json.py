@@ -40,8 +40,8 @@ SpanIdHex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{16}$")]
 """An 8-byte span id as 16 hex digits."""
 ParentIdHex = Annotated[str, StringConstraints(pattern=r"^(?:[0-9a-fA-F]{16})?$")]
 """A parent span id; empty for a root span."""
-UnixNano = Annotated[int, Field(ge=0)]
-"""Unix nanoseconds; 0 means "not recorded"."""
+UnixNano = Annotated[int, Field(ge=0, le=2**64 - 1)]
+"""Unix nanoseconds, a proto ``fixed64`` (so at most 2**64 - 1); 0 means "not recorded"."""
 KindValue = (int | Literal["SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER",
                            "SPAN_KIND_CLIENT", "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"])
 """``kind`` as its enum number or name."""

@@ -15,10 +15,17 @@ one located message and exits 2.  Validation runs in pydantic-core and the
 garbage collector is paused while a file loads (measured on 100k spans:
 spans.jsonl 0.5 s instead of 0.9 s, a 50 MB OTLP JSON document 1.5 s instead
 of 2.4 s).
+
+A trace file is untrusted input, so beyond its shape a file is refused (exit 2,
+located) when it is not a regular file, is over ``MAX_TRACE_FILE_BYTES``, holds
+no span at all, repeats a span id within a trace, or nests spans deeper than
+:data:`~clnrm.otel.digest.MAX_SPAN_DEPTH`; times must fit OTLP's uint64
+nanoseconds.
 """
 
 from __future__ import annotations
 
+import bisect
 import gc
 import json
 import re
@@ -41,14 +48,20 @@ from clnrm.otel.decode import (
     spans_from_json_object,
     status_from_attributes,
 )
-from clnrm.otel.jaeger import JAEGER_ADAPTER, spans_from_jaeger
+from clnrm.otel.digest import MAX_SPAN_DEPTH, span_depths
+from clnrm.otel.jaeger import JAEGER_ADAPTER, JaegerValueError, spans_from_jaeger
 from clnrm.otel.otlp_json import REQUEST_ADAPTER
 from clnrm.otel.span import Span, SpanEvent
+from clnrm.paths import STDIN, PathError, read_regular_file
+
+MAX_TRACE_FILE_BYTES: Final = 128 << 20
+"""Largest trace file read (about 350k spans of OTLP JSON; loading takes ~13x its size in RAM)."""
 
 FORMATS_HINT: Final = (
     "clnrm reads OTLP JSON ({\"resourceSpans\": [...]}, one request or one per line), "
     "Jaeger JSON ({\"data\": [{\"traceID\", \"spans\", \"processes\"}]}) and its own "
     "spans.jsonl (one span object per line)")
+UINT64_MAX: Final = 2**64 - 1
 _WS: Final = re.compile(r"\s*")
 
 
@@ -62,7 +75,7 @@ StatusName = Literal["UNSET", "OK", "ERROR", "unset", "ok", "error"]
 
 class EventRecord(TypedDict, total=False):
     name: Required[str]
-    time_unix_nano: Annotated[int, Field(ge=0)] | None
+    time_unix_nano: Annotated[int, Field(ge=0, le=UINT64_MAX)] | None
     attributes: dict[str, Any]
 
 
@@ -73,8 +86,8 @@ class SpanRecord(TypedDict, total=False):
     trace_id: Required[Annotated[str, Field(pattern=r"^[0-9a-fA-F]{32}$")]]
     span_id: Required[Annotated[str, Field(pattern=r"^[0-9a-fA-F]{16}$")]]
     parent_span_id: Annotated[str, Field(pattern=r"^(?:[0-9a-fA-F]{16})?$")] | None
-    start_time_unix_nano: Annotated[int, Field(ge=0)] | None
-    end_time_unix_nano: Annotated[int, Field(ge=0)] | None
+    start_time_unix_nano: Annotated[int, Field(ge=0, le=UINT64_MAX)] | None
+    end_time_unix_nano: Annotated[int, Field(ge=0, le=UINT64_MAX)] | None
     kind: KindName
     status: StatusName
     status_message: str
@@ -89,21 +102,32 @@ SPAN_RECORD_ADAPTER: Final = TypeAdapter(SpanRecord)
 """Validates one ``spans.jsonl`` line."""
 
 
-def load_trace_file(path: Path | str) -> list[Span]:
-    """Every span in ``path``; an empty file has none.  Raises ScenarioError, nothing else."""
-    path = Path(path)
+def load_trace_file(path: Path | str, *, allow_stdin: bool = False) -> list[Span]:
+    """Every span in ``path`` (``-`` is stdin when ``allow_stdin``).
+
+    Raises ScenarioError, nothing else: for a path that is not a regular file,
+    a file over ``MAX_TRACE_FILE_BYTES``, and a file without any span, too.
+    """
+    stdin = allow_stdin and str(path) == STDIN
+    name: Path | str = "<stdin>" if stdin else Path(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(f"cannot read trace file: {exc.strerror or exc}", file=path) from None
+        raw = read_regular_file(path, limit=MAX_TRACE_FILE_BYTES, what="trace file",
+                                allow_stdin=allow_stdin)
+    except PathError as exc:
+        raise ScenarioError(exc.reason, file=name) from None
+    return load_trace_bytes(raw, file=name)
+
+
+def load_trace_bytes(raw: bytes, *, file: Path | str | None = None) -> list[Span]:
+    """:func:`load_trace_file` for bytes already read (stdin, say)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise ScenarioError(f"not UTF-8 text (byte {exc.start})", file=path, line=line,
+        raise ScenarioError(f"not UTF-8 text (byte {exc.start})", file=file, line=line,
                             hint=FORMATS_HINT) from None
     with _gc_paused():
-        return parse_trace_text(text, file=path)
+        return parse_trace_text(text, file=file)
 
 
 def parse_trace_text(text: str, *, file: Path | str | None = None) -> list[Span]:
@@ -111,11 +135,15 @@ def parse_trace_text(text: str, *, file: Path | str | None = None) -> list[Span]
     lines = text.splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
-        return []
+        raise ScenarioError("no spans: the trace file is empty" if not text else
+                            "no spans: the trace file holds only whitespace", file=file)
     head = lines[first].strip()
     if head.startswith("{") and head.endswith("}"):
-        return _parse_lines(lines, first, file)
-    return _parse_document(text, file)
+        spans, origin = _parse_lines(lines, first, file)
+    else:
+        spans, origin = _parse_document(text, file), _Origin(text)
+    _check_tree(spans, origin, file)
+    return spans
 
 
 def _parse_document(text: str, file: Path | str | None) -> list[Span]:
@@ -156,10 +184,15 @@ def _validate(text: str, file: Path | str | None, fmt: str, validate: Callable[[
         raise ScenarioError(f"{fmt}: {friendly_message(err)}", file=file,
                             line=line_of(text, loc), key_path=key_path(loc) or None,
                             hint=_hint(fmt)) from None
-    return convert(data)
+    try:
+        return convert(data)
+    except JaegerValueError as exc:
+        raise ScenarioError(f"{fmt}: {exc.message}", file=file, line=line_of(text, exc.loc),
+                            key_path=key_path(exc.loc), hint=_hint(fmt)) from None
 
 
-def _parse_lines(lines: list[str], first: int, file: Path | str | None) -> list[Span]:
+def _parse_lines(lines: list[str], first: int,
+                 file: Path | str | None) -> tuple[list[Span], _Origin]:
     """JSON Lines: the first record decides the format for the whole file."""
     head = lines[first]
     # substring tests, not a parse: a one-line OTLP export can be the whole file
@@ -176,15 +209,21 @@ def _parse_lines(lines: list[str], first: int, file: Path | str | None) -> list[
     adapter, convert = _LINE_FORMATS[fmt]
     validate = adapter.validate_json
     out: list[Span] = []
+    origin = _Origin(None, lines)
     for index in range(first, len(lines)):
         line = lines[index]
         if not line or line.isspace():
             continue
+        origin.starts.append(len(out))
+        origin.numbers.append(index + 1)
         try:
             out.extend(convert(validate(line)))
         except ValidationError as exc:
             raise _line_error(exc, line, index + 1, file, fmt) from None
-    return out
+        except JaegerValueError as exc:
+            raise ScenarioError(f"{fmt}: {exc.message}", file=file, line=index + 1,
+                                key_path=key_path(exc.loc), hint=_hint(fmt)) from None
+    return out, origin
 
 
 def _load_head(line: str, number: int, file: Path | str | None) -> dict[str, Any]:
@@ -245,6 +284,120 @@ def _hint(fmt: str) -> str:
     if fmt == "Jaeger JSON":
         return "Jaeger ids are hex strings, times are microseconds, tags are {key, type, value}"
     return "each line is one span: name, trace_id (32 hex), span_id (16 hex), and optional fields"
+
+
+# -- checks over the whole file ----------------------------------------------------------
+
+
+def _check_tree(spans: list[Span], origin: _Origin, file: Path | str | None) -> None:
+    """Refuse a span id repeated within a trace and a tree deeper than MAX_SPAN_DEPTH.
+
+    Both are checked after parsing because they span records; ``origin`` then finds
+    the line and key path of the culprit.
+    """
+    seen: dict[tuple[str, str], int] = {}
+    for index, span in enumerate(spans):
+        first = seen.setdefault((span.trace_id, span.span_id), index)
+        if first != index:
+            line, path = origin.locate(first, "id")
+            earlier = f" (first at line {line})" if line is not None else ""
+            line, path = origin.locate(index, "id")
+            raise ScenarioError(f"duplicate span id {span.span_id} in trace {span.trace_id}"
+                                f"{earlier}: a span id must be unique within its trace",
+                                file=file, line=line, key_path=path)
+    if len(spans) <= MAX_SPAN_DEPTH:
+        return
+    depths = span_depths(spans)
+    deepest = max(range(len(spans)), key=depths.__getitem__)
+    if depths[deepest] > MAX_SPAN_DEPTH:
+        line, path = origin.locate(deepest, None)
+        raise ScenarioError(
+            f"span {spans[deepest].name!r} is nested {depths[deepest]} levels deep; clnrm "
+            f"judges span trees at most {MAX_SPAN_DEPTH} levels deep", file=file, line=line,
+            key_path=path)
+
+
+_SPAN_CONTAINERS: Final = (("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans"),
+                           ("spans",))
+_ID_KEYS: Final = ("spanId", "span_id", "spanID")
+
+
+class _Origin:
+    """Where each parsed span came from: one document, or one record per line.
+
+    Only used on the error path, so it parses the culprit's text again rather than
+    keeping per-span positions around for every file that loads fine.
+    """
+
+    def __init__(self, text: str | None, lines: list[str] | None = None) -> None:
+        self.text = text
+        self.lines = lines
+        self.starts: list[int] = []  # index of the first span of each record
+        self.numbers: list[int] = []  # 1-based line of each record
+
+    def locate(self, index: int, key: str | None) -> tuple[int | None, str | None]:
+        """Line and key path of span ``index`` (and of its id field when ``key``)."""
+        if self.text is not None:
+            text, offset, line = self.text, index, None
+        else:
+            record = bisect.bisect_right(self.starts, index) - 1
+            line = self.numbers[record]
+            assert self.lines is not None
+            text, offset = self.lines[line - 1], index - self.starts[record]
+        try:
+            loc = _span_loc(json.loads(text), offset, key is not None)
+        except (ValueError, RecursionError):
+            loc = None
+        if loc is None:
+            return line, None
+        if line is None:
+            line = line_of(text, loc)
+        return line, key_path(loc) or None
+
+
+def _span_loc(data: Any, offset: int, with_id: bool) -> list[str | int] | None:
+    """Key path of the ``offset``-th span of one OTLP request, Jaeger export or span line."""
+    if not isinstance(data, dict):
+        return None
+    if "data" in data and isinstance(data["data"], list):  # Jaeger
+        for ti, trace in enumerate(data["data"]):
+            spans = trace.get("spans") if isinstance(trace, dict) else None
+            if isinstance(spans, list):
+                if offset < len(spans):
+                    return _with_id(["data", ti, "spans", offset], spans[offset], with_id)
+                offset -= len(spans)
+        return None
+    if "trace_id" in data or "span_id" in data:  # spans.jsonl: one span per line
+        return _with_id([], data, with_id)
+    return _nested_loc(data, _SPAN_CONTAINERS, [], [offset], with_id)
+
+
+def _nested_loc(node: dict[str, Any], keys: tuple[tuple[str, ...], ...],
+                prefix: list[str | int], offset: list[int],
+                with_id: bool) -> list[str | int] | None:
+    name = next((k for k in keys[0] if isinstance(node.get(k), list)), None)
+    if name is None:
+        return None
+    for i, item in enumerate(node[name]):
+        if not isinstance(item, dict):
+            continue
+        if len(keys) == 1:
+            if offset[0] == 0:
+                return _with_id([*prefix, name, i], item, with_id)
+            offset[0] -= 1
+            continue
+        found = _nested_loc(item, keys[1:], [*prefix, name, i], offset, with_id)
+        if found is not None:
+            return found
+    return None
+
+
+def _with_id(loc: list[str | int], span: Any, with_id: bool) -> list[str | int]:
+    if with_id and isinstance(span, dict):
+        found = next((k for k in _ID_KEYS if k in span), None)
+        if found is not None:
+            return [*loc, found]
+    return loc
 
 
 # -- locating a key path in JSON text ------------------------------------------------

@@ -20,8 +20,8 @@ TRACE = "0af7651916cd43dd8448eb211c80319c"
 FIXTURE_REUSE = HealthCheck.function_scoped_fixture  # tmp_path is only a folder to write into
 
 
-def otlp_doc(n: int = 2) -> dict[str, Any]:
-    spans = [{"traceId": TRACE, "spanId": f"{i + 1:016x}", "name": f"op{i}", "kind": 2,
+def otlp_doc(n: int = 2, trace: str = TRACE) -> dict[str, Any]:
+    spans = [{"traceId": trace, "spanId": f"{i + 1:016x}", "name": f"op{i}", "kind": 2,
               "parentSpanId": f"{i:016x}" if i else "",
               "startTimeUnixNano": str(1000 + i), "endTimeUnixNano": str(2000 + i),
               "attributes": [{"key": "http.route", "value": {"stringValue": "/x"}}]}
@@ -82,7 +82,7 @@ def test_otlp_json_document_loads_with_resource_and_scope(tmp_path: Path) -> Non
 
 
 def test_otlp_json_lines_as_the_collector_file_exporter_writes(tmp_path: Path) -> None:
-    text = json.dumps(otlp_doc(2)) + "\n\n" + json.dumps(otlp_doc(3)) + "\n"
+    text = json.dumps(otlp_doc(2)) + "\n\n" + json.dumps(otlp_doc(3, "1" * 32)) + "\n"
     spans = load_trace_file(write(tmp_path, "traces.json", text))
     assert [s.name for s in spans] == ["op0", "op1", "op0", "op1", "op2"]
 
@@ -130,8 +130,11 @@ def test_upstream_stdout_span_lines_load_with_status_fallback(tmp_path: Path) ->
     assert span.events == [SpanEvent("started")] and span.service_name == "api"
 
 
-def test_empty_file_has_no_spans(tmp_path: Path) -> None:
-    assert load_trace_file(write(tmp_path, "spans.jsonl", "\n  \n")) == []
+@pytest.mark.parametrize("text", ["", "\n  \n", "\ufeff \t"])
+def test_empty_or_blank_file_is_refused_as_holding_no_spans(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, "spans.jsonl", text)
+    err = error(path)
+    assert str(err).startswith(f"{path}: no spans: the trace file ")
 
 
 # -- malformed input: located ScenarioErrors ------------------------------------------------
@@ -264,3 +267,115 @@ def test_mutated_otlp_field_loads_or_names_its_key_path(tmp_path: Path, field: s
         assert exc.key_path and exc.key_path.startswith(
             f"resourceSpans[0].scopeSpans[0].spans[0].{field}")
         assert exc.line is not None and exc.line > 1
+
+
+# -- values past what OTLP can hold, dangling process ids, repeated span ids, depth -------------
+
+U64 = 2**64 - 1
+
+
+def test_otlp_start_time_beyond_uint64_is_located(tmp_path: Path) -> None:
+    doc = otlp_doc(2)
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"] = str(U64)
+    load_trace_file(write(tmp_path, "ok.json", json.dumps(doc, indent=1)))  # the largest fits
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["startTimeUnixNano"] = str(U64 + 1)
+    text = json.dumps(doc, indent=1)
+    err = error(write(tmp_path, "t.json", text))
+    assert err.key_path == "resourceSpans[0].scopeSpans[0].spans[1].startTimeUnixNano"
+    assert str(U64 + 1) in text.splitlines()[err.line - 1]
+    assert "less than or equal to 18446744073709551615" in str(err)
+
+
+def test_spans_jsonl_time_beyond_uint64_is_located(tmp_path: Path) -> None:
+    good = {"name": "a", "trace_id": TRACE, "span_id": "b7ad6b7169203331"}
+    bad = {**good, "span_id": "b7ad6b7169203332", "end_time_unix_nano": U64 + 1}
+    err = error(write(tmp_path, "s.jsonl", f"{json.dumps(good)}\n{json.dumps(bad)}\n"))
+    assert (err.line, err.key_path) == (2, "end_time_unix_nano")
+
+
+def test_jaeger_time_beyond_uint64_nanoseconds_is_located(tmp_path: Path) -> None:
+    from clnrm.otel.jaeger import MAX_MICROS
+
+    doc = jaeger_doc()
+    doc["data"][0]["spans"][1]["startTime"] = MAX_MICROS + 1
+    err = error(write(tmp_path, "j.json", json.dumps(doc, indent=1)))
+    assert err.key_path == "data[0].spans[1].startTime"
+    doc = jaeger_doc()
+    doc["data"][0]["spans"][1]["startTime"] = MAX_MICROS - 5
+    text = json.dumps(doc, indent=1)
+    err = error(write(tmp_path, "j.json", text))  # its duration of 10 us runs past uint64
+    assert err.key_path == "data[0].spans[1].duration"
+    assert '"duration": 10' in text.splitlines()[err.line - 1]
+    assert "past the largest time OTLP can hold" in str(err)
+
+
+def test_jaeger_span_naming_an_unknown_process_is_located(tmp_path: Path) -> None:
+    doc = jaeger_doc()
+    doc["data"][0]["spans"][1]["processID"] = "p9"
+    text = json.dumps(doc, indent=1)
+    path = write(tmp_path, "j.json", text)
+    err = error(path)
+    assert err.key_path == "data[0].spans[1].processID"
+    assert '"processID": "p9"' in text.splitlines()[err.line - 1]
+    assert "processID 'p9' is not one of this trace's processes (p1, p2)" in str(err)
+    err = error(write(tmp_path, "j.jsonl", json.dumps(doc) + "\n"))  # one export per line
+    assert (err.line, err.key_path) == (1, "data[0].spans[1].processID")
+    del doc["data"][0]["spans"][1]["processID"]  # no processID at all: an empty resource
+    [_, child] = load_trace_file(write(tmp_path, "j.json", json.dumps(doc)))
+    assert child.resource == {}
+
+
+def test_duplicate_span_id_in_spans_jsonl_names_both_lines(tmp_path: Path) -> None:
+    rows = [{"name": n, "trace_id": TRACE, "span_id": sid} for n, sid in
+            (("a", "b7ad6b7169203331"), ("b", "00f067aa0ba902b7"), ("c", "B7AD6B7169203331"))]
+    path = write(tmp_path, "s.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    err = error(path)
+    assert (err.line, err.key_path) == (3, "span_id")
+    assert str(err).startswith(f"{path}:3: [span_id] duplicate span id b7ad6b7169203331 in "
+                               f"trace {TRACE} (first at line 1)")
+
+
+def test_duplicate_span_id_in_otlp_json_is_located(tmp_path: Path) -> None:
+    doc = otlp_doc(3)
+    spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[2]["spanId"] = spans[0]["spanId"]
+    text = json.dumps(doc, indent=1)
+    err = error(write(tmp_path, "t.json", text))
+    assert err.key_path == "resourceSpans[0].scopeSpans[0].spans[2].spanId"
+    assert text.splitlines()[err.line - 1].strip() == f'"spanId": "{spans[0]["spanId"]}",'
+    lines = json.dumps(otlp_doc(2)) + "\n" + json.dumps(otlp_doc(2)) + "\n"
+    err = error(write(tmp_path, "t.jsonl", lines))  # the same request twice
+    assert (err.line, err.key_path) == (2, "resourceSpans[0].scopeSpans[0].spans[0].spanId")
+
+
+def test_duplicate_span_id_in_jaeger_json_is_located(tmp_path: Path) -> None:
+    doc = jaeger_doc()
+    doc["data"][0]["spans"][1]["spanID"] = "7AD6B7169203331"
+    err = error(write(tmp_path, "j.json", json.dumps(doc, indent=1)))
+    assert err.key_path == "data[0].spans[1].spanID" and "duplicate span id" in str(err)
+
+
+def test_same_span_id_in_two_traces_is_fine(tmp_path: Path) -> None:
+    text = json.dumps(otlp_doc(2)) + "\n" + json.dumps(otlp_doc(2, "1" * 32)) + "\n"
+    assert len(load_trace_file(write(tmp_path, "t.jsonl", text))) == 4
+
+
+def _chain_file(tmp_path: Path, depth: int) -> Path:
+    path = tmp_path / f"chain{depth}.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(depth):
+            fh.write(json.dumps({"name": f"s{i}", "trace_id": TRACE, "span_id": f"{i + 1:016x}",
+                                 "parent_span_id": f"{i:016x}" if i else None}) + "\n")
+    return path
+
+
+def test_span_tree_deeper_than_the_cap_is_refused_at_its_deepest_span(tmp_path: Path) -> None:
+    from clnrm.otel.digest import MAX_SPAN_DEPTH
+
+    assert len(load_trace_file(_chain_file(tmp_path, MAX_SPAN_DEPTH))) == MAX_SPAN_DEPTH
+    path = _chain_file(tmp_path, MAX_SPAN_DEPTH + 1)
+    err = error(path)
+    assert err.line == MAX_SPAN_DEPTH + 1
+    assert str(err) == (f"{path}:{MAX_SPAN_DEPTH + 1}: span 's{MAX_SPAN_DEPTH}' is nested "
+                        f"{MAX_SPAN_DEPTH + 1} levels deep; clnrm judges span trees at most "
+                        f"{MAX_SPAN_DEPTH} levels deep")
