@@ -164,6 +164,8 @@ class ElectedStore(StoreMixin):
                                           if self._forked else ""), location=str(self.root))
             deadline = time.monotonic() + self._timeout
             while True:
+                if self._server is None and self._conn is None:
+                    self._elect(deadline)  # an earlier election ran out of time
                 if self._server is not None:
                     return _RESULTS[op].validate_python(self._server.execute(op, args))
                 try:

@@ -342,7 +342,13 @@ def open_healthy(root: Path, *, embedding: str | None, repair: bool = True,
     wedged store raises :class:`StoreWedged` instead.  A store still wedged after
     a rebuild raises too: the rebuild is never retried in a loop.
     """
-    recover_swap(root)
+    try:
+        recover_swap(root)
+    except OSError as exc:
+        raise MemoryStoreError(f"memory store {root}: cannot finish an interrupted rebuild: "
+                               f"{exc}", location=str(root),
+                               hint=f"move {root / REBUILD_DIR} away by hand, then run "
+                                    "`clnrm memory repair`") from exc
     reason = force
     if reason is None:
         try:

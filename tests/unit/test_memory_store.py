@@ -278,3 +278,135 @@ def test_agent_filter_fast_path_gives_the_same_hits_as_chromas_where(tmp_path: P
         assert store._post_filtered(collection, vector, 10, [{"created_at": {"$lt": 1.0}}]) is None
     finally:
         store.close()
+
+
+# -- crash safety: never re-upsert committed ids; find and rebuild a wedged index ----------
+def _queue_rows(root: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{root / 'chroma' / 'chroma.sqlite3'}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT coalesce(max(seq_id), 0) FROM embeddings_queue")
+                   .fetchone()[0])
+
+
+def test_resending_committed_records_writes_nothing_to_chromas_log(tmp_path: Path) -> None:
+    records = [failure(f"t{i}", f"boom {i}") for i in range(50)]
+    with open_memory(tmp_path / "mem") as store:
+        store.put(records)
+        before = _queue_rows(tmp_path / "mem")
+        ack = store.put(records[:30])  # what a client resends after re-election
+        assert ack.count == 30
+        assert _queue_rows(tmp_path / "mem") == before  # no upsert of a present id
+        store.put([*records[30:], failure("t-new", "a new one")])
+        assert _queue_rows(tmp_path / "mem") == before + 1  # only the new id was added
+        assert store.stats().total == 51
+
+
+def _wedge(root: Path, records: int = 1200) -> list[FailureRecord]:
+    """A store whose persisted HNSW id map is torn, as a SIGKILL inside Chroma's persist leaves it.
+
+    Chroma truncates ``index_metadata.pickle`` before rewriting it every 1000 writes;
+    reopening such a store fails in every read and write with a compaction error.
+    """
+    batch = [failure(f"t{i}", f"boom {i} in the wedge") for i in range(records)]
+    with open_memory(root) as store:
+        store.put(batch)
+    pickles = list((root / "chroma").glob("*/index_metadata.pickle"))
+    assert pickles, "Chroma persisted no index (fewer than 1000 writes?)"
+    for pickle in pickles:
+        pickle.write_bytes(b"")
+    return batch
+
+
+def test_wedged_index_is_rebuilt_from_sqlite_when_a_writer_opens_it(tmp_path: Path) -> None:
+    from memory._repair import REPAIR_LOG, RepairReport
+
+    batch = _wedge(tmp_path / "mem")
+    with open_memory(tmp_path / "mem") as store:
+        assert store.repaired_on_open is not None  # type: ignore[attr-defined]
+        assert store.get([r.id for r in batch[:5]]) == batch[:5]
+        assert store.query("boom 7 in the wedge", kind="failure", k=1)[0].record.id == batch[7].id
+        assert store.stats().total == len(batch)
+        assert store.check().healthy  # type: ignore[attr-defined]
+    lines = (tmp_path / "mem" / REPAIR_LOG).read_text().splitlines()
+    assert len(lines) == 1
+    report = RepairReport.model_validate_json(lines[0])
+    assert report.records == len(batch) and "cannot apply its log" in report.reason
+    assert sorted(p.name for p in (tmp_path / "mem").iterdir() if p.is_dir()) == ["chroma"]
+
+
+def test_open_without_repair_reports_the_wedge_with_what_to_do(tmp_path: Path) -> None:
+    from memory.errors import StoreWedged
+
+    _wedge(tmp_path / "mem")
+    with pytest.raises(StoreWedged) as caught:
+        open_memory(tmp_path / "mem", repair=False)
+    assert "clnrm memory repair" in str(caught.value)
+    assert not (tmp_path / "mem" / "repair.log").exists()  # nothing was changed
+
+
+def test_repair_of_a_healthy_store_keeps_every_record_exactly_once(tmp_path: Path) -> None:
+    records = [failure(f"t{i}", f"boom {i}") for i in range(40)]
+    with open_memory(tmp_path / "mem") as store:
+        store.put([*records, *SAMPLE])
+        report = store.repair()  # type: ignore[attr-defined]
+        assert report.records == len(records) + len(SAMPLE)
+        ids = [r.id for r in store.records()]
+        assert len(ids) == len(set(ids)) == len(records) + len(SAMPLE)
+        assert store.get([SAMPLE[3].id]) == [SAMPLE[3]]
+        store.put([failure("after", "writes go on after a repair")])
+        assert store.stats().total == len(ids) + 1
+
+
+def test_interrupted_swap_is_finished_or_undone_on_the_next_open(tmp_path: Path) -> None:
+    from memory._repair import DONE_MARK, REBUILD_DIR, recover_swap
+
+    root = tmp_path / "mem"
+    with open_memory(root) as store:
+        store.put(SAMPLE)
+    # Killed after the old store moved away but before the complete rebuild moved in.
+    (root / "chroma").rename(root / REBUILD_DIR)
+    (root / REBUILD_DIR / DONE_MARK).write_text("complete\n")
+    assert recover_swap(root) == "finished an interrupted swap"
+    # Killed mid-rebuild after the old one moved away: the old one comes back.
+    (root / "chroma").rename(root / "chroma.backup-20240101T000000Z")
+    (root / REBUILD_DIR).mkdir()
+    assert recover_swap(root) == "removed an unfinished rebuild"
+    assert not (root / REBUILD_DIR).exists()
+    with open_memory(root) as store:
+        assert store.get([r.id for r in SAMPLE]) == SAMPLE
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "clnrm", "memory", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_check_says_wedged_exit_1_and_repair_makes_it_healthy(tmp_path: Path) -> None:
+    import json
+
+    batch = _wedge(tmp_path / "mem")
+    checked = _cli("check", "--memory", str(tmp_path / "mem"), "--format", "json")
+    assert checked.returncode == 1, checked.stderr
+    health = json.loads(checked.stdout)
+    assert health["wedged"] is True and health["total"] == len(batch)
+    assert health["by_namespace"] == {"swarm/chaos": len(batch)}
+    failure_row = next(c for c in health["collections"] if c["name"] == "clnrm_failure")
+    assert failure_row["records"] == len(batch)
+    repaired = _cli("repair", "--memory", str(tmp_path / "mem"), "--format", "json")
+    assert repaired.returncode == 0, repaired.stderr
+    out = json.loads(repaired.stdout)
+    assert out["repair"]["records"] == len(batch) and out["health"]["healthy"] is True
+    again = _cli("check", "--memory", str(tmp_path / "mem"))
+    assert again.returncode == 0 and "healthy" in again.stdout
+
+
+def test_cli_stats_on_a_store_that_cannot_be_rebuilt_is_one_error_line_exit_2(
+        tmp_path: Path) -> None:
+    _wedge(tmp_path / "mem")
+    (tmp_path / "mem" / "chroma.rebuild").write_text("in the way\n")  # not a directory
+    result = _cli("stats", "--memory", str(tmp_path / "mem"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "clnrm memory repair" in result.stderr
+    assert result.stderr.startswith("error: ")
