@@ -55,7 +55,7 @@ ByteRate = Annotated[int, BeforeValidator(_bytes), Field(ge=1)]
 class _ResourceFault(Fault):
     category: ClassVar[Literal["resource"]] = "resource"
 
-    def _cgroup(self) -> _cgroup.ContainerCgroup:
+    def _target_cgroup(self) -> _cgroup.ContainerCgroup:
         """The target's cgroup, looked up each time (a restart gives a new first pid)."""
         return _cgroup.of_container(self.ctx.container_pid(self.target), fault=self.type,
                                     target=self.target)
@@ -206,7 +206,7 @@ class MemoryLimit(_ResourceFault):
 
     def _remember(self) -> dict[str, int]:
         if self._old is None:
-            cgroup = self._cgroup()
+            cgroup = self._target_cgroup()
             cgroup.require("memory", fault=self.type, target=self.target)
             self._kernel = cgroup.memory_snapshot()
             self._old = _linux.memory_limits(self.ctx.api, self.cid)
@@ -268,7 +268,7 @@ class MemoryPressure(_ResourceFault):
     def inject(self) -> str:
         cfg = self.config
         assert isinstance(cfg, MemoryPressureConfig)
-        cgroup = self._cgroup()
+        cgroup = self._target_cgroup()
         before = _usage(cgroup)
         self._hog = self.ctx.exec_background(self.target, _linux.hog_argv(cfg.mb << 20))
         pid = _linux.exec_running(self.ctx.api, self._hog)
@@ -453,7 +453,7 @@ class FdExhaustion(_ResourceFault):
         cfg = self.config
         assert isinstance(cfg, FdExhaustionConfig)
         try:
-            self._procs = str(self._cgroup().procs_folder())
+            self._procs = str(self._target_cgroup().procs_folder())
         except _cgroup.CgroupUnsupported as exc:
             raise ChaosError(exc.message, fault=self.type, target=self.target) from None
         pids = ([self.ctx.main_pid(self.target)] if cfg.processes == "main"
@@ -571,7 +571,7 @@ class IoThrottle(_ResourceFault):
     def inject(self) -> str:
         cfg = self.config
         assert isinstance(cfg, IoThrottleConfig)
-        cgroup = self._cgroup()
+        cgroup = self._target_cgroup()
         folder = cgroup.require("io", fault=self.type, target=self.target)
         self._where = _cgroup.ContainerCgroup(cgroup.pid, cgroup.version,
                                               {_io_key(cgroup.version): folder})
