@@ -105,10 +105,15 @@ class ElectedStore(StoreMixin):
                     continue
                 return
             if time.monotonic() > deadline:
+                rebuilding = (self.root / "chroma.rebuild").exists()
                 raise MemoryUnavailable(
                     f"memory store {self.root}: another process holds the writer lock but "
-                    f"does not answer on its socket", location=str(self.root),
-                    hint=f"check the process whose pid is in {self.root / LOCK_FILE}")
+                    f"does not answer on its socket"
+                    + (" (it is rebuilding a wedged index from the records on disk)"
+                       if rebuilding else ""), location=str(self.root),
+                    hint="retry in a minute: a rebuild takes about 1 s per 1,000 records"
+                    if rebuilding else f"check the process whose pid is in "
+                                       f"{self.root / LOCK_FILE}")
             time.sleep(0.05)
 
     def _become_writer(self, fd: int) -> None:

@@ -410,3 +410,28 @@ def test_cli_stats_on_a_store_that_cannot_be_rebuilt_is_one_error_line_exit_2(
     assert "Traceback" not in result.stderr
     assert "clnrm memory repair" in result.stderr
     assert result.stderr.startswith("error: ")
+
+
+def test_writer_rebuilds_an_index_that_wedges_mid_session_and_acks_the_put(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memory._chroma import ChromaStore
+    from memory.errors import StoreWedged
+
+    real_write = ChromaStore._write
+    calls = {"n": 0}
+
+    def wedge_once(self: ChromaStore, collection: object, items: list) -> None:  # type: ignore[type-arg]
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second write finds Chroma wedged, as in #7678
+            raise StoreWedged("Error in compaction: Failed to apply logs to the hnsw segment "
+                              "writer", location=str(tmp_path))
+        real_write(self, collection, items)
+
+    monkeypatch.setattr(ChromaStore, "_write", wedge_once)
+    with open_memory(tmp_path / "mem") as store:
+        store.put(SAMPLE[:2])
+        ack = store.put([failure("after", "the put that met the wedge")])
+        assert ack.count == 1
+        assert store.stats().total == 3
+        server = store._server  # type: ignore[attr-defined]
+        assert len(server.repairs) == 1 and server.repairs[0].records == 2
