@@ -11,8 +11,9 @@ What counts as secret: the value of a variable whose *name* looks secret
 CREDENTIAL, AUTH, PRIVATE, SESSION, COOKIE; case-insensitive), when it is
 
 * read through ``env()`` in a template (registered while rendering), or
-* given in a service's or step's ``env`` table, or as an ``[otel]`` header
-  (registered when the file loads; :func:`register_scenario_secrets`).
+* given in a service's or step's ``env`` table, in ``[vars]`` / ``--var``, or
+  as an ``[otel]`` header (registered when the file loads;
+  :func:`register_scenario_secrets`).
 
 Every such value of at least :data:`MIN_SECRET_LENGTH` characters is replaced
 by :data:`MASK` wherever it occurs in a report (:func:`redacted`), the
@@ -66,7 +67,8 @@ def register_table(table: Mapping[str, object] | None) -> None:
 
 
 def register_scenario_secrets(scenario: Any) -> None:
-    """Register the secret-looking ``env`` values of a loaded scenario's services and steps."""
+    """Register a loaded scenario's secret-looking values: service and step ``env``,
+    ``[vars]`` (and ``--var``), ``[otel]`` headers."""
     for service in getattr(scenario, "services", {}).values():
         register_table(service.env)
     steps: list[Any] = list(getattr(scenario, "steps", []))
@@ -74,6 +76,7 @@ def register_scenario_secrets(scenario: Any) -> None:
         steps.extend(block.steps)
     for step in steps:
         register_table(step.env)
+    register_table({k: v for k, v in getattr(scenario, "vars", {}).items() if isinstance(v, str)})
     otel = getattr(scenario, "otel", None)
     if otel is not None:
         register_table(getattr(otel, "headers", None))

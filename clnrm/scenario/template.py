@@ -150,6 +150,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         __self.budget.tick()
+        if isinstance(__obj, LoopContext) and args:
+            # loop(children) in a recursive for: its turns count like any other loop's
+            args = (__self.budget.loop(args[0], 0), *args[1:])
         result = super().call(__context, __obj, *args, **kwargs)
         name = getattr(__obj, "__name__", None) or type(__obj).__name__
         return __self.budget.check_value(result, f"result of {name}()")
@@ -340,18 +343,18 @@ def _render_pass(
 
 
 def _streamed(chunks: Any, budget: RenderBudget) -> str:
-    """Join the render as it streams, stopping at the output limit."""
-    out: list[str] = []
-    size = 0
-    for chunk in chunks:
-        size += len(chunk)
-        if size > budget.max_chars:
-            raise RenderLimitError(
-                f"rendered file would exceed {budget.max_chars:,} characters",
-                "a test file needs far less; check loop sizes and repeated large values",
-            )
-        out.append(chunk)
-    return "".join(out)
+    """Join the render and check its size.
+
+    Everything a render can repeat (printed values, each loop turn's text) is
+    already charged while it is produced; what is left is the file's own text.
+    """
+    out = "".join(chunks)
+    if len(out) > budget.max_chars:
+        raise RenderLimitError(
+            f"rendered file would exceed {budget.max_chars:,} characters",
+            "a test file needs far less; check loop sizes and repeated large values",
+        )
+    return out
 
 
 def _located(exc: BaseException, source: str, file: Path | str | None) -> ScenarioError:

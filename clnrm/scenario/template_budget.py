@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import wraps
 from typing import Any, Final
 
@@ -41,6 +41,10 @@ MAX_LOOP_TURNS: Final = 1_000_000
 MAX_VALUE_SIZE: Final = 1_000_000
 """Size of one value: characters of a string, plus one per list item or table entry."""
 
+_TEXT: Final = (str, bytes)
+_SEQUENCES: Final = (str, list, tuple)
+_COLLECTIONS: Final = (list, tuple, set, frozenset)
+_WIDE: Final = re.compile(r"\d{3}|\*")
 _FORMAT_SPEC: Final = re.compile(r"%(?:\([^)]*\))?[#0 +\-]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?.")
 
 
@@ -58,17 +62,22 @@ def value_size(value: Any, limit: int = MAX_VALUE_SIZE) -> int:
     Stops counting once past ``limit`` (the answer is then just "over"), so the
     cost is bounded even for ``[big] * 1000000``.
     """
+    kind = type(value)
+    if kind is str:
+        return len(value)
+    if kind is int or kind is float or kind is bool:
+        return 1
     total = 0
     stack = [value]
     while stack and total <= limit:
         item = stack.pop()
-        if isinstance(item, str | bytes):
+        if isinstance(item, _TEXT):
             total += len(item)
         elif isinstance(item, Mapping):
             total += len(item)
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
+        elif isinstance(item, _COLLECTIONS):
             total += len(item)
             stack.extend(item)
         elif not isinstance(item, Undefined) and item is not None:
@@ -94,6 +103,7 @@ class RenderBudget:
         self.max_value = max_value
         self.produced = 0
         self.turns = 0
+        self._ticks = 0
 
     def new_pass(self) -> None:
         """Counts start again for each pass; the deadline does not."""
@@ -101,7 +111,9 @@ class RenderBudget:
         self.turns = 0
 
     def tick(self) -> None:
-        if time.monotonic() > self.deadline:
+        """Check the deadline every 32nd call (each step between is bounded by the size limit)."""
+        self._ticks += 1
+        if self._ticks & 31 == 0 and time.monotonic() > self.deadline:
             raise RenderLimitError(
                 f"template took longer than {self.seconds:g} s to render",
                 "templates are for generating a test file, not for computation; "
@@ -145,28 +157,35 @@ class RenderBudget:
                 self.charge(body_chars)
             yield item
 
-    def concat(self, parts: Iterable[Any]) -> str:
+    def concat(self, parts: tuple[Any, ...]) -> str:
         """``a ~ b``: estimated before joining, so doubling a value cannot run away."""
-        items = list(parts)
         self.tick()
-        self.check_size(sum(value_size(part, self.max_value) for part in items), "'~' result")
-        return "".join(str(part) for part in items)
+        size = 0
+        for part in parts:
+            size += len(part) if type(part) is str else value_size(part, self.max_value)
+        if size > self.max_value:
+            self.check_size(size, "'~' result")
+        return "".join([part if type(part) is str else str(part) for part in parts])
 
     def printed(self, value: Any) -> Any:
         """Every ``{{ }}`` value passes here (the environment's finalize)."""
         self.tick()
         if isinstance(value, str):
-            self.charge(len(value))
+            self.produced += len(value)
+            if self.produced > self.max_chars:
+                self.charge(0)
         return value
 
     def binop_size(self, operator: str, left: Any, right: Any) -> None:
         """Refuse ``*``, ``+`` and ``%`` results over the value limit before building them."""
         self.tick()
+        if not isinstance(left, _SEQUENCES) and not isinstance(right, _SEQUENCES):
+            return  # numbers: '**' is checked by the caller, the rest cannot grow big
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                if isinstance(seq, _SEQUENCES) and isinstance(times, int):
                     self.check_size(value_size(seq) * max(times, 0), "'*' result")
-        elif operator == "+" and isinstance(left, str | list | tuple):
+        elif operator == "+" and isinstance(left, _SEQUENCES):
             self.check_size(value_size(left) + value_size(right), "'+' result")
         elif operator == "%" and isinstance(left, str):
             self.check_size(format_size(left, right), "'%' result")
@@ -191,6 +210,9 @@ class RenderBudget:
 
 def format_size(fmt: str, values: Any) -> int:
     """Upper bound of ``fmt % values``: the text, every width and precision, every value."""
+    if not _WIDE.search(fmt):
+        # no width/precision over 99 and no '*': at most 100 characters per two of the text
+        return len(fmt) * 51 + value_size(values)
     numbers = [v for v in _as_tuple(values) if isinstance(v, int) and not isinstance(v, bool)]
     star = max((abs(n) for n in numbers), default=0)
     total = len(fmt) + value_size(values)

@@ -49,6 +49,13 @@ def test_render_time_is_bounded_by_the_deadline() -> None:
     assert err.line in (1, 2)
 
 
+def test_recursive_loop_turns_are_counted() -> None:
+    text = ("{% for x in [[1, 2, 3]] * 50 recursive %}"
+            "{% if x is iterable %}{{ loop(x) }}{% else %}{{ x }}{% endif %}{% endfor %}")
+    assert len(render_template(text, budget=RenderBudget(max_turns=200))) == 150
+    assert "loops turned more than 100" in render_error(text, RenderBudget(max_turns=100)).message
+
+
 def test_rendered_output_is_bounded() -> None:
     # the 893 MB example: 300 megabyte-sized values, each within the value limit
     err = render_error("{% for i in range(300) %}{{ 'a' * 1000000 }} {% endfor %}")
