@@ -441,7 +441,12 @@ def test_http_error_leaves_non_http_traffic_alone(echo_proxy: Proxy) -> None:
 
 def test_toxicity_applies_to_about_that_share_of_connections(echo_proxy: Proxy) -> None:
     echo_proxy.ctl.add_toxic("half", "latency", latency=60, toxicity=0.5)
-    slow = sum(round_trip(echo_proxy.connect()) >= 0.058 for _ in range(30))
+    # A toxic connection is slow on every round trip; a busy machine makes one round trip
+    # of a clean connection slow now and then, but hardly three in a row.
+    slow = 0
+    for _ in range(30):
+        sock = echo_proxy.connect()
+        slow += min(round_trip(sock) for _ in range(3)) >= 0.058
     assert 8 <= slow <= 22
     assert echo_proxy.ctl.stats().toxics["half"].connections == slow
 

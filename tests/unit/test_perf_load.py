@@ -137,7 +137,11 @@ def test_an_open_loop_keeps_its_rate_with_spare_connections(server: Server) -> N
     result = LoadDriver(server.url(), rate_rps=100, duration_s=2, concurrency=32).run()
     assert result.sent == 200 and result.completed == 200
     assert result.achieved_rps == pytest.approx(100, rel=0.1)
-    assert result.latency is not None and result.latency.p50_ms == pytest.approx(50, abs=25)
+    # Spare connections: no request waits for a free one, so the corrected latency is
+    # the service time (50 ms plus whatever a busy machine adds to both), not queueing.
+    assert result.latency is not None and result.service_time is not None
+    assert result.latency.p50_ms >= 49
+    assert result.latency.p50_ms <= result.service_time.p50_ms + 25
     assert len(server.peers) <= 32  # connections are kept alive and reused
 
 
