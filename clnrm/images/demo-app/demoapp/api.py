@@ -58,12 +58,23 @@ class ItemsApi:
         self.redis = Redis(settings, tracer=tracer, breaker=breaker("cache"))
 
     def routes(self) -> list[Route]:
-        return [
+        routes = [
             Route("GET", "/v1/items", _outages_as_503(self.list_items)),
             Route("GET", "/v1/items/{id}", _outages_as_503(self.get_item)),
             Route("POST", "/v1/jobs", _outages_as_503(self.create_job)),
             Route("GET", "/v1/jobs/{id}", _outages_as_503(self.get_job)),
         ]
+        if self.settings.fixed_delay_s > 0:
+            routes.append(Route("GET", "/v1/delay", self.fixed_delay))
+        return routes
+
+    def fixed_delay(self, request: Request) -> Response:
+        """``FIXED_DELAY_MS``: answer after exactly that long, asking no dependency."""
+        delay_s = self.settings.fixed_delay_s
+        deadline = time.monotonic() + delay_s
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(left)
+        return Response.json(200, {"delay_ms": round(delay_s * 1000, 3)})
 
     def ready(self) -> dict[str, str]:
         return {"db": self.db.ping(), "cache": self.redis.ping()}

@@ -48,6 +48,13 @@ class Settings:
     """CACHE_TTL_S: age below which a cached read is served without asking the database."""
     work_s: float
     """WORK_MS: simulated work per job in the worker (to build a backlog in load tests)."""
+    fixed_delay_s: float
+    """FIXED_DELAY_MS (api): serve ``GET /v1/delay``, answering after exactly this long and
+    asking no dependency; 0 (default) leaves the route out.  A service whose latency is
+    set exactly, so a regression bench knows the true shift (bench/regression_e2e.py)."""
+    db_read_delay_s: float
+    """DB_READ_DELAY_MS (api): exact extra time inside every database read's span
+    (after the query, the connection already back in the pool); a known slowdown."""
     seed: int | None
 
     @classmethod
@@ -71,6 +78,8 @@ class Settings:
             fallback_stale_cache=read.switch("FALLBACK_STALE_CACHE", False),
             cache_ttl_s=read.number("CACHE_TTL_S", 30.0, float, minimum=0),
             work_s=read.number("WORK_MS", 0, int, minimum=0) / 1000,
+            fixed_delay_s=read.number("FIXED_DELAY_MS", 0.0, float, minimum=0) / 1000,
+            db_read_delay_s=read.number("DB_READ_DELAY_MS", 0.0, float, minimum=0) / 1000,
             seed=read.optional_int("CLNRM_SEED"),
         )
 
@@ -102,6 +111,8 @@ class _Reader:
             value = kind(raw.strip())
         except ValueError:
             return _invalid(name, raw, default, f"a {kind.__name__}")
+        if value != value or value in (float("inf"), float("-inf")):  # nan, inf
+            return _invalid(name, raw, default, f"a finite {kind.__name__}")
         if value < minimum:  # type: ignore[operator]
             return _invalid(name, raw, default, f"at least {minimum:g}")
         return value

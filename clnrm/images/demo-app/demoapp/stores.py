@@ -14,6 +14,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +47,7 @@ class Database:
         self.tracer = tracer
         self.policy = policy
         self.breaker = breaker
+        self.read_delay_s = settings.db_read_delay_s
         self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue(POOL_SIZE)
 
     def fetch(self, sql: str, params: Sequence[Any], *, operation: str,
@@ -101,6 +103,8 @@ class Database:
             if fetch:
                 assert isinstance(result, list)
                 span.set_attribute("db.response.returned_rows", len(result))
+                if self.read_delay_s > 0:  # DB_READ_DELAY_MS: a known, exact slowdown
+                    _sleep_exactly(self.read_delay_s)
             return result
 
     def _take(self) -> psycopg.Connection[Any]:
@@ -158,6 +162,14 @@ class Database:
             self._idle.put_nowait(connection)
         except queue.Full:
             connection.close()
+
+
+def _sleep_exactly(seconds: float) -> None:
+    """Sleep ``seconds`` on the monotonic clock: ``time.sleep`` may wake early on a signal
+    and by a scheduler tick late, so the rest is slept again until the deadline passes."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(left)
 
 
 class Deadline:
