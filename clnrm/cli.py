@@ -120,6 +120,7 @@ def validate(
     from clnrm.scenario.mounts import allowing_host_mounts
 
     try:
+        _refuse_special_files(paths)
         with allowing_host_mounts(allow_host_mounts):
             outcomes = validate_paths(paths, strict=strict)
     except Exception as exc:
@@ -155,6 +156,23 @@ def _outcome_dict(o: Any) -> dict[str, Any]:
             "warnings": [located(w) for w in o.warnings], "notes": o.notes}
 
 
+def _refuse_special_files(paths: list[Path]) -> None:
+    """A path given on the command line must be a test file or a folder: a device or FIFO
+    would be read forever or block, so it is refused before anything is read."""
+    import os
+    import stat
+
+    from clnrm.paths import PathError, kind_of
+
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue  # a missing path is reported by the loader, located
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise PathError(path, f"{kind_of(mode)}, not a test file or folder")
+
+
 def _no_files(paths: list[Path]) -> Exception:
     from clnrm.errors import ClnrmError
 
@@ -180,8 +198,9 @@ def run(
     default_image: Annotated[str, typer.Option(
         help="Image for steps that name no service.")] = "clnrm/busybox:latest",
     traces: Annotated[Path | None, typer.Option(
-        help="Judge an existing trace export (OTLP JSON, Jaeger JSON, spans.jsonl) against "
-             "the files' expectations; no containers run.")] = None,
+        help="Judge an existing trace export (OTLP JSON, Jaeger JSON, spans.jsonl; a regular "
+             "file, or - for stdin) against the files' expectations; no containers run.")]
+    = None,
     digest: Annotated[bool, typer.Option(
         "--digest", help="Print each test's span digest (ids and times normalised).")] = False,
     otel_endpoint: Annotated[str | None, typer.Option(
@@ -216,6 +235,7 @@ def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list
     from clnrm.runner import Runner
 
     try:
+        _refuse_special_files(paths)
         scenarios = _load_all(paths, strict=strict)
         if require is not None:
             require(scenarios)
@@ -223,8 +243,8 @@ def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list
         if traces is not None:
             from clnrm.otel.tracefile import load_trace_file
 
-            result = Runner(options).judge_traces(scenarios, load_trace_file(traces),
-                                                  str(traces))
+            spans = load_trace_file(traces, allow_stdin=True)
+            result = Runner(options).judge_traces(scenarios, spans, str(traces))
         else:
             with _signals_as_interrupts() as received, \
                     _progress(fmt, len(scenarios)) as on_event:
@@ -530,14 +550,24 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a first test, tests/basic.clnrm.toml, that runs on the local images."""
+    from clnrm.errors import ClnrmError
+    from clnrm.paths import check_folder, check_output_file, os_error
     from clnrm.templates import BASIC_TEST
 
     target = directory / "tests" / "basic.clnrm.toml"
-    if target.exists() and not force:
-        _console(stderr=True).print(f"[red]error:[/] {target} exists (use --force to overwrite)")
-        raise typer.Exit(2)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(BASIC_TEST, encoding="utf-8")
+    try:
+        check_folder(directory, what="project folder")
+        check_folder(target.parent, what="tests folder")
+        if target.exists():
+            if not force:
+                raise ClnrmError(f"{target} exists (use --force to overwrite)")
+            check_output_file(target, what="test file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(BASIC_TEST, encoding="utf-8")
+    except OSError as exc:
+        _fail(os_error(target, exc, "write the first test"))
+    except ClnrmError as exc:
+        _fail(exc)
     _console().print(f"wrote {target}; run it with: clnrm run {target}")
 
 

@@ -148,7 +148,7 @@ def check_folder(path: Path | str, *, what: str = "folder") -> Path:
     while True:
         try:
             mode = os.stat(probe).st_mode
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # walk up to what exists
             if probe.parent == probe:
                 break
             probe = probe.parent

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Final
 
+from memory.errors import MemoryStoreError
 from memory.types import MemoryStore
 
 ENV_VAR: Final = "CLNRM_MEMORY"
@@ -40,4 +41,19 @@ def open_memory(location: str | Path | None = None, *, embedding: str | None = N
                            embedding=embedding)
     from memory._elected import ElectedStore
 
-    return ElectedStore(where, embedding=embedding, timeout=timeout, repair=repair)
+    _check_folder(where)
+    try:
+        return ElectedStore(where, embedding=embedding, timeout=timeout, repair=repair)
+    except OSError as exc:
+        raise MemoryStoreError(f"{where}: cannot open the memory store: {exc.strerror or exc}",
+                               location=str(where)) from None
+
+
+def _check_folder(where: Path) -> None:
+    """An embedded store is a folder: refuse a file, device or FIFO before creating anything."""
+    from clnrm.paths import PathError, check_folder
+
+    try:
+        check_folder(where, what="memory store folder")
+    except PathError as exc:
+        raise MemoryStoreError(str(exc), location=str(where)) from None

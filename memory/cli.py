@@ -48,8 +48,9 @@ def fail(exc: BaseException) -> NoReturn:
 
 @contextmanager
 def open_store(location: str | None) -> Iterator[MemoryStore]:
-    """The memory at ``location`` for one command; a ClnrmError or ValueError while opening
-    or using it becomes :func:`fail`."""
+    """The memory at ``location`` for one command; a ClnrmError, ValueError or OSError
+    while opening or using it becomes :func:`fail` (``--memory /dev/null``, a file, a
+    path that cannot be created are one line, exit 2)."""
     from clnrm.errors import ClnrmError
     from memory import open_memory
 
@@ -58,6 +59,9 @@ def open_store(location: str | None) -> Iterator[MemoryStore]:
             yield store
     except (ClnrmError, ValueError) as exc:
         fail(exc)
+    except OSError as exc:
+        fail(f"memory store {location or 'default'}: {exc.strerror or exc}"
+             + (f": {exc.filename}" if exc.filename else ""))
 
 
 def _emit(fmt: OutputFormat, data: Any, human: Callable[[], None]) -> None:
@@ -131,9 +135,18 @@ def export(
     memory: MemoryOpt = None,
     fmt: FormatOpt = OutputFormat.human,
 ) -> None:
-    """Write every record to FILE as JSON lines."""
+    """Write every record to FILE as JSON lines (FILE must be new or a regular file)."""
+    from clnrm.paths import PathError, check_output_file, os_error
+
+    try:
+        check_output_file(file, what="export file")  # never os.replace a device or folder
+    except PathError as exc:
+        fail(exc)
     with open_store(memory) as store:
-        count = store.export_jsonl(file)
+        try:
+            count = store.export_jsonl(file)
+        except OSError as exc:  # ENOSPC, EFBIG, EACCES...: an error, not a partial success
+            fail(os_error(file, exc, "write the export"))
     _emit(fmt, {"exported": count, "file": str(file)},
           lambda: typer.echo(f"exported {count} record(s) to {file}"))
 
@@ -146,8 +159,22 @@ def import_(
     fmt: FormatOpt = OutputFormat.human,
 ) -> None:
     """Validate every line of FILE, then store them all (records with known ids are replaced)."""
+    import os
+    import stat
+
+    from clnrm.paths import PathError, kind_of, os_error
+
+    try:
+        mode = os.stat(file).st_mode
+    except OSError as exc:
+        fail(os_error(file, exc, "read the import file"))
+    if not stat.S_ISREG(mode):  # a FIFO or device would block or never end
+        fail(PathError(file, f"{kind_of(mode)}, not a regular file"))
     with open_store(memory) as store:
-        count = store.import_jsonl(file)
+        try:
+            count = store.import_jsonl(file)
+        except OSError as exc:
+            fail(os_error(file, exc, "read the import file"))
     _emit(fmt, {"imported": count, "file": str(file)},
           lambda: typer.echo(f"imported {count} record(s) from {file}"))
 

@@ -308,8 +308,9 @@ def _check_tree(spans: list[Span], origin: _Origin, file: Path | str | None) -> 
     if len(spans) <= MAX_SPAN_DEPTH:
         return
     depths = span_depths(spans)
-    deepest = max(range(len(spans)), key=depths.__getitem__)
-    if depths[deepest] > MAX_SPAN_DEPTH:
+    # the first span past the cap in file order: where the problem starts to show
+    deepest = next((i for i, d in enumerate(depths) if d > MAX_SPAN_DEPTH), None)
+    if deepest is not None:
         line, path = origin.locate(deepest, None)
         raise ScenarioError(
             f"span {spans[deepest].name!r} is nested {depths[deepest]} levels deep; clnrm "

@@ -386,16 +386,22 @@ def _why_not_saved(result: RunResult) -> str:
     return "; ".join(reasons) or "no tests ran"
 
 
+_MAX_REPORT_BYTES = 256 << 20  # a report carries every span: twice the trace file limit
+
+
 def _runs_from_report(path: Path, fingerprint: Fingerprint) -> list[RunMeasurement]:
     """Each test of a JSON report as a run measured on ``fingerprint``."""
     from pydantic import ValidationError
 
     from clnrm.errors import ClnrmError
+    from clnrm.paths import read_regular_file
     from clnrm.perf.replay import run_from_test
     from clnrm.results import RunResult
 
+    # a regular file under a bound: a FIFO or /dev/zero must not block or fill memory
+    raw = read_regular_file(path, limit=_MAX_REPORT_BYTES, what="JSON report")
     try:
-        result = RunResult.model_validate_json(path.read_text(encoding="utf-8"))
+        result = RunResult.model_validate_json(raw)
     except (OSError, ValidationError) as exc:
         raise ClnrmError(f"{path}: not a JSON report of `clnrm run --report-json` ({exc})"
                          .splitlines()[0]) from exc

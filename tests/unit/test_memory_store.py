@@ -435,3 +435,27 @@ def test_writer_rebuilds_an_index_that_wedges_mid_session_and_acks_the_put(
         assert store.stats().total == 3
         server = store._server  # type: ignore[attr-defined]
         assert len(server.repairs) == 1 and server.repairs[0].records == 2
+
+
+def test_cli_export_write_error_is_exit_2_and_leaves_no_file(tmp_path: Path) -> None:
+    """ENOSPC (a full disk) is an error, not "exported N records"; nothing partial stays."""
+    from tests.conftest import run_cli
+
+    with open_memory(tmp_path / "mem") as opened:
+        opened.put([failure(f"t{i}", "no space " * 120) for i in range(40)])  # ~40 KB of JSON
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(tiny)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("mounting a 16 KiB tmpfs needs root")
+    try:
+        res = run_cli("memory", "export", str(tiny / "dump.jsonl"), "--memory",
+                      str(tmp_path / "mem"), timeout=300)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert "Traceback" not in res.stderr and "exported" not in res.stdout
+        assert res.stderr.strip() == (f"error: {tiny / 'dump.jsonl'}: cannot write the export: "
+                                      "No space left on device")
+        assert list(tiny.iterdir()) == []  # neither the target nor the temporary file
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
