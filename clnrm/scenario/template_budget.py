@@ -15,6 +15,7 @@ build one 300 MB string.  A :class:`RenderBudget` bounds all of it:
 * **value size** -- no single value (string, list, table; shared references
   counted each time) may exceed :data:`MAX_VALUE_SIZE`; expanding filters and
   operators are estimated *before* they run, so the big value is never built.
+  (``truncate`` and other filters that cannot grow their input are checked after.)
 
 Exceeding a limit raises :class:`RenderLimitError`; the template module turns
 it into a :class:`~clnrm.errors.ScenarioError` with the template line.  The
@@ -284,8 +285,9 @@ def _urlize(value: Any, *args: Any, **kwargs: Any) -> int:
     return value_size(value) * (3 + extra)
 
 
-def _batch(value: Any, linecount: Any = 1, *_: Any, **__: Any) -> int:
-    return value_size(value) + _int(linecount, 1)
+def _batch(value: Any, linecount: Any = 1, fill_with: Any = None, *_: Any, **__: Any) -> int:
+    # only the fill pads the last batch up to linecount items
+    return value_size(value) + (_int(linecount, 1) if fill_with is not None else 0)
 
 
 def _slice(value: Any, slices: Any = 1, *_: Any, **__: Any) -> int:
@@ -308,7 +310,6 @@ _ESTIMATES: Final[dict[str, Callable[..., int]]] = {
     "batch": _batch,
     "slice": _slice,
     "tojson": _tojson,
-    "truncate": lambda value, length=255, *_, **__: value_size(value) + _int(length),
 }
 
 

@@ -13,11 +13,13 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clnrm.errors import ScenarioError
 from clnrm.redact import MASK, forget_secrets, redact_text, register_secret
 from clnrm.scenario import loads_scenario, render_template
-from clnrm.scenario.mounts import allowing_host_mounts, sensitive_reason
+from clnrm.scenario.mounts import SYSTEM_PATHS, allowing_host_mounts, sensitive_reason
 from clnrm.scenario.template_budget import MAX_RENDERED_CHARS, RenderBudget
 from tests.conftest import run_cli
 
@@ -102,6 +104,13 @@ def test_doubling_through_macros_and_set_is_refused() -> None:
         "{% macro f(s) %}{{ f(s ~ s) }}{% endmacro %}{{ f('a') }}").message
     doubling = "{% set x = 'a' * 1000 %}" + "{% set x = x ~ x %}" * 20
     assert render_error(doubling).line == 1
+
+
+def test_filter_blocks_are_guarded_and_shrinking_filters_are_not_refused() -> None:
+    err = render_error("a = 1\n{% filter center(300000000) %}x{% endfilter %}\n")
+    assert "'center' filter" in err.message and err.line == 2
+    assert render_template("{{ 'abc' | truncate(300000000) }}") == "abc"
+    assert render_template("{{ range(3) | batch(100000000) | list }}") == "[[0, 1, 2]]"
 
 
 def test_ordinary_templates_render_unchanged() -> None:
@@ -191,6 +200,23 @@ def test_sensitive_host_mounts_are_refused_with_the_mount_and_why(host: str, why
     assert err.key_path == "services.app.volumes[1]" and err.line == 9
     assert repr(host) in err.message and why in err.message
     assert err.hint and "allow_host_mounts = true" in err.hint and "--allow-host-mounts" in err.hint
+
+
+_segment = st.text(alphabet="abcxyz.-_", min_size=1, max_size=6).filter(
+    lambda t: t not in (".", ".."))
+
+
+@settings(max_examples=80, deadline=None)
+@given(parts=st.lists(_segment, max_size=4), root=st.sampled_from(SYSTEM_PATHS))
+def test_anything_under_a_system_path_is_refused(parts: list[str], root: str) -> None:
+    assert sensitive_reason("/".join([root, *parts])) is not None
+
+
+@settings(max_examples=80, deadline=None)
+@given(parts=st.lists(_segment, min_size=1, max_size=4))
+def test_paths_under_an_ordinary_folder_are_accepted(parts: list[str]) -> None:
+    assert sensitive_reason("/".join(["/srv", *parts])) is None
+    assert sensitive_reason("/".join(["/etcetera", *parts])) is None
 
 
 def test_read_only_does_not_make_the_engine_socket_safe() -> None:
