@@ -239,7 +239,8 @@ def repair(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> Non
             fail(MemoryStoreError(
                 f"{memory}: `clnrm memory repair` rebuilds an embedded store; a Chroma "
                 "server's index is repaired on its host", location=str(memory),
-                hint="run `clnrm memory repair --memory DIR` on the server's --path"))
+                hint="stop the server, move its --path directory to DIR/chroma, run "
+                     "`clnrm memory repair --memory DIR`, then serve DIR/chroma again"))
         report = store.repair()
         result = store.check()  # type: ignore[attr-defined]
 
