@@ -59,10 +59,13 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _styled(prefix: str, style: str, body: object) -> Any:
-    """A coloured prefix before user text that must never be read as rich markup."""
+    """A coloured prefix before user text that must never be read as rich markup.
+    Secret values (clnrm.redact) are masked: errors may quote what a file rendered to."""
     from rich.text import Text
 
-    return Text.assemble((prefix, style), str(body))
+    from clnrm.redact import redact_text
+
+    return Text.assemble((prefix, style), redact_text(str(body)))
 
 
 def _fail(exc: BaseException) -> NoReturn:
@@ -127,7 +130,9 @@ def validate(
         _fail(exc)
     bad = [o for o in outcomes if not o.ok]
     if fmt is Format.json:
-        typer.echo(json.dumps([_outcome_dict(o) for o in outcomes], indent=2))
+        from clnrm.redact import redact_value
+
+        typer.echo(json.dumps(redact_value([_outcome_dict(o) for o in outcomes]), indent=2))
     else:
         out = _console()
         for o in outcomes:

@@ -325,3 +325,14 @@ def test_secrets_appear_in_no_report_and_no_log(tmp_path: Path) -> None:
     assert first["exit_code"] == 0 and f"got:{MASK}" in first["stdout"]
     assert second["exit_code"] == 3 and MASK in second["stdout"]
     assert "test.done" in res.stderr and f"leak-{MASK}" in res.stderr  # the log line is masked
+
+
+def test_load_errors_quoting_a_secret_mask_it(tmp_path: Path) -> None:
+    path = tmp_path / "bad.clnrm.toml"
+    path.write_text('[meta]\nname = "x"\n[[steps]]\nname = "s"\ncommand = ["true"]\n'
+                    "timeout = \"{{ env(name='MY_TOKEN') }}\"\n")
+    for fmt in ("human", "json"):
+        res = run_cli("validate", "--format", fmt, str(path), env={"MY_TOKEN": SECRET},
+                      timeout=120)
+        assert res.returncode == 2 and "not a duration" in res.stdout
+        assert SECRET not in res.stdout + res.stderr and MASK in res.stdout
