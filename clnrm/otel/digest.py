@@ -91,14 +91,23 @@ def _cut_cycles(parents: list[int], key: Callable[[int], str]) -> list[int]:
 
 
 def _parents_first(parents: list[int]) -> list[int]:
-    """Indices of a forest (no cycles left) in an order that puts every parent first."""
-    children: list[list[int]] = [[] for _ in parents]
-    roots = []
-    for i, p in enumerate(parents):
-        (children[p] if p >= 0 else roots).append(i)
-    order = roots
-    for i in order:  # grows while iterated: breadth first, no recursion
-        order.extend(children[i])
+    """Indices of a forest (no cycles left) in an order that puts every parent first.
+
+    Each span is walked up to the first one already placed, then that walk is placed
+    top down: every span is visited once, with no recursion and no child lists.
+    """
+    placed = bytearray(len(parents))
+    order: list[int] = []
+    for start in range(len(parents)):
+        walk: list[int] = []
+        cur = start
+        while cur >= 0 and not placed[cur]:
+            walk.append(cur)
+            cur = parents[cur]
+        walk.reverse()
+        order.extend(walk)
+        for i in walk:
+            placed[i] = 1
     return order
 
 

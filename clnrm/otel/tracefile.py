@@ -295,9 +295,10 @@ def _check_tree(spans: list[Span], origin: _Origin, file: Path | str | None) -> 
     Both are checked after parsing because they span records; ``origin`` then finds
     the line and key path of the culprit.
     """
+    ids = [(span.trace_id, span.span_id) for span in spans]
     seen: dict[tuple[str, str], int] = {}
-    for index, span in enumerate(spans):
-        first = seen.setdefault((span.trace_id, span.span_id), index)
+    for index, span in enumerate(spans if len(set(ids)) != len(ids) else ()):
+        first = seen.setdefault(ids[index], index)
         if first != index:
             line, path = origin.locate(first, "id")
             earlier = f" (first at line {line})" if line is not None else ""
