@@ -50,6 +50,8 @@ _GRPC_WORKERS: Final = 4
 # gRPC queues RPCs beyond its workers; past this many in flight it answers
 # RESOURCE_EXHAUSTED instead of buffering without bound (same cap as HTTP connections)
 _GRPC_MAX_CONCURRENT_RPCS: Final = 1024
+_GRPC_HANDSHAKE_MS: Final = 10_000  # a connection that never completes its preface is cut
+_GRPC_IDLE_MS: Final = 30_000  # an idle connection gets GOAWAY (clients reconnect)
 
 SpanPredicate: TypeAlias = Callable[[Sequence[Span]], bool]
 """Called with all spans received so far (do not mutate, keep it cheap: it runs
@@ -148,6 +150,9 @@ class OtlpReceiver:
                              maximum_concurrent_rpcs=_GRPC_MAX_CONCURRENT_RPCS, options=[
             ("grpc.max_receive_message_length", min(hard_limit, 2**31 - 1)),
             ("grpc.so_reuseport", 0),  # never share a port with another receiver
+            # the HTTP deadlines' counterparts (gRPC core defaults: 120 s, never)
+            ("grpc.server_handshake_timeout_ms", _GRPC_HANDSHAKE_MS),
+            ("grpc.max_connection_idle_ms", _GRPC_IDLE_MS),
         ])
         address = f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
         try:

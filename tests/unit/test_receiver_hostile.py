@@ -371,3 +371,35 @@ def test_concurrent_grpc_exports_are_all_accepted_on_a_bounded_pool(
         assert all(call.result() == b"" for call in calls)
     assert receiver.span_count == 201
     assert peak <= before + 4  # at most the rest of the pool of 4 starts
+
+
+def test_grpc_export_is_served_while_hundreds_of_stalled_connections_are_open(
+        receiver: OtlpReceiver) -> None:
+    host, port = receiver.grpc_endpoint.removeprefix("http://").rsplit(":", 1)
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        export = channel.unary_unary(EXPORT)
+        assert export(payload(1, "warm"), timeout=30) == b""
+        before = threading.active_count()
+        stalled = [socket.create_connection((host, int(port)), timeout=10) for _ in range(300)]
+        try:
+            for sock in stalled:
+                sock.sendall(b"PRI * HTTP/2.0\r\n")  # half an HTTP/2 preface, then nothing
+            assert export(payload(2, "ok"), timeout=30) == b""
+            assert threading.active_count() <= before + 4  # gRPC core polls; no thread each
+        finally:
+            for sock in stalled:
+                sock.close()
+    assert receiver.span_count == 3
+
+
+def test_a_grpc_connection_that_never_finishes_its_preface_is_cut(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import clnrm.otel.receiver as receiver_module
+
+    monkeypatch.setattr(receiver_module, "_GRPC_HANDSHAKE_MS", 500)  # default 10 s
+    with OtlpReceiver() as rcv:
+        host, port = rcv.grpc_endpoint.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"PRI * HTTP/2.0\r\n")
+            while sock.recv(65536):  # the server's SETTINGS, then EOF (not our timeout)
+                pass
