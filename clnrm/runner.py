@@ -177,6 +177,10 @@ class Runner:
         ctx = SpecContext(default_image=self.options.image_map.get(
             self.options.default_image, self.options.default_image),
             image_map=self.options.image_map)
+        from clnrm.images._user import build_for_run  # services with build = {...}
+
+        scenarios = build_for_run(scenarios, self.backend, image_map=self.options.image_map,
+                                  on_event=self._on_event)
         plans = [plan(s, ctx) for s in scenarios]
         started = time.monotonic()
         result = RunResult(run_id=self.run_id, backend=self.options.backend,

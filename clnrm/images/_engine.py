@@ -70,8 +70,13 @@ def build_from_context(
     nocache: bool,
     emit: Callable[[str], None],
     failure_hint: str,
+    options: Mapping[str, Any] | None = None,
 ) -> str:
-    """Build ``context`` with the classic builder, tag it, stream its log; return the image id."""
+    """Build ``context`` with the classic builder, tag it, stream its log; return the image id.
+
+    ``options`` are passed on to the engine's build call (``dockerfile``, ``buildargs``,
+    ``target``: what a user's own build context needs).
+    """
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
     image_id: str | None = None
     stream = client.api.build(
@@ -84,6 +89,7 @@ def build_from_context(
         pull=False,
         nocache=nocache,
         decode=True,
+        **dict(options or {}),
     )
     for chunk in stream:
         for line in _chunk_lines(chunk):

@@ -136,6 +136,25 @@ class Volume(Model):
         return value
 
 
+def _build_shape(value: object) -> object:
+    """``build = "./app"`` is compose's short form of ``build = {context = "./app"}``."""
+    return {"context": value} if isinstance(value, str) else value
+
+
+class Build(Model):
+    """runner: build the service's image from the user's own code (compose's ``build``).
+
+    ``context`` is a folder, relative to the test file; ``dockerfile`` is relative to
+    the context; ``args`` are build args; ``target`` a stage. The image is built
+    before the run (``clnrm.images._user``), cached by a hash of all of these.
+    """
+
+    context: str = Field(min_length=1)
+    dockerfile: str = Field(default="Dockerfile", min_length=1)
+    args: TextMap = Field(default_factory=dict)
+    target: str | None = Field(default=None, min_length=1)
+
+
 class ServiceConfig(Model):
     """runner: one ``[services.NAME]`` / ``[service.NAME]`` table.
 
@@ -147,6 +166,7 @@ class ServiceConfig(Model):
 
     plugin: str = Field(default="generic_container", min_length=1)
     image: str | None = None
+    build: Annotated[Build | None, BeforeValidator(_build_shape)] = None  # built before the run
     command: Command | None = None  # runner: replaces the image CMD
     args: list[str] | None = None  # upstream spelling; used as command when command is unset
     entrypoint: list[str] | None = None
@@ -179,11 +199,12 @@ class ServiceConfig(Model):
             ("env", "environment"),
             ("workdir", "working_dir"),
             ("health_check", "healthcheck"),
+            ("image", "build"),
         )
 
     @property
     def image_required(self) -> bool:
-        return self.plugin not in IMAGE_OPTIONAL_PLUGINS
+        return self.plugin not in IMAGE_OPTIONAL_PLUGINS and self.build is None
 
 
 class Step(Model):
