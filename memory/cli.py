@@ -52,9 +52,12 @@ def open_store(location: str | None) -> Iterator[MemoryStore]:
     while opening or using it becomes :func:`fail` (``--memory /dev/null``, a file, a
     path that cannot be created are one line, exit 2)."""
     from clnrm.errors import ClnrmError
-    from memory import open_memory
+    from clnrm.extras import require
 
     try:
+        require("memory", feature="clnrm memory")  # one line, exit 2, before Chroma loads
+        from memory import open_memory
+
         with open_memory(location) as store:
             yield store
     except (ClnrmError, ValueError) as exc:
@@ -186,11 +189,13 @@ def check(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None
     Exit 0 when healthy, 1 when not (run `clnrm memory repair`), 2 on an error.
     """
     from clnrm.errors import ClnrmError
+    from clnrm.extras import require
     from memory import open_memory
     from memory._open import resolve_location
     from memory.errors import StoreWedged
 
     try:
+        require("memory", feature="clnrm memory")
         try:
             with open_memory(memory, repair=False) as store:
                 result = store.check()  # type: ignore[attr-defined]

@@ -68,10 +68,13 @@ def run(
         _styled,
     )
     from clnrm.errors import ClnrmError, InterruptedRun
+    from clnrm.extras import require
     from ray_cluster.launch import SwarmOptions, run_swarm
     from ray_cluster.orchestration import RunSettings
 
     try:
+        require("swarm", feature="clnrm swarm")  # one line, exit 2, before Ray is imported
+        require("memory", feature="clnrm swarm")  # the agents share a Chroma memory
         scenarios = _load_all(paths, strict=strict)  # every file valid before Ray starts
         files = [(str(sc.source), Path(str(sc.source)).read_text(encoding="utf-8"))
                  for sc in scenarios]
