@@ -246,7 +246,8 @@ class ChromaStore(StoreMixin):
             error = exc
         stats = None if error is not None else self.stats()
         return StoreHealth(location=self.location, mode=self.mode, healthy=error is None,
-                           wedged=error is not None, error=None if error is None else str(error),
+                           wedged=error is not None,
+                           probe_error=None if error is None else str(error),
                            total=stats.total if stats else 0,
                            by_kind=stats.by_kind if stats else {},
                            by_namespace={f"swarm/{a}": n for a, n in stats.by_agent.items()}

@@ -167,10 +167,12 @@ class ElectedStore(StoreMixin):
                 raise MemoryStoreError(f"memory store {self.root} is closed"
                                        + (" in this forked process; open it again"
                                           if self._forked else ""), location=str(self.root))
-            deadline = time.monotonic() + self._timeout
             while True:
+                # Each election gets the whole timeout, counted from when the writer was
+                # found gone: a request that waited long in a busy writer's queue before
+                # the writer handed over must not leave the next election seconds only.
                 if self._server is None and self._conn is None:
-                    self._elect(deadline)  # an earlier election ran out of time
+                    self._elect(time.monotonic() + self._timeout)  # an earlier one timed out
                 if self._server is not None:
                     return _RESULTS[op].validate_python(self._server.execute(op, args))
                 try:
@@ -178,7 +180,7 @@ class ElectedStore(StoreMixin):
                 except (OSError, EOFError):
                     # The writer went away; writes are idempotent, so resend after re-election.
                     self._drop_conn()
-                    self._elect(deadline)
+                    self._elect(time.monotonic() + self._timeout)
 
     # -- MemoryStore ---------------------------------------------------------
     def put(self, records: Iterable[Record]) -> PutAck:

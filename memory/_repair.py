@@ -72,7 +72,7 @@ class StoreHealth(BaseModel):
     mode: str
     healthy: bool
     wedged: bool
-    error: str | None = None
+    probe_error: str | None = Field(None, description="what the index said when probed")
     total: int
     by_kind: dict[str, int]
     by_namespace: dict[str, int]
@@ -211,7 +211,7 @@ def health(root: Path, *, error: BaseException | None, writer_pid: int | None = 
     collections, by_kind, by_namespace = inspect(root)
     wedged = error is not None and isinstance(error, StoreWedged)
     return StoreHealth(location=str(root), mode="embedded", healthy=error is None, wedged=wedged,
-                       error=None if error is None else str(error).splitlines()[0],
+                       probe_error=None if error is None else str(error).splitlines()[0],
                        total=sum(c.records for c in collections if c.name != _META),
                        by_kind=by_kind, by_namespace=by_namespace, collections=collections,
                        backups=backups(root), repairs=repairs_logged(root),

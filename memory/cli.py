@@ -212,8 +212,8 @@ def check(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None
         state = "healthy" if result.healthy else "WEDGED" if result.wedged else "NOT HEALTHY"
         typer.echo(f"{result.location} ({result.mode}): {state}, {result.total} records"
                    + (f", {result.repairs} repair(s) logged" if result.repairs else ""))
-        if result.error:
-            typer.echo(f"  {result.error}\n  Hint: run `clnrm memory repair` (no record is "
+        if result.probe_error:
+            typer.echo(f"  {result.probe_error}\n  Hint: run `clnrm memory repair` (no record is "
                        "lost: they are all in chroma/chroma.sqlite3)")
         if result.collections:
             _table("collections", ["collection", "records (sqlite)", "indexed (on disk)",
