@@ -459,6 +459,34 @@ def self_test(
     raise typer.Exit(0 if all(c.ok for c in checks) else 1)
 
 
+# -- doctor --------------------------------------------------------------------
+
+
+@app.command()
+def doctor(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human) -> None:
+    """Check this machine can run clnrm: engine, cgroups, fault tools, images, memory, Ray,
+    disk; each problem with a fix (exit 0 when every required check passes, 1 otherwise)."""
+    from clnrm.doctor import CheckStatus, diagnose
+
+    report = diagnose()
+    if fmt is Format.json:
+        typer.echo(report.model_dump_json(indent=2))
+        raise typer.Exit(report.exit_code)
+    out = _console()
+    marks = {CheckStatus.OK: ("✓ ", "green"), CheckStatus.WARN: ("! ", "yellow"),
+             CheckStatus.FAIL: ("✗ ", "red"), CheckStatus.SKIP: ("- ", "dim")}
+    for c in report.checks:
+        mark, style = marks[c.status]
+        out.print(_styled(mark, style, f"{c.name}: {c.summary}"), soft_wrap=True)
+        if c.fix and c.status is not CheckStatus.OK:
+            out.print(_styled("    fix: ", "dim", c.fix), soft_wrap=True)
+    failed = [c.name for c in report.checks if c.required and c.status is not CheckStatus.OK
+              and c.status is not CheckStatus.WARN]
+    out.print(f"clnrm {report.clnrm_version}: " + ("ready" if report.ok else
+              f"not ready ({', '.join(failed)})"))
+    raise typer.Exit(report.exit_code)
+
+
 # -- images, gc, plugins, init -------------------------------------------------
 
 
