@@ -604,6 +604,53 @@ def init(
     _console().print(f"wrote {target}; run it with: clnrm run {target}")
 
 
+import_app = typer.Typer(help="Start a test from another tool's file (docker-compose).",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("compose")
+def import_compose_file(
+    compose_file: Annotated[Path, typer.Argument(help="A docker-compose YAML file.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="The .clnrm.toml to write (default: print it).")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write an equivalent .clnrm.toml (services, env, depends_on, healthchecks, commands,
+    build); keys with no clnrm meaning become comments and warnings. Exit 2 if the written
+    file does not validate (e.g. a host mount clnrm refuses)."""
+    from clnrm.compose_import import import_compose
+    from clnrm.errors import ClnrmError
+    from clnrm.paths import check_output_file, os_error
+    from clnrm.scenario import load_scenario
+
+    try:
+        result = import_compose(compose_file, output=output)
+    except OSError as exc:
+        _fail(os_error(compose_file, exc, "read the compose file"))
+    except ClnrmError as exc:
+        _fail(exc)
+    err = _console(stderr=True)
+    for warning in result.warnings:
+        err.print(_styled("warning: ", "yellow", warning), soft_wrap=True)
+    if output is None:
+        typer.echo(result.text, nl=False)
+        return
+    try:
+        if output.exists() and not force:
+            raise ClnrmError(f"{output} exists (use --force to overwrite)")
+        check_output_file(output, what="test file")
+        output.write_text(result.text, encoding="utf-8")
+        load_scenario(output)
+    except OSError as exc:
+        _fail(os_error(output, exc, "write the imported test"))
+    except ClnrmError as exc:
+        err.print(f"wrote {output}, but it does not validate yet:", markup=False)
+        _fail(exc)
+    _console().print(f"wrote {output}; run it with: clnrm run {output}", markup=False,
+                     soft_wrap=True)
+
+
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
                  "help_option_names": []}
 

@@ -6,6 +6,7 @@ and service name, and removes the images it built, so parallel runs never share 
 
 from __future__ import annotations
 
+import json
 import secrets
 import textwrap
 from collections.abc import Iterator
@@ -142,3 +143,60 @@ def test_missing_context_is_a_located_error(tmp_path: Path) -> None:
     res = run_cli("run", str(test))
     assert res.returncode == 2
     assert "services.app.build.context" in res.stderr and "nowhere" in res.stderr
+
+
+COMPOSE = """\
+services:
+  db:
+    image: clnrm/busybox:latest
+    command: sh -c "sleep 1 && touch /tmp/ready && exec sleep 600"
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 500ms
+      retries: 40
+  web:
+    build:
+      context: ./web
+      args:
+        GREETING: compose
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: ["18080:8080"]
+    environment: [MODE=test]
+    restart: always
+    depends_on:
+      db:
+        condition: service_healthy
+"""
+
+
+def test_imported_compose_file_runs_on_docker(tmp_path: Path, docker_client: Any) -> None:
+    """A compose file with a build and a healthcheck condition, imported and run as is
+    (plus one real step): the build args reach the image, web starts after db is healthy."""
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "Dockerfile").write_text(
+        'FROM clnrm/busybox:latest\nARG GREETING=unset\n'
+        'RUN mkdir /www && echo "hello $GREETING" > /www/index.html\n')
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text(COMPOSE)
+    out = tmp_path / "app.clnrm.toml"
+    try:
+        res = run_cli("import", "compose", str(compose), "-o", str(out))
+        assert res.returncode == 0, res.stderr
+        assert "services.web.restart" in res.stderr
+        out.write_text(out.read_text() + textwrap.dedent("""
+            [[steps]]
+            name = "fetch"
+            command = ["wget", "-q", "-O", "-", "http://web:8080/"]
+            expected_output_regex = "^hello compose$"
+            """))
+        run = run_cli("run", str(out), "--format", "json")
+        assert run.returncode == 0, run.stdout + run.stderr
+        [test] = json.loads(run.stdout)["tests"]
+        timeline = {t["service"]: t for t in test["services_timeline"]}
+        assert timeline["web"]["depends_on"] == ["db"]
+        assert timeline["web"]["start_s"] >= timeline["db"]["ready_s"]
+    finally:
+        context = str((tmp_path / "web").resolve())
+        for image in docker_client.images.list(
+                filters={"label": f"{BUILD_CONTEXT_LABEL}={context}"}):
+            docker_client.images.remove(image.id, force=True)
