@@ -237,10 +237,18 @@ def test_sandbox_is_isolated_and_labelled(tmp_path: Path, docker_client: Any) ->
 
 
 def test_quickstart_from_init_passes(tmp_path: Path) -> None:
-    """The file `clnrm init` writes runs green on the local images (tests/test_demo_system.py
+    """The file `clnrm init` writes runs green on the local images and is judged on a span
+    its service emitted; breaking its expectation fails it (tests/test_demo_system.py
     covers scenarios/demo)."""
     assert run_cli("init", str(tmp_path)).returncode == 0
     res = run_cli("run", str(tmp_path / "tests"), "--format", "json")
     assert res.returncode == 0, res.stdout + res.stderr
     [test] = json.loads(res.stdout)["tests"]
-    assert test["outcome"] == "passed" and len(test["steps"]) == 2
+    assert test["outcome"] == "passed" and len(test["steps"]) == 1
+    [held] = [v for v in test["validations"] if v["validator"] == "span"]
+    assert held["status"] == "pass" and held["expectation"] == "span 'order.place'"
+    target = tmp_path / "tests" / "basic.clnrm.toml"
+    target.write_text(target.read_text().replace('"order.id" = "42" }', '"order.id" = "43" }'))
+    broken = run_cli("run", str(target))
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "order.id='42' (want '43')" in broken.stdout
