@@ -496,8 +496,13 @@ def images_build(
         help="busybox, debian, python-otel, demo-redis, demo-postgres, demo-app "
              "(default: all).")] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even when cached.")] = False,
+    pull: Annotated[bool, typer.Option(
+        "--pull", help="Opt-in, for users with a registry: take the Debian base from "
+                       "debian:bookworm-slim instead of debootstrapping it (no root or Linux "
+                       "host needed); later builds keep it until --force.")] = False,
 ) -> None:
-    """Build the local base images offline and cache them by content hash."""
+    """Build the local base images and cache them by content hash (nothing pulled unless
+    --pull)."""
     from clnrm.backends.docker import docker_client
     from clnrm.errors import ClnrmError
     from clnrm.images import KNOWN_IMAGES, build_images
@@ -510,7 +515,7 @@ def images_build(
         client = docker_client()
         out = _console(stderr=True)
         with out.status("building images") as status:
-            results = build_images(client, names or None, force=force,
+            results = build_images(client, names or None, force=force, pull=pull,
                                    on_event=lambda n, m: status.update(f"{n}: {m[:100]}"))
     except ClnrmError as exc:
         _fail(exc)

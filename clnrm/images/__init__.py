@@ -1,5 +1,8 @@
 """clnrm's local images: built on this machine, cached by content hash, never pulled.
 
+(One opt-in exception: ``clnrm images build --pull`` takes the Debian base from a
+registry, for hosts that cannot debootstrap it.)
+
 ``clnrm/busybox:latest`` (the default step image), ``clnrm/debian:bookworm`` (a
 debootstrapped base) and ``clnrm/python-otel:latest`` (python3 with the OpenTelemetry
 SDK and OTLP exporters). ``build_images`` makes them; ``ensure_image`` checks an image

@@ -43,6 +43,7 @@ def build_images(
     *,
     force: bool = False,
     on_event: BuildEventSink | None = None,
+    pull: bool = False,
 ) -> list[ImageBuildResult]:
     """Build the named catalogue images (all when None) and what they need, in order.
 
@@ -51,7 +52,8 @@ def build_images(
     dependencies pulled in to build them. ``on_event(name, message)`` receives every
     progress line (build log, debootstrap and pip output). Replaced images are removed
     when nothing uses them any more. Every failure raises ``BackendError`` carrying the
-    last log lines and a hint.
+    last log lines and a hint. ``pull`` (opt-in, for users with a registry) takes the
+    Debian base from ``debian:bookworm-slim`` instead of debootstrapping it.
     """
     plan = build_order(names)
     forced = {spec.name for spec in plan} if names is None else set(names)
@@ -59,7 +61,8 @@ def build_images(
     results: list[ImageBuildResult] = []
     replaced: list[str] = []
     for spec in plan:
-        result, previous = _build_one(client, spec, force=force and spec.name in forced, sink=sink)
+        result, previous = _build_one(client, spec, force=force and spec.name in forced,
+                                      sink=sink, pull=pull)
         results.append(result)
         if previous is not None and previous != result.image_id:
             replaced.append(previous)
@@ -86,10 +89,36 @@ def missing_image_hint(image: str) -> str:
         return f"build it: `clnrm images build {spec.name}` (or all: `clnrm images build`)"
     if ref.startswith("clnrm/"):
         return "build clnrm's images: `clnrm images build`"
-    return (
-        f"clnrm never pulls images: build {ref} yourself or `docker load -i FILE.tar` it, "
-        f"or map it to a local image with `--image-map {ref}={BUSYBOX_IMAGE}`"
-    )
+    hint = (f"clnrm never pulls images: pull it yourself (`docker pull {ref}`) or load it "
+            "(`docker load -i FILE.tar`)")
+    stand_in = local_stand_in(ref)
+    if stand_in is not None:
+        return f"{hint}, or map it to a local image with the same programs: " \
+               f"`--image-map {ref}={stand_in}`"
+    return f"{hint}, or build it from a Dockerfile (a service's `build` table)"
+
+
+_STAND_INS: Final = (
+    (("busybox", "alpine"), BUSYBOX_IMAGE),
+    (("debian", "ubuntu"), "clnrm/debian:bookworm"),
+    (("python",), "clnrm/python-otel:latest"),
+    (("redis", "valkey"), "clnrm/demo-redis:latest"),
+    (("postgres", "postgresql"), "clnrm/demo-postgres:latest"),
+)
+"""Image names -> the local image that carries the same programs (sh, apt, python3...)."""
+
+
+def local_stand_in(ref: str) -> str | None:
+    """A local image that can replace ``ref`` (``postgres:16`` -> the demo Postgres), if any.
+
+    Only images that carry the same programs qualify: mapping a database image to
+    busybox would start a container that cannot do the service's job.
+    """
+    name = ref.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0].lower()
+    for names, image in _STAND_INS:
+        if name in names:
+            return image
+    return None
 
 
 def content_hash(spec: ImageSpec, inputs: dict[str, str]) -> str:
@@ -99,14 +128,14 @@ def content_hash(spec: ImageSpec, inputs: dict[str, str]) -> str:
 
 
 def _build_one(
-    client: Any, spec: ImageSpec, *, force: bool, sink: BuildEventSink
+    client: Any, spec: ImageSpec, *, force: bool, sink: BuildEventSink, pull: bool = False
 ) -> tuple[ImageBuildResult, str | None]:
     started = time.monotonic()
 
     def emit(message: str) -> None:
         sink(spec.name, message)
 
-    ctx = RecipeContext(client=client, spec=spec, force=force, emit=emit)
+    ctx = RecipeContext(client=client, spec=spec, force=force, emit=emit, pull=pull)
     inputs = _guard_engine(lambda: spec.recipe.inputs(ctx), f"checking {spec.tag}", spec)
     digest = content_hash(spec, inputs)
     existing = _guard_engine(lambda: local_image(client, spec.tag), f"looking up {spec.tag}")
@@ -162,7 +191,8 @@ def _guard_engine(action: Callable[[], _T], doing: str, spec: ImageSpec | None =
         elif isinstance(e, docker.errors.APIError) and e.is_client_error():
             hint = "the engine rejected the request; check the image reference (name:tag)"
         else:
-            hint = "is the Docker engine running? `bash .ci/ensure-docker.sh` starts one"
+            hint = ("is the Docker engine running? start it (Docker Desktop, or `sudo "
+                    "systemctl start docker`); `clnrm doctor` checks the setup")
         raise BackendError(f"{doing} failed: {e}", backend="docker", hint=hint) from e
 
 

@@ -1,67 +1,51 @@
-"""Recipe for ``clnrm/busybox:latest``: ``FROM scratch`` plus the host's static busybox.
+"""Recipe for ``clnrm/busybox:latest``: ``FROM scratch`` plus Debian's static busybox.
 
-The binary comes from Debian's ``busybox-static`` (installed with apt-get when missing).
-It must be statically linked: a ``FROM scratch`` image has no dynamic loader.
+The binary is installed from ``busybox-static`` in a throwaway build stage ``FROM``
+the local ``clnrm/debian`` image, then copied into an empty image. Nothing comes from
+the host: Docker Desktop and macOS hosts have no ``/bin/busybox``, and a host's own
+busybox may be dynamically linked (useless in a ``FROM scratch`` image).
 """
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
 from clnrm.errors import BackendError
-from clnrm.images._engine import build_files
-from clnrm.images._host import ensure_host_packages
-from clnrm.images._model import RecipeContext
+from clnrm.images._engine import build_files, local_image
+from clnrm.images._model import DEBIAN_IMAGE, RecipeContext
 
-HOST_BUSYBOX: Final = Path("/bin/busybox")
 _CONTEXT_FILES: Final = ("Dockerfile", "passwd", "group")
 _PT_INTERP: Final = 3
 
 
 class BusyboxRecipe:
-    """Copy the host's static busybox into an empty image and install its applets in /bin."""
+    """Install busybox-static in a Debian stage; copy the one binary into an empty image."""
 
     failure_hint = (
-        "the busybox image needs only the engine and the host's /bin/busybox from "
-        "busybox-static; check `file /bin/busybox` says statically linked"
+        f"the busybox image is built FROM {DEBIAN_IMAGE} (apt installs busybox-static in "
+        "a build stage): check that image runs `apt-get update`, i.e. reaches the Debian mirror"
     )
 
     def inputs(self, ctx: RecipeContext) -> dict[str, str]:
-        binary = static_busybox(ctx)
+        base = local_image(ctx.client, DEBIAN_IMAGE)
+        if base is None:
+            raise BackendError(
+                f"{ctx.spec.tag} is built FROM {DEBIAN_IMAGE}, which is not present",
+                backend="docker",
+                hint="clnrm images build busybox (builds the Debian base first)",
+            )
         found = {name: _data_text(name) for name in _CONTEXT_FILES}
-        found["busybox.sha256"] = hashlib.sha256(binary.read_bytes()).hexdigest()
+        found["base"] = str(base.id)
         return found
 
     def build(self, ctx: RecipeContext, labels: dict[str, str]) -> str:
-        binary = static_busybox(ctx)
         files: dict[str, bytes | Path] = {
             name: _data_text(name).encode() for name in _CONTEXT_FILES
         }
-        files["busybox"] = binary
         return build_files(ctx, files, labels=labels, failure_hint=self.failure_hint)
-
-
-def static_busybox(ctx: RecipeContext) -> Path:
-    """The host's busybox binary, installing ``busybox-static`` if there is none."""
-    ensure_host_packages(
-        ["busybox-static"],
-        present=HOST_BUSYBOX.exists,
-        why=f"build {ctx.spec.tag}",
-        emit=ctx.emit,
-    )
-    binary = HOST_BUSYBOX.resolve()
-    if not is_static_elf(binary):
-        raise BackendError(
-            f"{binary} is dynamically linked, so it cannot run in a FROM scratch image",
-            backend="docker",
-            hint="install Debian's static build instead (it replaces the dynamic one): "
-            "apt-get install -y busybox-static",
-        )
-    return binary
 
 
 def is_static_elf(path: Path) -> bool:

@@ -24,7 +24,8 @@ KNOWN_IMAGES: Final[dict[str, ImageSpec]] = {
         ImageSpec(
             name="busybox",
             tag=BUSYBOX_IMAGE,
-            summary="FROM scratch + the host's static busybox; the default step image",
+            summary="FROM scratch + Debian's static busybox; the default step image",
+            requires=("debian",),
             recipe=BusyboxRecipe(),
         ),
         ImageSpec(

@@ -4,6 +4,11 @@ No registry is reachable, so the Debian base is bootstrapped on the host from th
 host's own apt mirror (see ``_mirror``) and imported as a single-layer image.
 debootstrap needs root; downloaded packages are kept in ``~/.cache/clnrm/debootstrap``
 so a rebuild fetches nothing new.
+
+Users who have a registry (and hosts where debootstrap cannot run: macOS, Docker
+Desktop, no root) opt in with ``clnrm images build --pull``: the base is then Debian's
+own ``debian:bookworm-slim`` with the same apt/dpkg config. An image made that way is
+labelled so later builds without ``--pull`` keep it (until ``--force``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from importlib import resources
@@ -18,13 +24,19 @@ from pathlib import Path
 from typing import Final
 
 from clnrm.errors import BackendError
-from clnrm.images._engine import import_rootfs
+from clnrm.images._engine import build_files, import_rootfs, local_image
 from clnrm.images._host import ensure_host_packages, is_root, run_streaming
 from clnrm.images._mirror import MIRROR_ENV, SUITE, debian_mirror
 from clnrm.images._model import RecipeContext
 from clnrm.images._wheels import cache_root
 
 VARIANT: Final = "minbase"
+REGISTRY_BASE: Final = "debian:bookworm-slim"
+"""What ``--pull`` builds ``clnrm/debian`` FROM (Debian's own minbase-like image)."""
+BASE_LABEL: Final = "clnrm.image.base"
+"""Set to :data:`REGISTRY_BASE` on a ``clnrm/debian`` made with ``--pull``."""
+PULL_HINT: Final = (f"or, with a registry, take Debian's image ({REGISTRY_BASE}) instead: "
+                    "clnrm images build --pull")
 DEBOOTSTRAP_TIMEOUT_S: Final = 1200
 CONFIG_CHANGES: Final = (
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -62,6 +74,9 @@ class DebianRootfsRecipe:
     )
 
     def inputs(self, ctx: RecipeContext) -> dict[str, str]:
+        if _from_registry(ctx):
+            return {"source": REGISTRY_BASE, "dockerfile": _registry_dockerfile(),
+                    **{dest: _data_text(src) for dest, src in _DATA_FILES.items()}}
         mirror = debian_mirror()
         return {
             "suite": SUITE,
@@ -75,12 +90,24 @@ class DebianRootfsRecipe:
         }
 
     def build(self, ctx: RecipeContext, labels: dict[str, str]) -> str:
+        if _from_registry(ctx):
+            files: dict[str, bytes | Path] = {"Dockerfile": _registry_dockerfile().encode()}
+            files.update({src: _data_text(src).encode() for src in _DATA_FILES.values()})
+            return build_files(ctx, files, labels=labels, failure_hint=(
+                f"--pull builds FROM {REGISTRY_BASE}: check `docker pull {REGISTRY_BASE}` "
+                "works (registry reachable, logged in)"))
+        if not sys.platform.startswith("linux"):
+            raise BackendError(
+                f"building {ctx.spec.tag} runs debootstrap, which needs a Linux host",
+                backend="docker",
+                hint=f"build the images on Linux as root, {PULL_HINT}",
+            )
         if not is_root():
             raise BackendError(
                 f"building {ctx.spec.tag} needs root (debootstrap creates device nodes "
                 "and chroots)",
                 backend="docker",
-                hint=f"run it as root: sudo clnrm images build {ctx.spec.name}",
+                hint=f"run it as root: sudo clnrm images build {ctx.spec.name}, {PULL_HINT}",
             )
         ensure_host_packages(
             ["debootstrap", "debian-archive-keyring"],
@@ -130,6 +157,24 @@ class DebianRootfsRecipe:
             backend="docker",
             hint=self.failure_hint,
         )
+
+
+def _from_registry(ctx: RecipeContext) -> bool:
+    """``--pull`` now, or the present image was made with it (and no ``--force``)."""
+    if ctx.pull:
+        return True
+    if ctx.force:
+        return False
+    present = local_image(ctx.client, ctx.spec.tag)
+    return present is not None and (present.labels or {}).get(BASE_LABEL) == REGISTRY_BASE
+
+
+def _registry_dockerfile() -> str:
+    lines = [f"FROM {REGISTRY_BASE}",
+             *(f"COPY {src} /{dest}" for dest, src in _DATA_FILES.items()),
+             f"LABEL {BASE_LABEL}={REGISTRY_BASE}",
+             *CONFIG_CHANGES]
+    return "\n".join(lines) + "\n"
 
 
 def _includes(mirror: str) -> list[str]:

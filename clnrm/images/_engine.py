@@ -86,10 +86,9 @@ def build_from_context(
         labels=dict(labels),
         rm=True,
         forcerm=True,
-        pull=False,
         nocache=nocache,
         decode=True,
-        **dict(options or {}),
+        **{"pull": False, **dict(options or {})},  # pull only for `images build --pull`
     )
     for chunk in stream:
         for line in _chunk_lines(chunk):
@@ -169,4 +168,5 @@ def build_files(ctx: RecipeContext, files: Mapping[str, ContextEntry], *,
     """Tar ``files`` and build them as ``ctx.spec.tag``: the one build path of every recipe."""
     with make_context(files) as context:
         return build_from_context(ctx.client, tag=ctx.spec.tag, context=context, labels=labels,
-                                  nocache=ctx.force, emit=ctx.emit, failure_hint=failure_hint)
+                                  nocache=ctx.force, emit=ctx.emit, failure_hint=failure_hint,
+                                  options={"pull": True} if ctx.pull else None)

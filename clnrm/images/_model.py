@@ -86,3 +86,5 @@ class RecipeContext:
     spec: ImageSpec
     force: bool = False
     emit: Callable[[str], None] = field(default=lambda message: None)
+    pull: bool = False
+    """``clnrm images build --pull``: the Debian base may come from the user's registry."""

@@ -229,6 +229,109 @@ def test_mirror_comes_from_host_style_apt_sources() -> None:
     )
 
 
+@pytest.mark.skipif(not Path("/bin/busybox").exists(), reason="this host has no /bin/busybox")
 def test_host_busybox_is_static_and_python_is_not() -> None:
     assert is_static_elf(Path("/bin/busybox").resolve())
     assert not is_static_elf(Path(sys.executable).resolve())
+
+
+def test_missing_image_hint_maps_only_to_an_image_with_the_same_programs() -> None:
+    from clnrm.images import missing_image_hint
+
+    assert "`--image-map postgres:16=clnrm/demo-postgres:latest`" in missing_image_hint(
+        "postgres:16")
+    assert "=clnrm/demo-redis:latest`" in missing_image_hint("docker.io/library/redis:7")
+    unknown = missing_image_hint("ghcr.io/acme/api:1.2")
+    assert "--image-map" not in unknown and "`build` table" in unknown
+    assert "docker pull ghcr.io/acme/api:1.2" in unknown
+
+
+def _test_spec(name: str, tag: str) -> Any:
+    return KNOWN_IMAGES[name].model_copy(update={"tag": tag})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_busybox_is_built_from_debian_without_any_host_file(
+    docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clnrm.images._build import _build_one
+
+    # a host without /bin/busybox (macOS, Docker Desktop): nothing may read it
+    real_open = Path.open
+
+    def guarded(self: Path, *args: Any, **kwargs: Any) -> Any:
+        assert "busybox" not in str(self) or "clnrm/images" in str(self), self
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", guarded)
+    tag = f"clnrm/busybox:test-{uuid.uuid4().hex[:8]}"
+    spec = _test_spec("busybox", tag)
+    try:
+        result, _ = _build_one(docker_client, spec, force=False, sink=lambda n, m: None)
+        assert not result.cached
+        banner = run_in(docker_client, tag, ["sh", "-c", "busybox | head -1; id -un nobody"])
+        assert banner.startswith("BusyBox v1.") and "Debian" in banner and "nobody" in banner
+        again, _ = _build_one(docker_client, spec, force=False, sink=lambda n, m: None)
+        assert again.cached
+    finally:
+        _remove_tag(docker_client, tag)
+
+
+@pytest.mark.timeout(600)
+def test_pull_builds_debian_from_the_registry_base_and_later_builds_keep_it(
+    docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clnrm.images import _debian
+    from clnrm.images._build import _build_one
+
+    # No registry here: a local tag stands in for debian:bookworm-slim, and the engine is
+    # told not to pull (what --pull adds is the engine's own pull of that FROM image).
+    fake_base = f"clnrm-test/debian-slim:{uuid.uuid4().hex[:8]}"
+    docker_client.images.get(DEBIAN_IMAGE).tag(fake_base)
+    monkeypatch.setattr(_debian, "REGISTRY_BASE", fake_base)
+    real_build_files = _debian.build_files
+
+    def without_engine_pull(ctx: Any, *args: Any, **kwargs: Any) -> str:
+        ctx.pull = False
+        return real_build_files(ctx, *args, **kwargs)
+
+    monkeypatch.setattr(_debian, "build_files", without_engine_pull)
+    tag = f"clnrm/debian:test-{uuid.uuid4().hex[:8]}"
+    spec = _test_spec("debian", tag)
+    try:
+        built, _ = _build_one(docker_client, spec, force=False, sink=lambda n, m: None, pull=True)
+        image = docker_client.images.get(tag)
+        assert image.labels[_debian.BASE_LABEL] == fake_base
+        assert "LANG=C.UTF-8" in image.attrs["Config"]["Env"]
+        assert "docker-clean" in run_in(docker_client, tag, ["ls", "/etc/apt/apt.conf.d"])
+        # a later plain build (no --pull) keeps the pulled base instead of debootstrapping
+        kept, _ = _build_one(docker_client, spec, force=False, sink=lambda n, m: None)
+        assert kept.cached and kept.image_id == built.image_id
+    finally:
+        _remove_tag(docker_client, tag)
+        _remove_tag(docker_client, fake_base)
+
+
+def test_pull_without_a_reachable_registry_is_one_error_with_a_hint(
+    docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clnrm.images import _debian
+    from clnrm.images._build import _build_one
+
+    monkeypatch.setattr(_debian, "REGISTRY_BASE", "localhost:9/clnrm-absent/debian:1")
+    tag = f"clnrm/debian:test-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(BackendError) as caught:
+        _build_one(docker_client, _test_spec("debian", tag), force=False,
+                   sink=lambda n, m: None, pull=True)
+    assert "docker pull localhost:9/clnrm-absent/debian:1" in (caught.value.hint or "")
+    assert not docker_client.api.images(name=tag)
+
+
+def _remove_tag(client: Any, tag: str) -> None:
+    import docker.errors
+
+    try:
+        client.images.remove(tag)
+    except docker.errors.APIError:
+        pass
