@@ -539,6 +539,13 @@ def images_list() -> None:
     for short, spec in KNOWN_IMAGES.items():
         present = bool(client.api.images(name=spec.tag))
         out.print(f"{'[green]present[/]' if present else '[red]missing[/]'}  {short:12} {spec.tag}")
+    from clnrm.images._user import BUILD_CONTEXT_LABEL, user_built_images
+
+    for image in user_built_images(client):  # services' `build = {...}` images
+        name = image.labels.get("clnrm.image.name", "build")
+        out.print(_styled("built    ", "green", f"{name:12} {', '.join(image.tags) or image.id} "
+                          f"(context {image.labels.get(BUILD_CONTEXT_LABEL, '?')})"),
+                  soft_wrap=True)
 
 
 @app.command()

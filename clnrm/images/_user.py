@@ -248,7 +248,7 @@ def rewrite_dockerfile(
         if earlier_stage or ref == "scratch":
             continue
         mapped = image_map.get(ref) or image_map.get(with_default_tag(ref)) or ref
-        if mapped != written:
+        if mapped != ref:  # only a mapped base changes the text the engine builds
             lines[number - 1] = line.replace(written, mapped, 1)
         bases.append((mapped, number))
     return "".join(lines), bases
