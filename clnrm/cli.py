@@ -77,6 +77,9 @@ def _fail(exc: BaseException) -> NoReturn:
 
         traceback.print_exception(exc)
     code = exc.exit_code if isinstance(exc, ClnrmError) else 2
+    from clnrm.output import emit_error
+
+    emit_error(exc)  # --format json: the document is printed even on exit 2
     _console(stderr=True).print(_styled("error: ", "bold red", exc), soft_wrap=True)
     raise typer.Exit(code)
 
@@ -97,6 +100,9 @@ def main_options(
 ) -> None:
     _state["debug"] = debug
     _state["verbose"] = verbose
+    from clnrm.output import expect_json
+
+    expect_json(None)
     from clnrm.logs import configure
 
     configure(verbose, debug=debug)
@@ -117,11 +123,11 @@ def validate(
     allow_host_mounts: Annotated[bool, typer.Option(help=_HOST_MOUNTS_HELP)] = False,
 ) -> None:
     """Check test files without running anything: exit 0 if all are valid, 2 otherwise."""
-    import json
-
+    from clnrm.output import emit, expect_json
     from clnrm.scenario import validate_paths
     from clnrm.scenario.mounts import allowing_host_mounts
 
+    expect_json("validate" if fmt is Format.json else None)
     try:
         _refuse_special_files(paths)
         with allowing_host_mounts(allow_host_mounts):
@@ -129,11 +135,9 @@ def validate(
     except Exception as exc:
         _fail(exc)
     bad = [o for o in outcomes if not o.ok]
-    if fmt is Format.json:
-        from clnrm.redact import redact_value
-
-        typer.echo(json.dumps(redact_value([_outcome_dict(o) for o in outcomes]), indent=2))
-    else:
+    if fmt is Format.json and outcomes:
+        emit("validate", [_outcome_dict(o) for o in outcomes], error=_first_invalid(bad))
+    elif fmt is not Format.json:
         out = _console()
         for o in outcomes:
             for w in o.warnings:
@@ -148,6 +152,21 @@ def validate(
     if not outcomes:
         _fail(_no_files(paths))
     raise typer.Exit(2 if bad else 0)
+
+
+def _first_invalid(bad: list[Any]) -> dict[str, Any] | None:
+    """The ``error`` of validate's JSON document: how many files are invalid, located at
+    the first error of the first one."""
+    if not bad:
+        return None
+    from clnrm.output import error_info
+
+    first = bad[0].errors[0] if bad[0].errors else str(bad[0].path)
+    info = error_info(first)
+    info["message"] = f"{len(bad)} invalid test file{'s' if len(bad) != 1 else ''}: " + \
+        info["message"]
+    info["file"] = info["file"] or str(bad[0].path)
+    return info
 
 
 def _outcome_dict(o: Any) -> dict[str, Any]:
@@ -227,17 +246,21 @@ def run(
                          fail_fast=fail_fast, otel_endpoint=otel_endpoint)
     with allowing_host_mounts(allow_host_mounts):
         _run_files(paths, options, strict=strict, image_map=image_map or [], traces=traces,
-                   fmt=fmt, digest=digest, reports=(report_json, report_junit, report_html))
+                   fmt=fmt, digest=digest, reports=(report_json, report_junit, report_html),
+                   command="run")
 
 
 def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[str],
                fmt: Format, reports: tuple[Path | None, Path | None, Path | None],
                traces: Path | None = None, digest: bool = False,
-               require: Any = None) -> NoReturn:
+               require: Any = None, command: str = "run") -> NoReturn:
     """Load every file, run (or judge traces), write reports, print, exit with the verdict.
     ``require(scenarios)`` may refuse the set before anything runs."""
     from clnrm.errors import ClnrmError, InterruptedRun
+    from clnrm.output import expect_json
     from clnrm.runner import Runner
+
+    expect_json(command if fmt is Format.json else None)
 
     try:
         _refuse_special_files(paths)
@@ -263,7 +286,7 @@ def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list
                        html_path=reports[2])
     except (ClnrmError, OSError) as exc:
         _fail(exc)
-    _print_result(result, fmt, digest=digest)
+    _print_result(result, fmt, digest=digest, command=command)
     raise typer.Exit(result.exit_code)
 
 
@@ -296,20 +319,23 @@ def _load_all(paths: list[Path], *, strict: bool) -> list[Any]:
     files = discover_test_files(paths)
     if not files:
         raise _no_files(paths)
-    scenarios, errors = [], []
+    scenarios, errors, causes = [], [], []
     err = _console(stderr=True)
     for f in files:
         try:
             sc = load_scenario(f, strict=strict)
         except ClnrmError as exc:
             errors.append(str(exc))
+            causes.append(exc)
             continue
         for w in getattr(sc, "warnings", []):
             err.print(_styled("warning: ", "yellow", w), soft_wrap=True)
         scenarios.append(sc)
     if errors:
-        raise ClnrmError(f"{len(errors)} of {len(files)} test files are invalid; nothing was run:\n"
-                         + "\n".join(errors))
+        failure = ClnrmError(f"{len(errors)} of {len(files)} test files are invalid; nothing was "
+                             "run:\n" + "\n".join(errors))
+        failure.causes = causes  # type: ignore[attr-defined]  # located JSON error: the first
+        raise failure
     return scenarios
 
 
@@ -377,7 +403,8 @@ class _progress:  # noqa: N801
             self._bar.__exit__(None, None, None)
 
 
-def _print_result(result: RunResult, fmt: Format, *, digest: bool = False) -> None:
+def _print_result(result: RunResult, fmt: Format, *, digest: bool = False,
+                  command: str = "run") -> None:
     from rich.markup import escape
 
     from clnrm.redact import redacted
@@ -385,7 +412,10 @@ def _print_result(result: RunResult, fmt: Format, *, digest: bool = False) -> No
 
     result = redacted(result)
     if fmt is Format.json:
-        typer.echo(result.model_dump_json(indent=2))
+        from clnrm.output import emit
+        from clnrm.reports import run_error
+
+        emit(command, result, error=run_error(result))
         return
     out = _console()
     for lim in result.limitations:
@@ -429,12 +459,12 @@ def self_test(
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
 ) -> None:
     """Check clnrm's span validation on spans sent over real OTLP (exit 0 when sound)."""
-    import json
-
     from clnrm.errors import ClnrmError, InterruptedRun
+    from clnrm.output import emit, expect_json
     from clnrm.runner import Runner, RunOptions
     from clnrm.selftest import find_suite, judge
 
+    expect_json("self-test" if fmt is Format.json else None)
     try:
         folder = find_suite(suite)
         scenarios = _load_all([folder], strict=True)
@@ -447,7 +477,7 @@ def self_test(
         _fail(exc)
     checks = judge(result, folder)
     if fmt is Format.json:
-        typer.echo(json.dumps([c.model_dump() for c in checks], indent=2))
+        emit("self-test", checks)
     else:
         out = _console()
         for c in checks:
@@ -470,7 +500,9 @@ def doctor(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human
 
     report = diagnose()
     if fmt is Format.json:
-        typer.echo(report.model_dump_json(indent=2))
+        from clnrm.output import emit
+
+        emit("doctor", report)  # the envelope's clnrm_version is the report's
         raise typer.Exit(report.exit_code)
     out = _console()
     marks = {CheckStatus.OK: ("✓ ", "green"), CheckStatus.WARN: ("! ", "yellow"),
@@ -553,17 +585,23 @@ def gc(
     everything: Annotated[bool, typer.Option("--all", help="Also remove live runs' resources.")]
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
 ) -> None:
     """Remove containers, networks and volumes left by killed runs (undoing chaos faults
     they left applied first)."""
     from clnrm.backends.docker import docker_client
     from clnrm.errors import ClnrmError
     from clnrm.gc import collect_dead_runs
+    from clnrm.output import emit, expect_json
 
+    expect_json("gc" if fmt is Format.json else None)
     try:
         found = collect_dead_runs(docker_client(), everything=everything, dry_run=dry_run)
     except ClnrmError as exc:
         _fail(exc)
+    if fmt is Format.json:
+        emit("gc", {"dry_run": dry_run, "runs": found})
+        return
     out = _console()
     verb = "would remove" if dry_run else "removed"
     for r in found:
@@ -576,15 +614,22 @@ def gc(
 
 
 @app.command()
-def plugins() -> None:
+def plugins(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human) -> None:
     """List the installed service plugins."""
     from clnrm.errors import ClnrmError
+    from clnrm.output import emit, expect_json
     from clnrm.plugins import service_types
 
+    expect_json("plugins" if fmt is Format.json else None)
     try:
         types = service_types()
     except ClnrmError as exc:
         _fail(exc)
+    if fmt is Format.json:
+        emit("plugins", [{"name": name, "description": st.description,
+                          "module": type(st).__module__}
+                         for name, st in sorted(types.items())])
+        return
     for name, st in sorted(types.items()):
         _console().print(f"{name:20} {st.description}")
 
@@ -674,10 +719,10 @@ def chaos_list(
         help="Only this category: network, container, resource, application.")] = None,
 ) -> None:
     """Show every fault type: name, category, what it does, its parameters."""
-    import json
-
     from clnrm.errors import ClnrmError
+    from clnrm.output import emit, expect_json
 
+    expect_json("chaos list" if fmt is Format.json else None)
     try:
         from clnrm.chaos.catalog import fault_types
 
@@ -689,7 +734,7 @@ def chaos_list(
         _fail(ClnrmError(f"no fault category {category!r}",
                          hint="categories: network, container, resource, application"))
     if fmt is Format.json:
-        typer.echo(json.dumps(entries, indent=2))
+        emit("chaos list", entries)
         return
     from rich.table import Table
 
@@ -734,7 +779,8 @@ def chaos_run(
 
     options = RunOptions(seed=seed, default_image=default_image, artifacts_dir=artifacts)
     _run_files(experiment, options, strict=strict, image_map=[], fmt=fmt,
-               reports=(report_json, report_junit, report_html), require=require)
+               reports=(report_json, report_junit, report_html), require=require,
+               command="chaos run")
 
 
 @app.command("memory", context_settings=_PASS_THROUGH, add_help_option=False)

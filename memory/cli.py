@@ -41,6 +41,9 @@ def fail(exc: BaseException) -> NoReturn:
     from rich.console import Console
     from rich.text import Text
 
+    from clnrm.output import emit_error
+
+    emit_error(exc)  # --format json: the document is printed even on exit 2
     Console(stderr=True, highlight=False).print(
         Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
     raise typer.Exit(2)
@@ -69,11 +72,9 @@ def open_store(location: str | None) -> Iterator[MemoryStore]:
 
 def _emit(fmt: OutputFormat, data: Any, human: Callable[[], None]) -> None:
     if fmt is OutputFormat.json:
-        import json
+        from clnrm.output import current_command, emit
 
-        from pydantic_core import to_jsonable_python
-
-        typer.echo(json.dumps(to_jsonable_python(data), indent=None))
+        emit(current_command() or "memory", data, indent=None)  # one line, in the envelope
     else:
         human()
 

@@ -105,7 +105,10 @@ def _print_report(report: SwarmReport, fmt: Format) -> None:
     from agents.base import TaskStatus
 
     if fmt is Format.json:
-        typer.echo(report.model_dump_json(indent=2, exclude={"tasks": {"__all__": {"text"}}}))
+        from clnrm.output import emit
+
+        emit("swarm run", report.model_dump(mode="json",
+                                            exclude={"tasks": {"__all__": {"text"}}}))
         return
     out = Console(highlight=False)
     out.print(f"[bold]swarm run {report.run_id}[/] [dim](ray {escape(report.ray)}, memory "

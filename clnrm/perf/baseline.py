@@ -303,7 +303,9 @@ def load_baseline_file(path: str, *, source: str | None = None) -> Baseline:
     if not file.is_absolute() and source:
         file = Path(source).parent / file
     try:
-        return Baseline.model_validate_json(file.read_text(encoding="utf-8"))
+        from clnrm.output import strip_envelope_text  # show --format json prints an envelope
+
+        return Baseline.model_validate_json(strip_envelope_text(file.read_text(encoding="utf-8")))
     except OSError as exc:
         raise ClnrmError(f"cannot read the baseline file {file}: {exc.strerror or exc}",
                          hint="write one with `clnrm perf baseline show FILE --format json`"

@@ -57,11 +57,9 @@ def _baselines(location: str | None) -> Iterator[BaselineStore]:
 
 def _emit(fmt: OutputFormat, data: Any, human: Callable[[], None]) -> None:
     if fmt is OutputFormat.json:
-        import json
+        from clnrm.output import current_command, emit
 
-        from pydantic_core import to_jsonable_python
-
-        typer.echo(json.dumps(to_jsonable_python(data)))
+        emit(current_command() or "perf", data, indent=None)  # one line, in the envelope
     else:
         human()
 

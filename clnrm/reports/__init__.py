@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from clnrm.reports._graph import ServiceEdge, ServiceGraph, service_graph
 from clnrm.reports._html import render_html, write_html
-from clnrm.reports._json import render_json, write_json
+from clnrm.reports._json import render_json, run_error, write_json
 from clnrm.reports._junit import render_junit, write_junit
 from clnrm.reports._waterfall import SPAN_LIMIT, Waterfall, WaterfallRow, waterfall
 
@@ -26,6 +26,7 @@ __all__ = [
     "render_html",
     "render_json",
     "render_junit",
+    "run_error",
     "service_graph",
     "waterfall",
     "write_html",

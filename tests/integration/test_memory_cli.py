@@ -39,7 +39,7 @@ def test_query_json_filters_by_kind_and_agent(store_dir: Path) -> None:
     result = memory_cli("query", "postgres refused", "--kind", "failure", "--agent", "chaos",
                         "-k", "5", "--memory", str(store_dir), "--format", "json")
     assert result.returncode == 0, result.stderr
-    hits = json.loads(result.stdout)
+    hits = json.loads(result.stdout)["hits"]
     assert [h["record"]["test"] for h in hits] == ["checkout"]
     assert hits[0]["score"] > 0
 
@@ -66,7 +66,8 @@ def test_memory_location_comes_from_the_environment(store_dir: Path) -> None:
 def test_export_then_import_into_another_store(store_dir: Path, tmp_path: Path) -> None:
     dump = tmp_path / "dump.jsonl"
     out = memory_cli("export", str(dump), "--memory", str(store_dir), "-f", "json")
-    assert json.loads(out.stdout) == {"exported": 3, "file": str(dump)}
+    doc = json.loads(out.stdout)
+    assert (doc["exported"], doc["file"], doc["command"]) == (3, str(dump), "memory export")
     assert len(dump.read_text().splitlines()) == 3
     other = tmp_path / "other"
     result = memory_cli("import", str(dump), "--memory", str(other))

@@ -65,7 +65,7 @@ def saved(demo_images: None, memory: Path) -> dict[str, Any]:
     finally:
         structlog.reset_defaults()
     assert done.exit_code == 0, done.stdout + done.stderr
-    [entry] = json.loads(done.stdout)
+    [entry] = json.loads(done.stdout)["saved"]
     return dict(entry)
 
 

@@ -24,7 +24,7 @@ NEGATIVE_KIND = SUITE / "negative" / "selftest_neg_span_kind.clnrm.toml"
 
 def test_self_test_suite_behaves_as_declared() -> None:
     res = run_cli("self-test", "--format", "json")
-    checks = json.loads(res.stdout)
+    checks = json.loads(res.stdout)["checks"]
     assert res.returncode == 0, res.stdout + res.stderr
     assert len(checks) >= 9 and all(c["ok"] for c in checks)
     assert any("negative" in c["file"] for c in checks)

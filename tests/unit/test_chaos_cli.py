@@ -37,7 +37,7 @@ def test_the_catalog_has_every_fault_the_issue_names_in_four_categories() -> Non
 def test_chaos_list_json_is_the_catalog_for_tools() -> None:
     proc = run_cli("chaos", "list", "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    entries = json.loads(proc.stdout)
+    entries = json.loads(proc.stdout)["faults"]
     assert [e["type"] for e in entries] == list(fault_types())
     latency = next(e for e in entries if e["type"] == "latency")
     assert latency["category"] == "network" and latency["proxied"] is True
@@ -46,7 +46,7 @@ def test_chaos_list_json_is_the_catalog_for_tools() -> None:
 
 def test_chaos_list_filters_by_category_and_refuses_an_unknown_one() -> None:
     proc = run_cli("chaos", "list", "--category", "container", "--format", "json")
-    assert {e["category"] for e in json.loads(proc.stdout)} == {"container"}
+    assert {e["category"] for e in json.loads(proc.stdout)["faults"]} == {"container"}
     proc = run_cli("chaos", "list", "--category", "weather")
     assert proc.returncode == 2 and "no fault category 'weather'" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -115,7 +115,7 @@ def test_validate_accepts_an_expectations_only_file_with_a_note(tmp_path) -> Non
         res = run_cli("validate", *args, str(test))
         assert res.returncode == 0, res.stdout + res.stderr
         assert "note:" in res.stdout and "--traces" in res.stdout
-    [outcome] = json.loads(run_cli("validate", "-f", "json", str(test)).stdout)
+    [outcome] = json.loads(run_cli("validate", "-f", "json", str(test)).stdout)["files"]
     assert outcome["status"] == "ok" and "--traces" in outcome["notes"][0]
 
 
@@ -150,6 +150,6 @@ def test_key_with_no_effect_warns_on_run_and_fails_strict(tmp_path) -> None:
     assert any("[orchestration.retries] has no effect" in w for w in verdict["warnings"])
     strict = run_cli("run", str(test), "--backend", "local", "--strict")
     assert strict.returncode == 2 and "[orchestration.retries]" in strict.stderr
-    [outcome] = json.loads(run_cli("validate", "-f", "json", str(test)).stdout)
+    [outcome] = json.loads(run_cli("validate", "-f", "json", str(test)).stdout)["files"]
     [warning] = outcome["warnings"]
     assert (warning["line"], warning["key"]) == (5, "orchestration.retries")

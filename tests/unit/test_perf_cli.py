@@ -63,7 +63,7 @@ def logs_on_stderr() -> Iterator[None]:
 
 def test_empty_memory_lists_nothing_and_show_explains(memory: Path) -> None:
     listed = perf(memory, "baseline", "list", "--format", "json")
-    assert listed.exit_code == 0 and json.loads(listed.stdout) == []
+    assert listed.exit_code == 0 and json.loads(listed.stdout)["baselines"] == []
     shown = perf(memory, "baseline", "show", "demo_perf", "--fingerprint", FP)
     assert shown.exit_code == 2
     assert f"error: no baseline for demo_perf on {FP}" in shown.stderr
@@ -77,7 +77,7 @@ def test_save_from_report_then_show_list_and_diff(memory: Path, tmp_path: Path) 
                      str(report(tmp_path / f"r{i}.json", f"run-{i}", seed=i)),
                      "--fingerprint", FP, "--format", "json")
         assert saved.exit_code == 0, saved.stderr
-        [entry] = json.loads(saved.stdout)
+        [entry] = json.loads(saved.stdout)["saved"]
         assert entry == {"scenario": "demo_perf", "run_id": f"run-{i}", "fingerprint": FP,
                          "metrics": 3, "baseline_runs": i + 1}
 
@@ -93,7 +93,7 @@ def test_save_from_report_then_show_list_and_diff(memory: Path, tmp_path: Path) 
     assert data["fingerprint"] == {"backend": "docker", "cpus": 2, "engine": "27.3.1",
                                    "kernel": "6.8"}
 
-    listed = json.loads(perf(memory, "baseline", "list", "--format", "json").stdout)
+    listed = json.loads(perf(memory, "baseline", "list", "--format", "json").stdout)["baselines"]
     assert [(x["scenario"], x["fingerprint"], x["baseline_runs"], x["history_runs"])
             for x in listed] == [("demo_perf", FP, 3, 3)]
 
@@ -108,13 +108,13 @@ def test_save_from_report_then_show_list_and_diff(memory: Path, tmp_path: Path) 
                 str(report(tmp_path / "slow.json", "run-slow", seed=10, db_ms=25.0)),
                 "--fingerprint", FP, "--format", "json")
     assert slow.exit_code == 1
-    [d] = json.loads(slow.stdout)
+    [d] = json.loads(slow.stdout)["diffs"]
     verdicts = {v["metric"]: v for v in d["verdicts"]}
     assert verdicts["latency:SELECT items"]["fails"]
     assert verdicts["latency:SELECT items"]["effect_pct"] > 100
     assert d["baseline_runs"] == 3
     # diff stores nothing
-    history = json.loads(perf(memory, "baseline", "list", "--format", "json").stdout)
+    history = json.loads(perf(memory, "baseline", "list", "--format", "json").stdout)["baselines"]
     assert history[0]["history_runs"] == 3
 
 
@@ -131,7 +131,7 @@ def test_diff_of_a_report_uses_the_thresholds_of_its_test_file(
     judged = perf(memory, "baseline", "diff", "--from-report", str(slow), "--fingerprint", FP,
                   "--format", "json")
     assert judged.exit_code == 0, judged.stdout
-    [d] = json.loads(judged.stdout)
+    [d] = json.loads(judged.stdout)["diffs"]
     db = {v["metric"]: v for v in d["verdicts"]}["latency:SELECT items"]
     assert db["significant"] and not db["regressed"] and db["allowed_pct"] == 1000
 
@@ -166,7 +166,8 @@ def test_save_replace_starts_a_new_baseline_and_forget_removes_it(
         ("run-0", False), ("run-1", False), ("run-new", True)]
     gone = perf(memory, "baseline", "forget", "demo_perf", "--fingerprint", FP)
     assert gone.exit_code == 0 and f"forgot 3 run(s) of demo_perf on {FP}" in gone.stdout
-    assert json.loads(perf(memory, "baseline", "list", "--format", "json").stdout) == []
+    listed = perf(memory, "baseline", "list", "--format", "json")
+    assert json.loads(listed.stdout)["baselines"] == []
 
 
 def test_bad_inputs_are_one_clear_error(memory: Path, tmp_path: Path) -> None:
@@ -188,6 +189,6 @@ def test_main_cli_delegates_perf(tmp_path: Path) -> None:
     done = run_cli("perf", "baseline", "list", "--format", "json",
                    env={"CLNRM_MEMORY": str(tmp_path / "memory")}, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == []
+    assert json.loads(done.stdout)["baselines"] == []
     helped = run_cli("--help", timeout=60)
     assert "perf" in helped.stdout
