@@ -9,23 +9,25 @@ Layout, and why:
   and say nothing the ``classname`` does not.  The suite carries the run: its
   ``id`` is the run id, its ``timestamp`` the start, its properties the
   backend, seed and the backend's limitations.
-- One ``<testcase classname="<file>" name="<test>">`` per test, with
-  ``<failure>`` (FAILED), ``<error>`` (ERROR) or ``<skipped>`` (SKIPPED).  The
-  failure body lists the failing steps and failing validations; each step's
-  stdout and stderr go to ``<system-out>`` / ``<system-err>``.
-- Every validation is **also its own testcase**, named
-  ``<test>::<validator> <expectation>``.  JUnit readers only display
-  testcases: properties are invisible in GitLab and GitHub, and the Jenkins
-  schema (``junit-10.xsd``) allows none under ``<testcase>``.  As testcases,
-  each expectation shows its verdict with expected/seen/declared-at in every
-  reader.  The price is that ``tests`` counts tests plus validations and one
-  failed expectation counts twice (in its test and itself); the ``::``
-  separator, as in pytest node ids, tells them apart.
+- **One** ``<testcase>`` per test, so ``tests`` counts tests and one failing
+  test reports ``tests="1" failures="1"``.  A failed test holds one
+  ``<failure>`` per failed step (``StepFailed``) and per failed or unevaluable
+  expectation (``ValidationFailed`` / ``ValidationError``), each with its
+  expected/seen/declared-at; junit-10.xsd allows any number of them and every
+  reader lists them under the test.  A test that could not be run holds an
+  ``<error>``, a skipped one ``<skipped>``.  Each step's stdout and stderr go to
+  ``<system-out>`` / ``<system-err>``, after every expectation's verdict.
+- ``classname`` is the test file without its ``.clnrm.toml`` suffix and with
+  any other dot made ``_``: Jenkins and GitLab split a classname on its last
+  dots into package and class, so ``tests/api.clnrm.toml`` would show as a
+  class ``toml`` in a package ``tests/api.clnrm``.  The file itself is named
+  in each failure body.
 
-Only attributes the Jenkins schema allows are written, times have at most
-three decimals (its ``SUREFIRE_TIME``), and characters XML cannot hold are
-escaped, so a stray ANSI code in one step's output cannot make CI reject the
-file.
+Only attributes the Jenkins schema allows are written, children follow its
+sequence (skipped, error*, failure*, system-out, system-err), times have at
+most three decimals (its ``SUREFIRE_TIME``), and characters XML cannot hold
+are escaped, so a stray ANSI code in one step's output cannot make CI reject
+the file.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from clnrm.results import (
 )
 
 SUITE_NAME = "clnrm"
-VALIDATION_SEPARATOR = "::"
+_SUFFIXES = (".clnrm.toml", ".toml")
 
 
 def render_junit(result: RunResult) -> str:
@@ -63,7 +65,6 @@ def render_junit(result: RunResult) -> str:
     _properties(suite, result)
     for test in result.tests:
         suite.append(_test_case(test))
-        suite.extend(_validation_case(test, v) for v in test.validations)
     # <testsuites> has no skipped attribute in junit-10.xsd
     root = ET.Element("testsuites", {"name": SUITE_NAME, "tests": counts["tests"],
                                      "failures": counts["failures"], "errors": counts["errors"],
@@ -80,21 +81,23 @@ def write_junit(result: RunResult, path: str | Path) -> None:
     target.write_text(render_junit(result), encoding="utf-8")
 
 
+def junit_classname(file: str) -> str:
+    """``file`` as a classname CI readers will not split: suffix dropped, dots as ``_``."""
+    name = file
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name.replace(".", "_") or "clnrm"
+
+
 # -- suite ---------------------------------------------------------------------
 
 
 def _counts(result: RunResult) -> dict[str, str]:
-    tests = failures = errors = skipped = 0
-    for test in result.tests:
-        tests += 1 + len(test.validations)
-        failures += (test.outcome is Outcome.FAILED) + sum(
-            v.status is ValidationStatus.FAIL for v in test.validations)
-        errors += (test.outcome is Outcome.ERROR) + sum(
-            v.status is ValidationStatus.ERROR for v in test.validations)
-        skipped += (test.outcome is Outcome.SKIPPED) + sum(
-            v.status is ValidationStatus.SKIP for v in test.validations)
-    return {"tests": str(tests), "failures": str(failures), "errors": str(errors),
-            "skipped": str(skipped)}
+    return {"tests": str(len(result.tests)), "failures": str(result.count(Outcome.FAILED)),
+            "errors": str(result.count(Outcome.ERROR)),
+            "skipped": str(result.count(Outcome.SKIPPED))}
 
 
 def _properties(suite: ET.Element, result: RunResult) -> None:
@@ -123,16 +126,17 @@ def _timestamp(started_at: str) -> str | None:
 
 
 def _test_case(test: TestResult) -> ET.Element:
-    case = ET.Element("testcase", classname=_x(test.file), name=_x(test.name),
+    case = ET.Element("testcase", classname=_x(junit_classname(test.file)), name=_x(test.name),
                       time=_seconds(test.duration_s))
     message = _x(one_line(test.message or "", 500))
     if test.outcome is Outcome.FAILED:
-        el = ET.SubElement(case, "failure", message=message or "test failed", type="TestFailed")
-        el.text = _x(_failure_body(test))
+        for kind, summary, body in _failures(test):
+            ET.SubElement(case, "failure", message=_x(one_line(summary, 500)),
+                          type=kind).text = _x(body)
     elif test.outcome is Outcome.ERROR:
         el = ET.SubElement(case, "error", message=message or "test could not be run",
                            type="TestError")
-        el.text = _x(_failure_body(test))
+        el.text = _x(_error_body(test))
     elif test.outcome is Outcome.SKIPPED:
         ET.SubElement(case, "skipped", message=message or "skipped")
     out = _joined_output(test, "stdout")
@@ -144,19 +148,31 @@ def _test_case(test: TestResult) -> ET.Element:
     return case
 
 
-def _failure_body(test: TestResult) -> str:
-    lines = [test.message or f"test {test.outcome.value}"]
+def _failures(test: TestResult) -> list[tuple[str, str, str]]:
+    """``(type, message, body)`` of each ``<failure>`` of a failed test: one per failed step
+    and per failed expectation; the test's own message when neither names the cause."""
+    where = f"file: {test.file}"
+    found = []
+    for step in test.steps:
+        if step.outcome in (Outcome.FAILED, Outcome.ERROR):
+            summary = f"step {step.name!r}: {step.message or step.outcome.value}"
+            found.append(("StepFailed", summary, f"{_step_line(step).strip()}\n{where}"))
+    for v in test.failed_validations:
+        kind = "ValidationFailed" if v.status is ValidationStatus.FAIL else "ValidationError"
+        summary = f"{v.validator} {v.expectation}: {v.message or _expected_seen(v) or v.status}"
+        found.append((kind, summary, "\n".join([*_validation_lines(v), where])))
+    if not found:
+        found.append(("TestFailed", test.message or "test failed",
+                      "\n".join([test.message or "test failed", where])))
+    return found
+
+
+def _error_body(test: TestResult) -> str:
+    lines = [test.message or f"test {test.outcome.value}", "", f"file: {test.file}"]
     bad_steps = [s for s in test.steps if s.outcome in (Outcome.FAILED, Outcome.ERROR)]
     if bad_steps:
         lines += ["", "failed steps:"]
         lines += [_step_line(s) for s in bad_steps]
-    bad_checks = [v for v in test.validations
-                  if v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
-    if bad_checks:
-        lines += ["", "failed validations:"]
-        for v in bad_checks:
-            lines.append(f"  {v.status.value.upper()} {v.validator} {v.expectation}")
-            lines += [f"    {line}" for line in _validation_lines(v)]
     if test.warnings:
         lines += ["", "warnings:"] + [f"  {w}" for w in test.warnings]
     return "\n".join(lines)
@@ -172,6 +188,9 @@ def _joined_output(test: TestResult, stream: str) -> str:
     parts = []
     if stream == "stdout" and test.warnings:
         parts.append("".join(f"warning: {w}\n" for w in test.warnings))
+    if stream == "stdout" and test.validations:
+        parts.append("--- expectations ---\n" + "".join(
+            f"{v.status.value.upper()} {v.validator} {v.expectation}\n" for v in test.validations))
     for step in test.steps:
         text = getattr(step, stream)
         if text:
@@ -185,20 +204,6 @@ def _joined_output(test: TestResult, stream: str) -> str:
 
 
 # -- one validation ------------------------------------------------------------------
-
-
-def _validation_case(test: TestResult, v: ValidationResult) -> ET.Element:
-    name = f"{test.name}{VALIDATION_SEPARATOR}{v.validator} {v.expectation}"
-    case = ET.Element("testcase", classname=_x(test.file), name=_x(name), time="0.000")
-    summary = _x(one_line(v.message or _expected_seen(v) or v.status.value, 500))
-    body = _x("\n".join(_validation_lines(v)))
-    if v.status is ValidationStatus.FAIL:
-        ET.SubElement(case, "failure", message=summary, type="ValidationFailed").text = body
-    elif v.status is ValidationStatus.ERROR:
-        ET.SubElement(case, "error", message=summary, type="ValidationError").text = body
-    elif v.status is ValidationStatus.SKIP:
-        ET.SubElement(case, "skipped", message=summary)
-    return case
 
 
 def _expected_seen(v: ValidationResult) -> str:

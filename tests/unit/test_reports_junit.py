@@ -1,4 +1,5 @@
-"""The JUnit report: valid against the Jenkins schema's structure, counts that add up."""
+"""The JUnit report: valid against the Jenkins schema's structure, one testcase per test with
+one failure per failed expectation, counts that add up."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ CHILDREN = {
 }
 SUREFIRE_TIME = re.compile(r"^\d+(\.\d{1,3})?$")
 VERDICTS = ("failure", "error", "skipped")
+# junit-10.xsd's <testcase> is a sequence: skipped?, error*, failure*, system-out*, system-err*
+SEQUENCE = ("skipped", "error", "failure", "system-out", "system-err")
 
 
 def check_junit(text: str) -> ET.Element:
@@ -60,8 +63,10 @@ def check_junit(text: str) -> ET.Element:
         cases = suite.findall("testcase")
         counted = {"tests": len(cases), "failures": 0, "errors": 0, "skipped": 0}
         for case in cases:
-            verdicts = [c.tag for c in case if c.tag in VERDICTS]
-            assert len(verdicts) <= 1, f"{case.get('name')}: {verdicts}"
+            order = [SEQUENCE.index(c.tag) for c in case]
+            assert order == sorted(order), f"{case.get('name')}: children out of xsd order"
+            verdicts = {c.tag for c in case if c.tag in VERDICTS}
+            assert len(verdicts) <= 1, f"{case.get('name')}: {verdicts}"  # one verdict a test
             key = {"failure": "failures", "error": "errors", "skipped": "skipped"}
             for v in verdicts:
                 counted[key[v]] += 1
@@ -82,8 +87,8 @@ def test_example_run_is_structurally_valid_with_consistent_counts() -> None:
     root = check_junit(render_junit(example_run()))
     [suite] = root.findall("testsuite")
     assert suite.get("name") == "clnrm" and suite.get("id") == "5e1f0c2a9b7d"
-    # 4 tests + 5 validations; 1 failed test + 1 failed validation
-    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("9", "2", "1")
+    # 4 tests: one passed, one failed (a step and an expectation), one error, one skipped
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("4", "1", "1")
     assert suite.get("skipped") == "1"
 
 
@@ -97,34 +102,63 @@ def test_each_outcome_maps_to_its_junit_element() -> None:
     assert found["nightly_load"].find("skipped").get("message") == "not started: run was cancelled"
 
 
-def test_testcases_are_classed_by_file_and_timed() -> None:
+def test_testcases_are_classed_by_file_without_dots_and_timed() -> None:
     found = cases(check_junit(render_junit(example_run())))
-    assert found["checkout_flow"].get("classname") == "tests/checkout.clnrm.toml"
+    assert found["checkout_flow"].get("classname") == "tests/checkout"
     assert found["checkout_flow"].get("time") == "2.410"
+    assert set(found) == {"checkout_flow", "payment_declined", "inventory_sync", "nightly_load"}
+    for case in found.values():
+        assert "." not in case.get("classname")  # CI readers split package.class on dots
 
 
-def test_validations_are_testcases_named_test_colon_colon_validator() -> None:
-    found = cases(check_junit(render_junit(example_run())))
-    failed = found["payment_declined::status span 'POST /charge' status=OK"]
-    assert failed.get("classname") == "tests/payments.clnrm.toml"
-    failure = failed.find("failure")
-    assert failure.get("message") == "1 span has status ERROR"
-    assert "expected: status OK" in failure.text and "seen: status ERROR (card declined)" in (
-        failure.text)
-    assert "declared at: tests/payments.clnrm.toml:31 [expect.status]" in failure.text
-    assert len(found["payment_declined::counts spans_total >= 3"]) == 0  # passed: no children
+def test_classname_keeps_a_path_whole() -> None:
+    from clnrm.reports._junit import junit_classname
+
+    assert junit_classname("scenarios/v1.2/api.clnrm.toml") == "scenarios/v1_2/api"
+    assert junit_classname("./t.toml") == "_/t"
+    assert junit_classname("") == "clnrm"
 
 
-def test_failure_body_lists_failing_steps_and_validations() -> None:
-    body = cases(check_junit(render_junit(example_run())))["payment_declined"].find("failure").text
-    assert "failed steps:\n  step 'pay': exit code 1, expected 0" in body
-    assert "command: sh -c 'pay --card 4000-0000-0000-0002' (exit code 1)" in body
-    assert "failed validations:\n  FAIL status span 'POST /charge' status=OK" in body
+def test_one_testcase_per_test_with_one_failure_per_failed_step_and_expectation() -> None:
+    case = cases(check_junit(render_junit(example_run())))["payment_declined"]
+    step, expectation = case.findall("failure")
+    assert step.get("type") == "StepFailed"
+    assert step.get("message") == ("step 'pay': exit code 1, expected 0; output: payment "
+                                   "failed: card declined")
+    assert "command: sh -c 'pay --card 4000-0000-0000-0002' (exit code 1)" in step.text
+    assert expectation.get("type") == "ValidationFailed"
+    assert expectation.get("message") == ("status span 'POST /charge' status=OK: 1 span has "
+                                          "status ERROR")
+    assert "expected: status OK" in expectation.text
+    assert "seen: status ERROR (card declined)" in expectation.text
+    assert "declared at: tests/payments.clnrm.toml:31 [expect.status]" in expectation.text
+    assert "file: tests/payments.clnrm.toml" in expectation.text
+
+
+def test_one_failing_expectation_counts_one_test_and_one_failure() -> None:
+    run = one_test_run(validations=[
+        ValidationResult(validator="span", expectation="span 'a'", status=ValidationStatus.FAIL,
+                         expected="1 span", seen="0 spans"),
+        ValidationResult(validator="span", expectation="span 'b'", status=ValidationStatus.PASS)])
+    root = check_junit(render_junit(run))
+    assert (root.get("tests"), root.get("failures")) == ("1", "1")
+    [failure] = root.iter("failure")
+    assert failure.get("message") == "span span 'a': expected 1 span, seen 0 spans"
+    out = cases(root)["t"].find("system-out").text
+    assert "FAIL span span 'a'\nPASS span span 'b'" in out
+
+
+def test_failed_test_without_a_named_cause_still_has_a_failure() -> None:
+    [failure] = check_junit(render_junit(one_test_run(message="resilience verdict failed"))
+                            ).iter("failure")
+    assert failure.get("type") == "TestFailed"
+    assert failure.get("message") == "resilience verdict failed"
 
 
 def test_step_output_goes_to_system_out_and_system_err() -> None:
     case = cases(check_junit(render_junit(example_run())))["payment_declined"]
-    assert case.find("system-out").text == "--- pay stdout (exit code 1) ---\ncontacting payments\n"
+    assert case.find("system-out").text.endswith(
+        "--- pay stdout (exit code 1) ---\ncontacting payments\n")
     assert "payment failed: card declined" in case.find("system-err").text
 
 
@@ -150,9 +184,11 @@ def test_markup_control_characters_and_cdata_ends_survive_as_valid_xml() -> None
     out = case.find("system-out").text
     assert "\\x1b[31mred\\x1b[0m\\x00 <script>alert('x')</script> & ]]>" in out
     assert "bad \\udcff byte" in case.find("system-err").text
-    assert case.find("failure").get("message") == "<script>alert('x')</script> & ]]> \"quoted\""
+    step, glob = case.findall("failure")
+    assert step.get("message") == "step 's&s': failed"
     assert "<script>" not in text  # only ever present escaped
-    assert cases(root)["<b>t</b>::span name='<x>'"].find("error").get("message") == "bad glob '['"
+    assert (glob.get("type"), glob.get("message")) == ("ValidationError",
+                                                       "span name='<x>': bad glob '['")
 
 
 def test_timestamp_is_utc_without_offset_and_properties_carry_the_run() -> None:
