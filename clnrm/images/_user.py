@@ -195,10 +195,14 @@ def build_user_image(
             options["target"] = build.target
         hint = (f"the build of service '{build.service}' failed in its Dockerfile "
                 f"({build.dockerfile}); the lines above are the engine's build log")
+        def build_log(line: str) -> None:  # engine lines stay out of the progress display
+            _log().debug("build.log", service=build.service, line=line)
+
         with make_context(entries) as context:
             image_id = _guard_engine(
                 lambda: build_from_context(client, tag=tag, context=context, labels=labels,
-                                           nocache=force, emit=emit, failure_hint=hint,
+                                           nocache=force, emit=build_log,
+                                           failure_hint=hint,
                                            options=options),
                 f"building {tag}")
         seconds = time.monotonic() - started
