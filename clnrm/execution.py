@@ -212,9 +212,7 @@ class TestExecution:
                     seed=self._seed(), traceparent=traceparent, proxied=proxied,
                     cancelled=self.cancelled, on_event=self.on_event))
             perf = None
-            from clnrm.perf.session import performance_on
-
-            if performance_on(self.sc):
+            if self._perf_on():
                 from clnrm.perf.session import PerfSession
 
                 perf = stack.enter_context(PerfSession(
@@ -225,6 +223,17 @@ class TestExecution:
                                  on_launch=chaos.on_launch if chaos is not None else None)
             yield LiveSystem(box=box, telemetry=telemetry, deadline=deadline, chaos=chaos,
                              perf=perf)
+
+    def _perf_on(self) -> bool:
+        """The performance layer's own rule, asked only of a file that mentions the layer:
+        a test without it never imports the layer (its engine, numpy and scipy)."""
+        sc = self.sc
+        if sc.performance is None and not sc.expect.performance and not (
+                sc.layers is not None and sc.layers.performance):
+            return False
+        from clnrm.perf.session import performance_on
+
+        return performance_on(sc)
 
     def _chaos_on(self) -> bool:
         chaos = self.sc.chaos

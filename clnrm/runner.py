@@ -201,6 +201,7 @@ class Runner:
             if self.cancelled.is_set():
                 self.backend.reap()  # second pass: anything a worker created during the first
             self.tracer.shutdown()
+            self.backend.finish()
         result.duration_s = time.monotonic() - started
         return result
 

@@ -148,3 +148,6 @@ class Backend(ABC):
 
     def reap(self) -> None:  # noqa: B027 - optional hook
         """Remove anything of this run still alive (interrupt path)."""
+
+    def finish(self) -> None:  # noqa: B027 - optional hook
+        """Wait for housekeeping :meth:`preflight` left running beside the tests."""

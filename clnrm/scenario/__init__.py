@@ -12,6 +12,8 @@ Warnings (unknown keys and the like) are on ``Scenario.warnings`` and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from clnrm.scenario.discovery import (
     ValidationOutcome,
     discover_test_files,
@@ -56,7 +58,9 @@ from clnrm.scenario.model import (
     Volume,
 )
 from clnrm.scenario.project import ProjectConfig, load_project_config
-from clnrm.scenario.template import is_template, render_template
+
+if TYPE_CHECKING:
+    from clnrm.scenario.template import is_template, render_template
 
 __all__ = [
     "Chaos",
@@ -102,3 +106,12 @@ __all__ = [
     "validate_file",
     "validate_paths",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The template functions load Jinja, which a file without tags never needs."""
+    if name in ("is_template", "render_template"):
+        from clnrm.scenario import template
+
+        return getattr(template, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,7 +29,6 @@ from clnrm.scenario.model import LoadWarning, Scenario
 from clnrm.scenario.no_effect import inert_key_problems
 from clnrm.scenario.normalise import normalise
 from clnrm.scenario.raw import RawTestFile
-from clnrm.scenario.template import is_template, render_template
 
 MAX_DEPTH: Final = 64
 MAX_FILE_BYTES: Final = 16 * 1024 * 1024
@@ -130,8 +129,13 @@ def read_text(file: Path) -> str:
 def _load_text(
     text: str, file: Path | None, strict: bool, variables: Mapping[str, str] | None
 ) -> LoadResult:
-    templated = is_template(text)
-    rendered = render_template(text, variables=variables, file=file) if templated else text
+    templated = _is_template(text)
+    if templated:
+        from clnrm.scenario.template import render_template
+
+        rendered = render_template(text, variables=variables, file=file)
+    else:
+        rendered = text
     note = ""
     if templated and rendered.count("\n") != text.count("\n"):
         note = " (line of the rendered template)"
@@ -159,6 +163,16 @@ def _load_text(
         scenario.warnings = list(result.warnings)
         result.scenario = scenario
     return result
+
+
+def _is_template(text: str) -> bool:
+    """:func:`clnrm.scenario.template.is_template`, importing the template engine (Jinja,
+    a tenth of a run's start-up) only for a file that has a tag opener at all."""
+    if "{{" not in text and "{%" not in text and "{#" not in text:
+        return False
+    from clnrm.scenario.template import is_template
+
+    return is_template(text)
 
 
 def parse_toml(
