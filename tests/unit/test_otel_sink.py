@@ -108,3 +108,19 @@ def test_sinks_satisfy_the_protocol(tmp_path: Path) -> None:
     memory.write([Span(name="a", trace_id=TRACE, span_id="b7ad6b7169203331")])
     memory.write([])
     assert [s.name for s in memory.spans] == ["a"] and len(memory.batches) == 2
+
+
+def test_lines_the_fast_encoder_cannot_write_exactly_fall_back_per_line() -> None:
+    spans = [Span(name="plain", trace_id=TRACE, span_id="b7ad6b7169203331",
+                  attributes={"n": 1.5, "none": None}),
+             Span(name="ünï", trace_id=TRACE, span_id="b7ad6b7169203332"),
+             Span(name="nan", trace_id=TRACE, span_id="b7ad6b7169203333",
+                  attributes={"x": [1, math.inf]}),
+             Span(name="big", trace_id=TRACE, span_id="b7ad6b7169203334",
+                  attributes={"x": 2**70})]
+    text = encode_jsonl(spans)
+    assert text.isascii() and "\\u00fc" in text and "Infinity" in text
+    lines = text.splitlines()
+    assert len(lines) == 4
+    for line, span in zip(lines, spans, strict=True):
+        assert json.loads(line) == json.loads(json.dumps(span.to_dict()))
