@@ -1,45 +1,61 @@
-"""Accuracy of clnrm's regression detector beside a naive p95 rule and Apache Otava.
+"""Accuracy of the regression detector ``clnrm run`` ships, beside a naive p95 rule and Otava.
 
-Workload (synthetic, one trial = one service's CI history): 30 runs of 300 requests
-each at the old speed, then 5 monitored runs at the new speed (the same speed in A/A
-cells, 5/10/20/50 % slower in A/B cells).  Noise that a real service shows:
+What is measured is the product's own decision: every simulated run goes through
+:func:`clnrm.perf.judge.judge_run` (the function ``PerfSession`` calls) with
+``Performance()`` (the defaults a test file without thresholds gets: alpha 0.01, a
+baseline that collects ``baseline_runs`` = :data:`clnrm.perf.judge.FILL_RUNS` runs
+before anything is judged, ``history`` 20) and the test's fixed seed.  The runs are
+kept as the memory keeps them: :class:`~clnrm.perf.baseline.RunMeasurement` s built by
+the product's ``_metric``, marked as baseline runs when the policy says so
+(``as_baseline``), and pruned by the same :func:`~clnrm.perf.baseline.pruned` that
+``BaselineStore.record`` uses.  A trial fails the test when ``judge_run`` returns a
+failing verdict, i.e. when ``clnrm run`` would exit 1.  Nothing here is a bench-only
+parameter: change the product's defaults and this bench measures the new ones.
+
+Workload, one trial = one service's CI history of a single latency metric: 30 runs at
+the old speed (the first ``FILL_RUNS`` fill the baseline, the rest are judged), then 5
+monitored runs at the new speed (the same speed in A/A cells, 5/10/20/50 % slower in
+A/B cells).  The noise model is read from ``bench/regression_calibration.json``
+(measured on this machine by ``bench/regression_e2e.py``: run-to-run drift of the
+statistic the detector uses, the per-run typical value; default: the service with a
+fixed delay, ``--system demo_read`` for the demo's read path) when it is there, else
+the provisional model below, and the JSON line says which (``noise``).  Provisional:
 
 * per request: log-normal service time (median 40 ms, sigma 0.35), 2 % cache misses
-  at 3x, 1 % GC pauses adding 50-250 ms (the slowdown scales service time, not GC);
-* per run: a multiplicative drift with 2 % standard deviation (warm caches, CPU
-  frequency, neighbours), and 5 % of runs hit by a noisy neighbour, 2-8 % slower.
-
-Together a run's median varies ~3.5 % and its p95 ~8 % from run to run.
+  at 3x, 1 % GC pauses adding 50-250 ms (a slowdown scales service time, not GC);
+* per run: a multiplicative drift with 2 % standard deviation, and 5 % of runs hit by
+  a noisy neighbour, 2-8 % slower; 300 requests per run.
 
 Detectors, each asked after every monitored run whether to raise an alarm:
 
-* clnrm: ``change_points`` over the per-run robust locations (``robust_location``)
-  at alpha 0.009 whose newest upward change point is confirmed by ``compare`` (the
-  runs since it against the runs before it), OR ``compare`` of the new run alone
-  against the 20 runs before the change (the stored baseline) at alpha 0.0002.  The
-  0.01 error budget is split Bonferroni-style, 0.009 + 5 looks x 0.0002: a
-  regression is a shift that lasts, so a single run fails on its own only on
-  overwhelming evidence (one-off slow runs have a heavier tail than a t-test
-  assumes: with 0.001 per look this check alone had 1.4 % false alarms).  The
-  practical floor is the default 3 %; no TOML threshold, so any confirmed shift
-  counts.
-* naive: the new run's p95 > 1.1 x the baseline's p95 (the 20 runs, pooled).
-* Apache Otava 0.8 at its defaults (``AnalysisOptions()``: window 50, p <= 0.001,
-  no minimum magnitude) on the per-run p95 series and, separately, on the per-run
-  median series, each re-analysed after every run like ``otava analyze`` in CI.  It
-  pins numpy 2.2 / scipy 1.16, so it runs in its own venv (created here on first use,
-  under the git-ignored ``.clnrm/bench/``) and is fed the series over a pipe.
+* clnrm: ``judge_run`` fails the run (either of its checks: the new run against the
+  baseline, or a shift confirmed over the history); the two checks are also shown
+  alone ("new-run only", "history only");
+* naive: the new run's p95 > 1.1 x the p95 of the product's baseline runs, pooled;
+* Apache Otava 0.8 at its defaults (``AnalysisOptions()``: window 50, p <= 0.001, no
+  minimum magnitude) on the per-run p95 series and on the per-run median series, each
+  re-analysed after every run like ``otava analyze`` in CI.  It pins numpy 2.2 / scipy
+  1.16, so it runs in its own venv under the git-ignored ``.clnrm/bench/``, installed
+  offline from the wheels ``make bench-tools`` downloads into ``.clnrm/bench/wheels``
+  (``--no-index``); without them the Otava columns say ``skipped: ...``.
 
 A history detector alarms when it reports an upward change point at or after run 28
-(two runs of slack for a misplaced split).  Recall = share of A/B trials with an
-alarm within the 5 monitored runs; false-positive rate (FPR) = share of A/A trials
-with any alarm in those 5 runs; delay = runs after the first slow run until the
+(two runs of slack for a misplaced split).  Recall = share of A/B trials with an alarm
+within the 5 monitored runs; false-positive rate (FPR) = share of A/A trials with any
+alarm in those 5 runs; per run = alarms per judged run at the old speed (all A/A runs
+after the fill, in every trial); delay = runs after the first slow run until the
 first alarm (0 = the first slow run itself was flagged).
 
-Target (issue #8): for shifts >= 10 %: clnrm recall >= 95 % at FPR <= 1 %; better
-than naive on both (lower FPR, recall not lower in any cell and higher in one); no
-worse than Otava (recall >= the better Otava series' in every cell, FPR <= max(its
-FPR, 1 %)).  Ends with one JSON line of figures.
+Reference check of ``clnrm.perf.changepoint`` (in Otava's venv): Otava's own
+e-divisive with its permutation tester (``PairDistanceCalculator``,
+``PermutationsSignificanceTester``) and ours, both at alpha 0.01 with segments of at
+least one run, on the same per-run series of typical values; the share of series
+where both find the same change points (within one run) is reported.
+
+Target (issue 12): shifts >= 10 %: clnrm recall >= 95 % at FPR <= 1 %; better than
+naive (lower FPR, recall not lower in any cell and higher in one); no worse than
+Otava (recall >= the better Otava series' in every cell, FPR <= max(its FPR, 1 %)).
+Ends with one JSON line of figures.
 """
 
 from __future__ import annotations
@@ -47,33 +63,39 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from clnrm.perf.changepoint import change_points  # noqa: E402
-from clnrm.perf.regression import Thresholds, compare, robust_location  # noqa: E402
+from clnrm.perf.baseline import RunMeasurement, pruned  # noqa: E402
+from clnrm.perf.fingerprint import Fingerprint  # noqa: E402
+from clnrm.perf.judge import FILL_RUNS, _metric, judge_run  # noqa: E402
+from clnrm.scenario.layers import Performance  # noqa: E402
 
 SHIFTS = (0.0, 0.05, 0.10, 0.20, 0.50)
-HISTORY = 30            # runs at the old speed
-MONITORED = 5           # runs at the new speed, each followed by a detection round
-BASELINE_RUNS = 20      # stored baseline: the runs just before the change
-REQUESTS = 300
-SLACK = 2               # a change point this many runs early still counts
-HISTORY_ALPHA = 0.009
-NEW_RUN_ALPHA = 0.0002
+HISTORY = 30            # runs at the old speed (the first FILL_RUNS fill the baseline)
+MONITORED = 5           # runs at the new speed, each judged
+SLACK = 2               # a change point this many runs early still counts (history detectors)
 NAIVE_FACTOR = 1.10
 TARGET_RECALL, TARGET_FPR = 0.95, 0.01
+METRIC = "latency:GET /items"
+FINGERPRINT = Fingerprint(backend="docker", cpus=2, engine="bench", kernel="0.0")
+CALIBRATION = REPO / "bench" / "regression_calibration.json"
 OTAVA_VERSION = "0.8.0"
 OTAVA_VENV = REPO / ".clnrm" / "bench" / "otava-venv"
+WHEELS = REPO / ".clnrm" / "bench" / "wheels"
+REFERENCE_SERIES = 120  # series checked against Otava's e-divisive
 
 OTAVA_WORKER = r"""
 import json, sys
@@ -91,76 +113,222 @@ for line in sys.stdin:
     print(json.dumps(out), flush=True)
 """
 
+OTAVA_EDIVISIVE = r"""
+import json, sys
+import numpy as np
+from otava.change_point_divisive.calculator import PairDistanceCalculator
+from otava.change_point_divisive.detector import ChangePointDetector
+from otava.change_point_divisive.significance_test import PermutationsSignificanceTester
+for line in sys.stdin:
+    job = json.loads(line)
+    tester = PermutationsSignificanceTester(job["alpha"], job["permutations"],
+                                            PairDistanceCalculator, job["seed"])
+    found = ChangePointDetector(tester, PairDistanceCalculator).get_change_points(
+        np.array(job["series"], dtype=float))
+    print(json.dumps([int(c.index) for c in found]), flush=True)
+"""
 
-def simulate_run(rng: np.random.Generator, slowdown: float) -> np.ndarray:
-    """One run's request latencies in ms (see module docs for the noise model)."""
-    factor = np.exp(rng.normal(0.0, 0.02))
-    if rng.random() < 0.05:
-        factor *= np.exp(rng.uniform(0.02, 0.08))
-    latency = 40.0 * factor * (1.0 + slowdown) * rng.lognormal(0.0, 0.35, REQUESTS)
-    latency[rng.random(REQUESTS) < 0.02] *= 3.0
-    gc = rng.random(REQUESTS) < 0.01
-    latency[gc] += rng.uniform(50.0, 250.0, int(gc.sum()))
-    return latency
+
+# -- the noise model ------------------------------------------------------------------------
 
 
-def simulate_history(seed: int, slowdown: float) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [simulate_run(rng, slowdown if i >= HISTORY else 0.0)
-            for i in range(HISTORY + MONITORED)]
+@dataclass
+class Noise:
+    """How one simulated run's request latencies come out (see the module docs).
+
+    Per run, the latencies are scaled by a factor ``exp(x_t)``: ``x_t ~ N(0, drift_sd)``
+    with a noisy neighbour now and then (provisional), or, when ``drift_log`` holds
+    measured per-run log deviations, an AR(1) series (lag-1 correlation ``rho``, as
+    measured) whose innovations are drawn from those deviations, so a heavy tail that
+    was measured is simulated as measured.  Per request: log-normal around
+    ``median_ms`` with ``sigma``, a share ``miss_rate`` at 3x and a share ``gc_rate``
+    with a pause of ``gc_lo``..``gc_hi`` medians added.
+    """
+
+    source: str = "provisional (bench/regression_calibration.json not found)"
+    requests: int = 300
+    median_ms: float = 40.0
+    sigma: float = 0.35
+    miss_rate: float = 0.02
+    gc_rate: float = 0.01
+    gc_lo: float = 1.25  # x median: 50-250 ms at 40 ms
+    gc_hi: float = 6.25
+    drift_sd: float = 0.02
+    neighbour_rate: float = 0.05
+    neighbour_lo: float = 0.02
+    neighbour_hi: float = 0.08
+    drift_log: list[float] = field(default_factory=list)
+    rho: float = 0.0
+
+    def log_factors(self, rng: np.random.Generator, runs: int) -> np.ndarray:
+        """The per-run log drift of one trial's ``runs`` runs, in order."""
+        if not self.drift_log:
+            x = rng.normal(0.0, self.drift_sd, runs)
+            hit = rng.random(runs) < self.neighbour_rate
+            return x + np.where(hit, rng.uniform(self.neighbour_lo, self.neighbour_hi, runs),
+                                0.0)
+        pool = np.asarray(self.drift_log)
+        e = pool[rng.integers(len(pool), size=runs)]
+        x = np.empty(runs)
+        x[0] = e[0]
+        keep = math.sqrt(max(0.0, 1.0 - self.rho ** 2))
+        for t in range(1, runs):
+            x[t] = self.rho * x[t - 1] + keep * e[t]
+        return x
+
+    def run(self, rng: np.random.Generator, log_factor: float, slowdown: float) -> np.ndarray:
+        """One run's request latencies in ms."""
+        n = self.requests
+        latency = (self.median_ms * math.exp(log_factor) * (1.0 + slowdown)
+                   * rng.lognormal(0.0, self.sigma, n))
+        latency[rng.random(n) < self.miss_rate] *= 3.0
+        gc = rng.random(n) < self.gc_rate
+        latency[gc] += self.median_ms * rng.uniform(self.gc_lo, self.gc_hi, int(gc.sum()))
+        return latency
+
+
+def load_noise(path: Path = CALIBRATION, system: str | None = None) -> Noise:
+    """The noise model measured on this machine (``bench/regression_e2e.py --calibrate``),
+    else the provisional one.
+
+    From the calibration of one system (default: the service with a fixed delay, the
+    case the README's claim is about; ``--system demo_read`` for the demo's read path),
+    for the metric
+    the detector compares there: the per-run log typical values, whose deviations from
+    their median, shrunk from the measured spread to the sampling-free drift ``tau``
+    (the simulation adds its own sampling error), become ``drift_log``; their lag-1
+    autocorrelation becomes ``rho``; requests per run, median, within-run sigma and the
+    shares of requests over 2x and 5x the median shape the requests.
+    """
+    if not path.is_file():
+        return Noise()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    systems = data.get("systems", {}) if isinstance(data, dict) else {}
+    usable = {k: v for k, v in systems.items() if _metric_of(v) is not None}
+    if not usable:
+        return Noise(source=f"provisional ({path.name} has no system with per-run values)")
+    name = system or next((k for k in usable if "fixed" in k.lower()), next(iter(usable)))
+    if name not in usable:
+        raise SystemExit(f"{path.name}: no usable system {name!r} (has {', '.join(usable)})")
+    metric_name, m = _metric_of(usable[name])  # type: ignore[misc]
+    loc = np.asarray(m["log_location_per_run"], dtype=float)
+    dev = loc - np.median(loc)
+    sd = float(np.std(loc, ddof=1))
+    tau = float(m.get("tau_log_location", sd))
+    dev = dev * (tau / sd) if sd > 0 else dev * 0.0
+    sigma = float(m.get("within_run_sigma_log_median", 0.35))
+    over2 = float(m.get("share_over_2x_median", 0.0))
+    over5 = float(m.get("share_over_5x_median", 0.0))
+    from scipy.stats import norm
+
+    lognormal_over2 = float(norm.sf(math.log(2.0) / sigma)) if sigma > 0 else 0.0
+    return Noise(
+        source=f"calibrated: {path.name} system {name!r}, {metric_name}, {len(loc)} runs "
+               f"({data.get('date', '?')})",
+        requests=max(8, round(float(m.get("requests_per_run_median", 300)))),
+        median_ms=float(m.get("location_ms_median", math.exp(float(np.median(loc))))),
+        sigma=sigma, miss_rate=max(0.0, over2 - over5 - lognormal_over2),
+        gc_rate=over5, gc_lo=4.0, gc_hi=20.0,
+        drift_log=[float(x) for x in dev], rho=max(0.0, float(m.get(
+            "lag1_autocorrelation_log_location", 0.0))))
+
+
+def _metric_of(entry: Any) -> tuple[str, dict[str, Any]] | None:
+    """The compared metric's drift summary of one calibrated system, if it has runs."""
+    if not isinstance(entry, dict):
+        return None
+    metrics = entry.get("metrics") or {}
+    wanted = entry.get("compared_metric")
+    for name in ([wanted] if wanted in metrics else []) + list(metrics):
+        m = metrics[name]
+        if isinstance(m, dict) and len(m.get("log_location_per_run") or []) >= 5:
+            return name, m
+    return None
+
+
+# -- one trial: the product's judgement, run after run -------------------------------------
+
+
+def measurement(trial: int, i: int, latencies: np.ndarray) -> RunMeasurement:
+    """A run as ``clnrm run`` stores it (``_metric`` computes the typical value)."""
+    metric = _metric(METRIC, "ms", "higher_is_worse", "p95", [float(x) for x in latencies])
+    return RunMeasurement(scenario="bench", run_id=f"t{trial}-r{i:03d}",
+                          fingerprint=FINGERPRINT, metrics={METRIC: metric})
 
 
 def p95(x: np.ndarray) -> float:
     return float(np.sort(x)[int(np.ceil(0.95 * len(x))) - 1])
 
 
-def clnrm_alarms(runs: list[np.ndarray], seed: int) -> tuple[bool, bool]:
-    """(new-run check, history check) for the newest run of ``runs``."""
-    metric = "latency_ms"
-    baseline = runs[HISTORY - BASELINE_RUNS:HISTORY]
-    new_run = compare({metric: baseline}, {metric: [runs[-1]]},
-                      thresholds=Thresholds(alpha=NEW_RUN_ALPHA), seed=seed)[0].regressed
-    locations = [robust_location(r) for r in runs]
-    found = change_points(locations, alpha=HISTORY_ALPHA, seed=seed)
-    history = False
-    if found and found[-1].index >= HISTORY - SLACK and found[-1].change_pct > 0:
-        cut = found[-1].index
-        start = found[-2].index if len(found) > 1 else 0
-        history = compare({metric: runs[start:cut]}, {metric: runs[cut:]},
-                          thresholds=Thresholds(alpha=HISTORY_ALPHA), seed=seed)[0].regressed
-    return new_run, history
+def run_trial(job: tuple[int, float, Noise]) -> dict[str, Any]:
+    """Alarms of clnrm (``judge_run``) and the naive rule on one history."""
+    seed, shift, noise = job
+    rng = np.random.default_rng(seed)
+    perf = Performance()
+    stored: list[RunMeasurement] = []
+    names = ("clnrm", "clnrm new-run only", "clnrm history only", "naive p95 > 1.1x")
+    alarms: dict[str, list[bool]] = {n: [] for n in names}
+    pre_alarms = dict.fromkeys(names, 0)
+    pre_judged = 0
+    p95s, medians, typical = [], [], []
+    drift = noise.log_factors(rng, HISTORY + MONITORED)
+    for i in range(HISTORY + MONITORED):
+        latencies = noise.run(rng, float(drift[i]), shift if i >= HISTORY else 0.0)
+        run = measurement(seed, i, latencies)
+        judged = judge_run(stored, run, perf, seed=seed)  # what `clnrm run` decides
+        if judged.state == "judged":
+            assert judged.baseline is not None
+            base_p95 = p95(np.asarray(judged.baseline.pooled(METRIC)))
+            hits = {"clnrm": judged.fails,
+                    "clnrm new-run only": any(v.fails for v in judged.verdicts),
+                    "clnrm history only": any(v.fails for v in judged.shifts),
+                    "naive p95 > 1.1x": p95(latencies) > NAIVE_FACTOR * base_p95}
+            if i >= HISTORY:
+                for name, hit in hits.items():
+                    alarms[name].append(bool(hit))
+            else:
+                pre_judged += 1
+                for name, hit in hits.items():
+                    pre_alarms[name] += int(hit)
+        elif i >= HISTORY:
+            raise SystemExit(f"run {i} was not judged ({judged.message}): HISTORY must "
+                             f"exceed the fill ({FILL_RUNS})")
+        stored.append(run.model_copy(update={"baseline": judged.as_baseline}))
+        gone = {r.run_id for r in pruned(stored, history=perf.history,
+                                         baseline_runs=perf.baseline_runs)}
+        stored = [r for r in stored if r.run_id not in gone]
+        p95s.append(p95(latencies))
+        medians.append(float(np.median(latencies)))
+        typical.append(run.metrics[METRIC].value)
+    return {"alarms": alarms, "pre_alarms": pre_alarms, "pre_judged": pre_judged,
+            "p95": p95s, "median": medians, "typical": typical}
 
 
-def run_trial(job: tuple[int, float]) -> dict[str, object]:
-    """Detections of clnrm and the naive rule on one history, plus its per-run series."""
-    seed, shift = job
-    runs = simulate_history(seed, shift)
-    baseline_p95 = p95(np.concatenate(runs[HISTORY - BASELINE_RUNS:HISTORY]))
-    alarms: dict[str, list[bool]] = {"clnrm": [], "clnrm new-run only": [],
-                                     "clnrm history only": [], "naive p95 > 1.1x": []}
-    for step in range(MONITORED):
-        seen = runs[:HISTORY + step + 1]
-        new_run, history = clnrm_alarms(seen, seed)
-        hits = {"clnrm": new_run or history, "clnrm new-run only": new_run,
-                "clnrm history only": history,
-                "naive p95 > 1.1x": p95(seen[-1]) > NAIVE_FACTOR * baseline_p95}
-        for name, hit in hits.items():
-            alarms[name].append(bool(hit))
-    return {"alarms": alarms, "p95": [p95(r) for r in runs],
-            "median": [float(np.median(r)) for r in runs]}
+# -- Otava, offline from the wheel cache -----------------------------------------------------
 
 
-def ensure_otava() -> Path:
+def ensure_otava() -> tuple[Path | None, str]:
+    """Otava's venv (built once from ``.clnrm/bench/wheels``, offline), or why not."""
     python = OTAVA_VENV / "bin" / "python"
     probe = [str(python), "-c", "import otava.analysis"]
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    print(f"creating {OTAVA_VENV.relative_to(REPO)} with apache-otava=={OTAVA_VERSION} "
-          "(it pins numpy 2.2, so it cannot share clnrm's venv)", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(OTAVA_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q",
-                    f"apache-otava=={OTAVA_VERSION}"], check=True)
-    return python
+        return python, ""
+    if not any(WHEELS.glob(f"apache_otava-{OTAVA_VERSION}-*.whl")):
+        return None, (f"skipped: no apache-otava {OTAVA_VERSION} wheel in "
+                      f"{WHEELS.relative_to(REPO)} (make bench-tools downloads it)")
+    print(f"creating {OTAVA_VENV.relative_to(REPO)} with apache-otava=={OTAVA_VERSION} from "
+          f"{WHEELS.relative_to(REPO)} (it pins numpy 2.2, so it cannot share clnrm's venv)",
+          file=sys.stderr)
+    made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(OTAVA_VENV)],
+                          capture_output=True, text=True)
+    if made.returncode == 0:
+        made = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-index",
+                               "--find-links", str(WHEELS), f"apache-otava=={OTAVA_VERSION}"],
+                              capture_output=True, text=True)
+    if made.returncode != 0:
+        last = (made.stderr.strip().splitlines() or ["?"])[-1]
+        return None, f"skipped: Otava could not be installed offline: {last}"
+    return python, ""
 
 
 def otava_alarms(python: Path, series: list[list[float]]) -> list[list[bool]]:
@@ -170,9 +338,38 @@ def otava_alarms(python: Path, series: list[list[float]]) -> list[list[bool]]:
     done = subprocess.run([str(python), "-c", OTAVA_WORKER], input=payload, text=True,
                           capture_output=True, check=False)
     if done.returncode != 0:
-        sys.exit(f"Otava worker failed:\n{done.stderr}")
+        raise RuntimeError(f"Otava worker failed:\n{done.stderr[-2000:]}")
     return [[any(i >= HISTORY - SLACK and after > before for i, before, after in cps)
              for cps in json.loads(line)] for line in done.stdout.splitlines()]
+
+
+def reference_check(python: Path, series: list[list[float]], seed: int) -> dict[str, Any]:
+    """Ours against Otava's e-divisive with permutations on the same series."""
+    from clnrm.perf.changepoint import change_points
+
+    alpha, permutations = 0.01, 499
+    payload = "".join(json.dumps({"series": s, "alpha": alpha, "permutations": permutations,
+                                  "seed": seed + k}) + "\n" for k, s in enumerate(series))
+    done = subprocess.run([str(python), "-c", OTAVA_EDIVISIVE], input=payload, text=True,
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        return {"skipped": f"Otava e-divisive failed: {done.stderr.strip()[-300:]}"}
+    theirs = [json.loads(line) for line in done.stdout.splitlines()]
+    same = first = 0
+    for k, (s, ref) in enumerate(zip(series, theirs, strict=True)):
+        ours = [c.index for c in change_points(s, alpha=alpha, seed=seed + k, min_size=1,
+                                               permutations=permutations)]
+        same += int(len(ours) == len(ref) and all(abs(a - b) <= 1
+                                                  for a, b in zip(ours, ref, strict=True)))
+        first += int(bool(ours) == bool(ref)
+                     and (not ours or abs(min(ours, key=lambda i: abs(i - HISTORY)) -
+                                          min(ref, key=lambda i: abs(i - HISTORY))) <= 1))
+    return {"series": len(series), "alpha": alpha, "permutations": permutations,
+            "same_change_points": round(same / len(series), 3),
+            "same_nearest_to_the_change": round(first / len(series), 3)}
+
+
+# -- summary ------------------------------------------------------------------------------
 
 
 def summarise(alarms: list[list[bool]]) -> tuple[float, float | None, float]:
@@ -198,45 +395,95 @@ def main() -> None:
                         help="A/A trials: more, so that an FPR near 1%% is measured to +-0.6%%")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--system", default=None,
+                        help="calibrated system to simulate (default: the fixed-delay "
+                             "service; demo_read: the demo's read path)")
+    parser.add_argument("--provisional", action="store_true",
+                        help="ignore the calibration file; simulate the provisional model")
     args = parser.parse_args()
     started = time.perf_counter()
-    otava_python = ensure_otava()
+    noise = Noise() if args.provisional else load_noise(system=args.system)
+    if args.provisional:
+        noise.source = "provisional (--provisional)"
+    print(f"noise: {noise.source}", file=sys.stderr)
+    otava_python, otava_skip = ensure_otava()
+    if otava_skip:
+        print(otava_skip, file=sys.stderr)
     counts = [args.aa_trials if shift == 0 else args.trials for shift in SHIFTS]
-    jobs = [(args.seed * 1_000_000 + cell * 10_000 + trial, shift)
+    jobs = [(args.seed * 1_000_000 + cell * 10_000 + trial, shift, noise)
             for cell, shift in enumerate(SHIFTS) for trial in range(counts[cell])]
     with ProcessPoolExecutor(args.workers, initializer=_quiet) as pool:
         trials = list(pool.map(run_trial, jobs, chunksize=10))
-    series = [t["p95"] for t in trials] + [t["median"] for t in trials]
-    half = len(series) // 2
-    with ProcessPoolExecutor(args.workers) as pool:
-        parts = list(pool.map(otava_alarms, [otava_python] * 2,
-                              [series[:half], series[half:]]))
-    detectors = list(trials[0]["alarms"]) + ["otava (p95 series)", "otava (median series)"]
-    table: dict[str, dict[float, tuple[float, float | None, float]]] = {d: {} for d in detectors}
+    ours = list(trials[0]["alarms"])
+    table: dict[str, dict[float, tuple[float, float | None, float]]] = {d: {} for d in ours}
+    parts: list[list[list[bool]]] = []
+    reference: dict[str, Any] = {"skipped": otava_skip}
+    if otava_python is not None:
+        series = [t["p95"] for t in trials] + [t["median"] for t in trials]
+        half = len(series) // 2
+        try:
+            with ProcessPoolExecutor(args.workers) as pool:
+                parts = list(pool.map(otava_alarms, [otava_python] * 2,
+                                      [series[:half], series[half:]]))
+            step = max(1, len(trials) // REFERENCE_SERIES)
+            reference = reference_check(otava_python, [t["typical"] for t in trials[::step]],
+                                        args.seed)
+        except RuntimeError as exc:
+            otava_skip = f"skipped: {exc}".splitlines()[0]
+            parts = []
+    if parts:
+        table["otava (p95 series)"] = {}
+        table["otava (median series)"] = {}
     for cell, shift in enumerate(SHIFTS):
         cell_slice = slice(sum(counts[:cell]), sum(counts[:cell + 1]))
-        for name in trials[0]["alarms"]:
+        for name in ours:
             table[name][shift] = summarise([t["alarms"][name] for t in trials[cell_slice]])
-        table["otava (p95 series)"][shift] = summarise(parts[0][cell_slice])
-        table["otava (median series)"][shift] = summarise(parts[1][cell_slice])
-    print_table(table, args.trials, args.aa_trials)
+        if parts:
+            table["otava (p95 series)"][shift] = summarise(parts[0][cell_slice])
+            table["otava (median series)"][shift] = summarise(parts[1][cell_slice])
+    pre_runs = sum(t["pre_judged"] for t in trials)
+    aa_runs = pre_runs + args.aa_trials * MONITORED
+    per_run = {name: (sum(t["pre_alarms"][name] for t in trials)
+                      + round(table[name][0.0][2] * args.aa_trials * MONITORED)) / aa_runs
+               for name in ours}
+    print_table(table, per_run, args.trials, args.aa_trials, aa_runs)
     verdict = judge(table)
     elapsed = time.perf_counter() - started
+    print(f"noise: {noise.source}; {noise.requests} requests per run")
     print(f"{args.aa_trials} A/A and {args.trials} A/B trials per cell, "
-          f"{HISTORY + MONITORED} runs x {REQUESTS} requests per trial, {elapsed:.0f} s")
+          f"{HISTORY + MONITORED} runs per trial judged by clnrm.perf.judge.judge_run with "
+          f"Performance() (baseline_runs={Performance().baseline_runs}, "
+          f"alpha={Performance().alpha}), {elapsed:.0f} s")
+    if "series" in reference:
+        print(f"changepoint vs Otava's e-divisive (permutations) on {reference['series']} "
+              f"series: same change points {reference['same_change_points']:.1%}, same one "
+              f"nearest the change {reference['same_nearest_to_the_change']:.1%}")
     for line in verdict["notes"]:
         print(line)
+    figures = {
+        _key(name): {"fpr": table[name][0.0][0],
+                     "fpr_ci95": [round(x, 4) for x in interval(table[name][0.0][0],
+                                                                args.aa_trials)],
+                     "false_alarms_per_run": round(per_run.get(name, table[name][0.0][2]), 5),
+                     "recall": {f"{int(s * 100)}%": table[name][s][0] for s in SHIFTS[1:]},
+                     "mean_delay_runs": {f"{int(s * 100)}%": _round(table[name][s][1])
+                                         for s in SHIFTS[1:]}}
+        for name in table}
+    if not parts:
+        figures["otava_p95"] = figures["otava_median"] = {"skipped": otava_skip}
     print(json.dumps({
-        "bench": "regression", "trials_per_ab_cell": args.trials, "aa_trials": args.aa_trials,
-        "runs_per_trial": HISTORY + MONITORED, "requests_per_run": REQUESTS,
-        **{_key(name): {"fpr": table[name][0.0][0],
-                        "fpr_ci95": [round(x, 4) for x in interval(table[name][0.0][0],
-                                                                   args.aa_trials)],
-                        "false_alarms_per_run": round(table[name][0.0][2], 5),
-                        "recall": {f"{int(s * 100)}%": table[name][s][0] for s in SHIFTS[1:]},
-                        "mean_delay_runs": {f"{int(s * 100)}%": _round(table[name][s][1])
-                                            for s in SHIFTS[1:]}}
-           for name in detectors},
+        "bench": "regression", "code_path": "clnrm.perf.judge.judge_run",
+        "defaults": {"baseline_runs": Performance().baseline_runs,
+                     "alpha": Performance().alpha, "history": Performance().history},
+        "noise": {"source": noise.source, "requests_per_run": noise.requests,
+                  **({"measured_runs": len(noise.drift_log),
+                      "drift_log_sd": round(float(np.std(noise.drift_log, ddof=1)), 4),
+                      "lag1": round(noise.rho, 3), "within_run_sigma": round(noise.sigma, 3)}
+                     if noise.drift_log else {"drift_sd": noise.drift_sd})},
+        "trials_per_ab_cell": args.trials, "aa_trials": args.aa_trials,
+        "runs_per_trial": HISTORY + MONITORED, "judged_aa_runs": aa_runs,
+        **figures,
+        "changepoint_reference": reference,
         "target": f"shifts>=10%: recall>={TARGET_RECALL}, fpr<={TARGET_FPR}, better than "
                   "naive on both, no worse than otava",
         "met": verdict["met"], "seconds": round(elapsed, 1),
@@ -259,28 +506,30 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
 
 
-def print_table(table: dict[str, dict[float, tuple[float, float | None, float]]], trials: int,
-                aa_trials: int) -> None:
+def print_table(table: dict[str, dict[float, tuple[float, float | None, float]]],
+                per_run: dict[str, float], trials: int, aa_trials: int, aa_runs: int) -> None:
     head = ["detector", "A/A FPR [95% CI]", "per run"] + [f"+{int(s * 100)}% recall (delay)"
                                                            for s in SHIFTS[1:]]
     widths = [22, 19, 7] + [20] * (len(SHIFTS) - 1)
     print(f"Alarms within {MONITORED} runs of the change ({aa_trials} A/A trials, {trials} per "
-          "A/B cell).  FPR: A/A trials with any alarm; per run: alarms per A/A run;")
-    print("recall: A/B trials with an alarm; (delay): mean runs after the first slow run")
+          f"A/B cell).  FPR: A/A trials with any alarm; per run: alarms per judged run at")
+    print(f"the old speed ({aa_runs} runs; Otava: the monitored A/A runs); recall: A/B "
+          "trials with an alarm; (delay): mean runs after the first slow run")
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     for name, cells in table.items():
         low, high = interval(cells[0.0][0], aa_trials)
-        row = [name, f"{cells[0.0][0]:.1%} [{low:.1%}-{high:.1%}]", f"{cells[0.0][2]:.2%}"]
+        row = [name, f"{cells[0.0][0]:.1%} [{low:.1%}-{high:.1%}]",
+               f"{per_run.get(name, cells[0.0][2]):.2%}"]
         for s in SHIFTS[1:]:
             rate, delay, _ = cells[s]
             row.append(f"{rate:.1%}" + (f" ({delay:.2f})" if delay is not None else ""))
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
-def judge(table: dict[str, dict[float, tuple[float, float | None, float]]]) -> dict[str, object]:
+def judge(table: dict[str, dict[float, tuple[float, float | None, float]]]) -> dict[str, Any]:
     big = [s for s in SHIFTS if s >= 0.10]
     ours, naive = table["clnrm"], table["naive p95 > 1.1x"]
-    otava = [table["otava (p95 series)"], table["otava (median series)"]]
+    otava = [table[k] for k in ("otava (p95 series)", "otava (median series)") if k in table]
     notes: list[str] = []
     target = ours[0.0][0] <= TARGET_FPR and all(ours[s][0] >= TARGET_RECALL for s in big)
     notes.append(f"target recall >= {TARGET_RECALL:.0%} at FPR <= {TARGET_FPR:.0%}: "
@@ -288,10 +537,15 @@ def judge(table: dict[str, dict[float, tuple[float, float | None, float]]]) -> d
     vs_naive = (ours[0.0][0] < naive[0.0][0] and all(ours[s][0] >= naive[s][0] for s in big)
                 and any(ours[s][0] > naive[s][0] for s in big))
     notes.append(f"better than naive on FPR and recall: {'yes' if vs_naive else 'NO'}")
-    vs_otava = all(ours[s][0] >= max(o[s][0] for o in otava) for s in big) and \
-        ours[0.0][0] <= max(TARGET_FPR, min(o[0.0][0] for o in otava))
-    notes.append(f"no worse than Otava on recall and FPR: {'yes' if vs_otava else 'NO'}")
+    if otava:
+        vs_otava = all(ours[s][0] >= max(o[s][0] for o in otava) for s in big) and \
+            ours[0.0][0] <= max(TARGET_FPR, min(o[0.0][0] for o in otava))
+        notes.append(f"no worse than Otava on recall and FPR: {'yes' if vs_otava else 'NO'}")
+    else:
+        vs_otava = False
+        notes.append("no worse than Otava: not measured (Otava skipped)")
     return {"met": target and vs_naive and vs_otava, "notes": notes}
+
 
 
 if __name__ == "__main__":

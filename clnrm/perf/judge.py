@@ -285,7 +285,9 @@ def history_shifts(runs: Sequence[RunMeasurement], perf: Performance | None, *,
     """Lasting shifts of the newest run's compared metrics over ``runs`` (oldest first).
 
     Per metric: e-divisive change points of the runs' typical values at ``alpha``; when
-    the newest one moved the metric the worse way, the runs since it are compared with
+    the newest one came after the last baseline run (a step among the baseline runs is
+    part of the accepted reference) and moved the metric the worse way, the runs since
+    it are compared with
     the runs between it and the change point before (at least
     :data:`HISTORY_MIN_BEFORE`) by the same run-level test, at ``alpha`` (Holm across
     the metrics tested).  One verdict per metric tested; its message names the run
@@ -303,10 +305,12 @@ def history_shifts(runs: Sequence[RunMeasurement], perf: Performance | None, *,
     for name, metric in newest.metrics.items():
         if not compared(name, perf) or not metric.samples:
             continue
-        series = [r.metrics[name] for r in runs if name in r.metrics
-                  and r.metrics[name].samples and math.isfinite(r.metrics[name].value)]
-        ids = [r.run_id for r in runs if name in r.metrics
-               and r.metrics[name].samples and math.isfinite(r.metrics[name].value)]
+        kept = [r for r in runs if name in r.metrics and r.metrics[name].samples
+                and math.isfinite(r.metrics[name].value)]
+        series = [r.metrics[name] for r in kept]
+        ids = [r.run_id for r in kept]
+        # a shift among the baseline runs is part of the accepted reference
+        first_new = max((i + 1 for i, r in enumerate(kept) if r.baseline), default=0)
         if len(series) < HISTORY_MIN_BEFORE + 2:
             continue
         points = change_points([m.value for m in series], alpha=alpha, seed=seed)
@@ -316,7 +320,7 @@ def history_shifts(runs: Sequence[RunMeasurement], perf: Performance | None, *,
         worse = last.change_pct > 0 if metric.direction == "higher_is_worse" \
             else last.change_pct < 0
         start = points[-2].index if len(points) > 1 else 0
-        if not worse or last.index - start < HISTORY_MIN_BEFORE:
+        if not worse or last.index < first_new or last.index - start < HISTORY_MIN_BEFORE:
             continue
         before[name] = [m.samples for m in series[start:last.index]]
         after[name] = [m.samples for m in series[last.index:]]
