@@ -423,18 +423,24 @@ def _print_result(result: RunResult, fmt: Format, *, digest: bool = False,
                   soft_wrap=True)
     marks = {Outcome.PASSED: "[green]✓ PASS[/]", Outcome.FAILED: "[red]✗ FAIL[/]",
              Outcome.ERROR: "[red]! ERROR[/]", Outcome.SKIPPED: "[yellow]- SKIP[/]"}
+    from rich.text import Text
+
+    from clnrm.reports._human import (
+        expectations_summary,
+        failed_expectation_lines,
+        message_lines,
+        plural,
+    )
+
     for t in result.tests:
         out.print(f"{marks[t.outcome]} {escape(t.name)} [dim]({escape(t.file)}, "
-                  f"{t.duration_s:.2f} s, {len(t.steps)} steps)[/]", soft_wrap=True)
-        if t.message:
-            out.print("    " + t.message.replace("\n", "\n    "), soft_wrap=True, markup=False)
+                  f"{t.duration_s:.2f} s, {plural(len(t.steps), 'step')})[/]", soft_wrap=True)
+        for line in message_lines(t):
+            out.print("    " + line, soft_wrap=True, markup=False)
+        for line in failed_expectation_lines(t):  # each failed expectation and why
+            out.print(Text("    " + line, style="red"), soft_wrap=True)
         if t.validations:
-            passed = sum(1 for v in t.validations if v.status.value == "pass")
-            skipped = sum(1 for v in t.validations if v.status.value == "skip")
-            judged = len(t.validations) - skipped
-            note = f" ({skipped} not judged this run)" if skipped else ""
-            out.print(f"    [dim]{passed}/{judged} expectations held{note}, "
-                      f"{len(t.spans)} spans[/]")
+            out.print(Text("    " + expectations_summary(t), style="dim"), soft_wrap=True)
         if t.chaos is not None:
             from clnrm.chaos.report import timeline_lines
 

@@ -229,7 +229,7 @@ def test_traces_from_stdin_and_a_chain_deeper_than_the_cap(work: Path) -> None:
     with short.open("rb") as fh:
         ok = clnrm("run", "T.clnrm.toml", "--traces", "-", cwd=work, stdin=fh)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "1/1 expectations held, 3 spans" in ok.stdout
+    assert "1/1 expectation held, 3 spans" in ok.stdout
     line = one_line_error(clnrm("run", "T.clnrm.toml", "--traces", "-", cwd=work))
     assert line == "error: <stdin>: no spans: the trace file is empty"
 
