@@ -21,7 +21,11 @@ of +X % adds ``X/100 * p95`` to the delay, ``p95`` being the compared span's p95
 baseline runs (median over them): an added constant moves every quantile by itself,
 so the read's p95 grows by X % (the measured growth is printed beside it).  A
 detection is exit code 1 with a failing ``performance`` verdict in the JSON and no
-failed step or other expectation; any other failure is counted apart as broken.
+failed step or other expectation; any other failure is counted apart as broken (and
+left out of the shares).  The shifted runs of one shift follow each other as a CI
+history would, so a policy that confirms a lasting shift over the history shows
+here as a first run missed and the later ones detected (``per_run``: ``D`` detected,
+``.`` passed, ``b`` broken; ``F`` a false alarm among the A/A runs).
 
 ``--calibrate`` instead runs each system ``--calibration-runs`` times at its base
 value and writes ``bench/regression_calibration.json``: per compared metric, the
@@ -148,6 +152,8 @@ def run_once(system: System, delay_ms: float, memory: Path, work: Path) -> Run:
         return Run(rc=proc.returncode, seconds=seconds,
                    error=f"no JSON report: {proc.stderr.strip()[-300:]}")
     run = Run(rc=proc.returncode, seconds=seconds)
+    if isinstance(report.get("error"), dict):  # the JSON envelope of an exit 2
+        run.error = str(report["error"].get("message", "bad input"))[:300]
     for test in report.get("tests", []):
         for step in test.get("steps", []):
             if step.get("outcome") == "failed":
@@ -623,9 +629,15 @@ def main(argv: list[str] | None = None) -> int:
             "baseline_fill_runs": res.get("baseline", {}).get("fill_runs"),
             "aa_false_alarms": res.get("aa", {}).get("false_alarms"),
             "aa_runs": res.get("aa", {}).get("runs"),
+            "aa_per_run": res.get("aa", {}).get("per_run"),
             **{f"detected_{p}pct": [res["shifts"][f"+{p}%"]["detected"],
-                                     res["shifts"][f"+{p}%"]["runs"]]
+                                     res["shifts"][f"+{p}%"]["runs"]
+                                     - res["shifts"][f"+{p}%"]["broken"]]
                for p in SHIFTS if "shifts" in res},
+            **{f"per_run_{p}pct": res["shifts"][f"+{p}%"]["per_run"]
+               for p in SHIFTS if "shifts" in res},
+            "extra_delay_ms": {f"+{p}%": res["shifts"][f"+{p}%"]["extra_delay_ms"]
+                               for p in SHIFTS if "shifts" in res},
             "broken": (res.get("aa", {}).get("broken", 0)
                        + sum(s["broken"] for s in res.get("shifts", {}).values())),
             "loadavg_1m": res.get("loadavg_1m"),
