@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clnrm.compose_import import import_compose
 from clnrm.errors import ScenarioError
@@ -300,3 +302,23 @@ def test_placeholder_step_is_documented(tmp_path: Path) -> None:
     [step] = scenario.steps
     assert step.name == "placeholder" and step.service is None
     assert "http://web:8000/" in (tmp_path / "out.clnrm.toml").read_text()
+
+
+# YAML itself folds its extra line breaks (NEL, LS, PS) when dumping: not the writer's to keep
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",),
+                              blacklist_characters="\x85\u2028\u2029"), max_size=30)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(env=st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True),
+                           _TEXT.filter(lambda t: "$" not in t), max_size=5),
+       command=st.lists(_TEXT, min_size=1, max_size=4))
+def test_any_env_and_argv_text_survives_the_toml_writer(tmp_path: Path, env: dict[str, str],
+                                                        command: list[str]) -> None:
+    compose = {"services": {"app": {"image": "clnrm/busybox:latest", "environment": env,
+                                    "command": command}}}
+    text = yaml.safe_dump(compose, allow_unicode=True)
+    _, scenario, _ = _import(tmp_path, text)
+    assert scenario.services["app"].env == env
+    assert scenario.services["app"].command == command
