@@ -86,7 +86,7 @@ def run(
         if address and memory is not None and not memory.startswith(("http://", "https://")):
             _console(stderr=True).print(_styled(
                 "warning: ", "yellow", "agents on other hosts cannot reach an embedded memory "
-                "directory; use --memory http://HOST:PORT (docs/swarm.md)"), soft_wrap=True)
+                "directory; use --memory http://HOST:PORT of a Chroma server"), soft_wrap=True)
         with _signals_as_interrupts() as received, _progress(fmt, len(files)) as on_event:
             try:
                 report = run_swarm(files, options, on_event=on_event)

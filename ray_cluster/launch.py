@@ -100,7 +100,7 @@ def _infos(handles: Sequence[Any]) -> list[dict[str, Any]]:
                                hint="every actor must reach the memory (workers on other hosts "
                                     "need --memory http://HOST:PORT), and agents that start "
                                     "containers need a node started with --resources "
-                                    "'{\"clnrm_docker\": 100}' (see docs/swarm.md)") from exc
+                                    "'{\"clnrm_docker\": 100}' (ray start)") from exc
 
 
 def _kill(handles: Sequence[Any]) -> None:
