@@ -1,3 +1,3 @@
-from clnrm.cli import main
+from clnrm._entry import main
 
 main()

@@ -24,11 +24,54 @@ if TYPE_CHECKING:
 
     from clnrm.results import RunResult
 
+
+def _flags_take_no_value() -> None:
+    """Typer shows a value type after every option, so flags (``--debug``, ``--help``,
+    ``-v``) read as if they took a ``<bool>``/``<int>``; a flag shows none."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_clnrm", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.metavar is None and (self.is_flag or self.count):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._clnrm = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_take_no_value()
+
+
+class _Group(typer.core.TyperGroup):
+    """The top-level group.  ``memory``, ``perf`` and ``swarm`` are delegated commands (their
+    modules stay unimported for ``clnrm --help``); shell completion walks the real groups
+    instead, so ``clnrm memory <TAB>`` offers ``query``, ``stats``...  Completion parses with
+    ``resilient_parsing``, which a normal invocation never sets."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if ctx.resilient_parsing and cmd_name in _DELEGATED:
+            module, attr = _DELEGATED[cmd_name]
+            from importlib import import_module
+
+            command = typer.main.get_command(getattr(import_module(module), attr))
+            command.name = cmd_name
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+_DELEGATED = {"memory": ("memory.cli", "memory_app"), "perf": ("clnrm.perf.cli", "perf_app"),
+              "swarm": ("ray_cluster.cli", "swarm_app")}
+
 app = typer.Typer(
     name="clnrm",
+    cls=_Group,
     help="Hermetic integration tests from TOML, run in real Docker, judged on spans.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
 )
 images_app = typer.Typer(help="Build and list the local base images (nothing is ever pulled).",
@@ -92,7 +135,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
                                          help="More log output (-vv for debug).")] = 0,
@@ -573,17 +616,28 @@ def images_list() -> None:
         client = docker_client()
     except ClnrmError as exc:
         _fail(exc)
-    out = _console()
-    for short, spec in KNOWN_IMAGES.items():
-        present = bool(client.api.images(name=spec.tag))
-        out.print(f"{'[green]present[/]' if present else '[red]missing[/]'}  {short:12} {spec.tag}")
     from clnrm.images._user import BUILD_CONTEXT_LABEL, user_built_images
 
+    rows = []
+    for short, spec in KNOWN_IMAGES.items():
+        present = bool(client.api.images(name=spec.tag))
+        rows.append(("present" if present else "missing", short, spec.tag))
     for image in user_built_images(client):  # services' `build = {...}` images
-        name = image.labels.get("clnrm.image.name", "build")
-        out.print(_styled("built    ", "green", f"{name:12} {', '.join(image.tags) or image.id} "
-                          f"(context {image.labels.get(BUILD_CONTEXT_LABEL, '?')})"),
-                  soft_wrap=True)
+        rows.append(("built", image.labels.get("clnrm.image.name", "build"),
+                     f"{', '.join(image.tags) or image.id} "
+                     f"(context {image.labels.get(BUILD_CONTEXT_LABEL, '?')})"))
+    out = _console()
+    styles = {"present": "green", "built": "green", "missing": "red"}
+    for (status, *_), line in zip(rows, _aligned(rows), strict=True):
+        out.print(_styled(line[:len(status)], styles[status], line[len(status):]), soft_wrap=True)
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as lines whose columns start at the same offsets (two spaces between columns;
+    the last column is not padded)."""
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False))
+            + "  " + row[-1] for row in rows]
 
 
 @app.command()
@@ -756,7 +810,7 @@ def chaos_list(
 @chaos_app.command("run")
 def chaos_run(
     experiment: Annotated[list[Path], typer.Argument(
-        help="Experiment files (test files with [[chaos.faults]]) or folders of them.")],
+        help=r"Experiment files (test files with [\[chaos.faults]]) or folders of them.")],
     seed: Annotated[int | None, typer.Option(
         help="Seed for fault schedules and toxics (overrides the files).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
@@ -818,6 +872,8 @@ def swarm_group(ctx: typer.Context) -> None:
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
+        # One program name however clnrm was started (`python -m clnrm` too): the usage
+        # lines, the completion variable _CLNRM_COMPLETE and the help cache depend on it.
+        app(prog_name="clnrm")
     except KeyboardInterrupt:  # outside a run: nothing to clean, just exit quietly
         raise SystemExit(130) from None

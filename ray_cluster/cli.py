@@ -29,7 +29,8 @@ class BackendName(StrEnum):
 
 
 swarm_app = typer.Typer(help="Run test files through the agent swarm on Ray.",
-                        no_args_is_help=True)
+                        no_args_is_help=True,
+                        add_completion=False)  # `clnrm --install-completion` covers swarm
 
 
 @swarm_app.callback()
