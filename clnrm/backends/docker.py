@@ -81,8 +81,9 @@ def docker_client() -> DockerClient:
             f"({os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}): "
             f"{_short(exc)}",
             backend="docker",
-            hint="start one with `bash .ci/ensure-docker.sh` (installs docker.io if needed), "
-                 "or run without containers using --backend local") from exc
+            hint="start one (Docker Desktop, or `sudo systemctl start docker` on Linux; "
+                 "`clnrm doctor` checks the setup), or run without containers using "
+                 "--backend local") from exc
     if client.api.base_url.startswith("http+docker://"):
         # a local socket: no proxy or .netrc can apply, and looking them up from the
         # environment on every call costs requests ~0.6 ms of CPU per engine call
