@@ -271,7 +271,11 @@ def run(
     digest: Annotated[bool, typer.Option(
         "--digest", help="Print each test's span digest (ids and times normalised).")] = False,
     otel_endpoint: Annotated[str | None, typer.Option(
-        help="Also export clnrm's own spans to this OTLP/HTTP endpoint (e.g. Jaeger).")] = None,
+        help="After the run, export its spans (clnrm's own and the services') to this OTLP "
+             "endpoint, e.g. Jaeger [default: $OTEL_EXPORTER_OTLP_ENDPOINT].")] = None,
+    otel_protocol: Annotated[str | None, typer.Option(
+        help="http/protobuf or grpc [default: $OTEL_EXPORTER_OTLP_PROTOCOL or "
+             "http/protobuf].")] = None,
     artifacts: Annotated[Path, typer.Option(
         help="Folder for per-run artifacts (spans.jsonl per test).")] = Path(".clnrm/runs"),
     report_json: Annotated[Path | None, typer.Option(help="Write a JSON report.")] = None,
@@ -286,17 +290,18 @@ def run(
 
     options = RunOptions(backend=backend.value, jobs=jobs, seed=seed,
                          default_image=default_image, artifacts_dir=artifacts,
-                         fail_fast=fail_fast, otel_endpoint=otel_endpoint)
+                         fail_fast=fail_fast)
     with allowing_host_mounts(allow_host_mounts):
         _run_files(paths, options, strict=strict, image_map=image_map or [], traces=traces,
                    fmt=fmt, digest=digest, reports=(report_json, report_junit, report_html),
-                   command="run")
+                   command="run", otel=(otel_endpoint, otel_protocol))
 
 
 def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[str],
                fmt: Format, reports: tuple[Path | None, Path | None, Path | None],
                traces: Path | None = None, digest: bool = False,
-               require: Any = None, command: str = "run") -> NoReturn:
+               require: Any = None, command: str = "run",
+               otel: tuple[str | None, str | None] = (None, None)) -> NoReturn:
     """Load every file, run (or judge traces), write reports, print, exit with the verdict.
     ``require(scenarios)`` may refuse the set before anything runs."""
     from clnrm.errors import ClnrmError, InterruptedRun
@@ -307,6 +312,7 @@ def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list
 
     try:
         _refuse_special_files(paths)
+        export_to = _otel_target(*otel) if traces is None else None
         scenarios = _load_all(paths, strict=strict)
         if require is not None:
             require(scenarios)
@@ -324,6 +330,8 @@ def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list
                     result = runner.run(scenarios)
                 except KeyboardInterrupt:
                     raise InterruptedRun(received.get("name", "SIGINT")) from None
+            if export_to is not None:
+                _forward_spans(runner, result, export_to)
         _attach_load_warnings(result, scenarios)
         _write_reports(result, json_path=reports[0], junit_path=reports[1],
                        html_path=reports[2])
@@ -331,6 +339,30 @@ def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list
         _fail(exc)
     _print_result(result, fmt, digest=digest, command=command)
     raise typer.Exit(result.exit_code)
+
+
+def _otel_target(endpoint: str | None, protocol: str | None) -> Any:
+    """Where the run's spans go (``--otel-endpoint`` or ``OTEL_EXPORTER_OTLP_*``), or None."""
+    from clnrm.errors import ClnrmError
+    from clnrm.otel.forward import resolve_target
+
+    try:
+        return resolve_target(endpoint, protocol)
+    except ValueError as exc:
+        raise ClnrmError(str(exc), hint="e.g. --otel-endpoint http://localhost:4318, or "
+                         "--otel-protocol grpc with http://localhost:4317") from None
+
+
+def _forward_spans(runner: Any, result: RunResult, target: Any) -> None:
+    """Export clnrm's spans and every test's received spans; a failure is one warning line
+    (bounded by the target's timeout), never a changed verdict."""
+    from clnrm.otel.forward import forward_spans
+
+    spans = runner.tracer.finished_spans() + [s for t in result.tests for s in t.spans]
+    report = forward_spans(spans, target)
+    if not report.ok:
+        _console(stderr=True).print(_styled("warning: ", "yellow", report.warning()),
+                                    soft_wrap=True)
 
 
 def _attach_load_warnings(result: RunResult, scenarios: list[Any]) -> None:

@@ -3,9 +3,11 @@
 Every run produces ``clnrm.run`` > ``clnrm.test`` > ``clnrm.container.start`` /
 ``clnrm.step`` spans. They are kept in memory so a test can put expectations
 on clnrm's own behaviour (the self-test does), are merged into the test's span
-set, and are exported to ``--otel-endpoint`` (OTLP/HTTP) so runs show up in
-Jaeger or Tempo. Containers receive the test span's W3C ``TRACEPARENT`` so
-their spans join the same trace.
+set, and after the run the CLI forwards them with the services' spans to
+``--otel-endpoint`` (:mod:`clnrm.otel.forward`) so runs show up in Jaeger or
+Tempo; ``endpoint`` here is the SDK exporter for library callers (own spans
+only). Containers receive the test span's W3C ``TRACEPARENT`` so their spans
+join the same trace.
 
 The SDK is imported when a run starts, never for ``clnrm --help``.
 """
@@ -103,6 +105,11 @@ class SelfTracer:
             return False
 
         return [to_span(s) for s in finished if inside(s.context.span_id)]
+
+    def finished_spans(self) -> list[Span]:
+        """Every span of this run clnrm has finished, as clnrm spans: what
+        :mod:`clnrm.otel.forward` sends beside the services' spans after the run."""
+        return [to_span(s) for s in self._memory.get_finished_spans()]
 
     def shutdown(self) -> None:
         """Flush exporters (bounded by the SDK's own timeouts)."""
