@@ -97,3 +97,16 @@ def test_context_and_dockerfile_must_exist(tmp_path: Path) -> None:
     resolved = resolve_build(sc, "app", sc.services["app"].build)
     assert resolved.context == tmp_path / "app"
     assert resolved.repository == "clnrm/build-app"
+
+
+def test_build_on_the_local_backend_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM scratch\n")
+    test = tmp_path / "t.clnrm.toml"
+    test.write_text(TEST.format(build='"app"'))
+    res = run_cli("run", str(test), "--backend", "local")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "services.app.build" in res.stderr and "--backend docker" in res.stderr
+    assert "Traceback" not in res.stderr
