@@ -5,9 +5,9 @@ Every run produces ``clnrm.run`` > ``clnrm.test`` > ``clnrm.container.start`` /
 on clnrm's own behaviour (the self-test does), are merged into the test's span
 set, and after the run the CLI forwards them with the services' spans to
 ``--otel-endpoint`` (:mod:`clnrm.otel.forward`) so runs show up in Jaeger or
-Tempo; ``endpoint`` here is the SDK exporter for library callers (own spans
-only). Containers receive the test span's W3C ``TRACEPARENT`` so their spans
-join the same trace.
+Tempo; ``endpoint`` here is for library callers (own spans only).
+Containers receive the test span's W3C ``TRACEPARENT`` so their spans join
+the same trace.
 
 The SDK is imported when a run starts, never for ``clnrm --help``.
 """
@@ -34,7 +34,7 @@ class SelfTracer:
     def __init__(self, run_id: str, *, endpoint: str | None = None) -> None:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
             InMemorySpanExporter,
         )
@@ -45,13 +45,14 @@ class SelfTracer:
             "service.name": SERVICE_NAME, "service.version": __version__, "clnrm.run": run_id}))
         self._memory = InMemorySpanExporter()
         self.provider.add_span_processor(SimpleSpanProcessor(self._memory))
+        # ``endpoint``: own spans are forwarded once at shutdown, bounded, one warning on
+        # failure (clnrm.otel.forward); the SDK's exporter retried for seconds and logged
+        # every attempt.
+        self._export_to = None
         if endpoint:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from clnrm.otel.forward import resolve_target
 
-            url = endpoint.rstrip("/")
-            if not url.endswith("/v1/traces"):
-                url += "/v1/traces"
-            self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
+            self._export_to = resolve_target(endpoint)
         self.tracer = self.provider.get_tracer("clnrm")
 
     @contextmanager
@@ -112,8 +113,18 @@ class SelfTracer:
         return [to_span(s) for s in self._memory.get_finished_spans()]
 
     def shutdown(self) -> None:
-        """Flush exporters (bounded by the SDK's own timeouts)."""
+        """End the provider; with ``endpoint``, export this run's own spans (one bounded
+        attempt, one warning line when the collector is not there)."""
         self.provider.shutdown()
+        if self._export_to is not None:
+            from clnrm.otel.forward import forward_spans
+
+            report = forward_spans(self.finished_spans(), self._export_to)
+            if not report.ok:
+                import structlog
+
+                structlog.get_logger("clnrm.otel").warning("otel.export_failed",
+                                                           reason=report.warning())
 
 
 def _plain(value: Any) -> Any:

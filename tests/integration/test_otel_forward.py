@@ -177,3 +177,19 @@ def test_bad_protocol_is_exit_2_before_anything_runs(sut_test: Path) -> None:
                   "--otel-protocol", "carrier-pigeon", env=_env())
     assert res.returncode == 2 and "carrier-pigeon" in res.stderr and "Traceback" not in (
         res.stderr)
+
+
+def test_library_endpoint_exports_own_spans_once_at_shutdown(collector: Collector) -> None:
+    """``RunOptions(otel_endpoint=...)`` (no CLI): clnrm's spans, through the same bounded
+    forwarder, to the receiver process."""
+    from clnrm.otel.selftrace import SelfTracer
+
+    tracer = SelfTracer("r1", endpoint=collector.endpoints["http"])
+    with tracer.span("clnrm.run"), tracer.span("clnrm.test"):
+        pass
+    tracer.shutdown()
+    dead = SelfTracer("r2", endpoint=f"http://127.0.0.1:{_dead_port()}")
+    with dead.span("clnrm.run"):
+        pass
+    dead.shutdown()  # a warning log line, never an exception
+    assert sorted(s["name"] for s in collector.spans()) == ["clnrm.run", "clnrm.test"]
