@@ -196,6 +196,8 @@ class TestExecution:
                                      "cannot isolate services from each other")
             box.order_shutdown({name: set(deps)
                                 for name, deps in self.orch.graph.required_by.items()})
+            if self.tp.needs_step_container:
+                box.prepare_steps()
             telemetry = None
             if self._wants_spans():
                 spans_file = self._spans_file() if self.spans_dir is not None else None

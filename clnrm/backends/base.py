@@ -95,6 +95,10 @@ class Sandbox(ABC):
         """Get these services as close to started as possible without running them yet
         (their dependencies are not ready); :meth:`launch` finishes the start."""
 
+    def prepare_steps(self) -> None:  # noqa: B027 - optional hook
+        """Start whatever runs steps that name no service now, beside the receiver and the
+        services, instead of at the first such step."""
+
     def order_shutdown(self, stop_after: dict[str, set[str]]) -> None:  # noqa: B027
         """Remove a service only after every service in ``stop_after[service]`` is gone
         (its dependants), so teardown runs in reverse dependency order."""
