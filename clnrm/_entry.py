@@ -11,11 +11,12 @@ through to :func:`clnrm.cli.main` for everything else:
   are answered from ``$XDG_CACHE_HOME/clnrm/help`` when an entry's key matches;
   on a miss typer runs as usual while its output is copied, and the entry is
   written when it exits 0 (or 2 for the bare ``clnrm``, which prints the help);
-- the key holds clnrm's version, the size and mtime of every module that defines
-  commands (and of typer, click and rich), the terminal size, which streams are
-  terminals, the stream encoding and every environment variable rich or typer
-  read.  Change any of them and typer prints (and re-caches) the help itself, so
-  the cache can never show text typer would not.
+- an entry holds a key (clnrm's and Python's version, the command line, the terminal
+  size, which streams are terminals, the stream encoding, every environment variable
+  rich or typer read) and the size and mtime of every file of every non-stdlib module
+  that was loaded while typer rendered it (clnrm, memory, typer, rich, click...).
+  Change any of them and typer prints (and re-caches) the help itself, so the cache
+  can never show text typer would not.
 
 ``CLNRM_HELP_CACHE=0`` turns the cache off (tests compare both paths with it).
 """
@@ -29,11 +30,6 @@ _ENV = ("COLUMNS", "LINES", "JUPYTER_COLUMNS", "JUPYTER_LINES", "NO_COLOR", "FOR
         "PY_COLORS", "TTY_INTERACTIVE", "TTY_COMPATIBLE", "COLORTERM", "TERM", "TERMINAL_WIDTH",
         "_TYPER_FORCE_DISABLE_TERMINAL", "GITHUB_ACTIONS", "TYPER_USE_RICH",
         "DATABRICKS_RUNTIME_VERSION", "PYTHONIOENCODING", "LANG", "LC_ALL", "LC_CTYPE")
-# Modules whose code decides what help says, relative to the folder holding clnrm/.
-_SOURCES = ("clnrm/__init__.py", "clnrm/_entry.py", "clnrm/cli.py", "clnrm/perf/cli.py",
-            "memory/cli.py", "ray_cluster/cli.py")
-_LIBRARIES = ("typer/__init__.py", "typer/core.py", "typer/rich_utils.py", "typer/main.py",
-              "rich/__init__.py", "rich/console.py", "click/__init__.py")
 _MAX_WORDS = 3  # clnrm perf baseline save --help
 
 
@@ -60,14 +56,6 @@ def _stamp(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def _library_root(relative: str) -> str:
-    for entry in sys.path:
-        candidate = os.path.join(entry or ".", relative)
-        if os.path.exists(candidate):
-            return candidate
-    return relative
-
-
 def _terminal() -> str:
     """What rich measures: the first standard stream with a size, and which are terminals."""
     size = "none"
@@ -82,13 +70,11 @@ def _terminal() -> str:
 
 
 def cache_key(argv: list[str]) -> str:
-    """One line that changes whenever typer could print different help for ``argv``."""
+    """One line that changes whenever typer, given the same code, could print different
+    help for ``argv`` (the code is checked file by file: :func:`_sources_unchanged`)."""
     from clnrm import __version__
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parts = [__version__, sys.version.split()[0], " ".join(argv) or "-", _terminal()]
-    parts += [_stamp(os.path.join(here, rel)) for rel in _SOURCES]
-    parts += [_stamp(_library_root(rel)) for rel in _LIBRARIES]
     parts += [f"{name}={os.environ[name]}" for name in _ENV if name in os.environ]
     return "|".join(parts).replace("\n", " ")
 
@@ -108,6 +94,9 @@ def _replay(argv: list[str], key: str) -> int | None:
     head, sep, rest = blob.partition(b"\n")
     if not sep or head.decode("utf-8", "replace") != key:
         return None
+    sources, sep, rest = rest.partition(b"\n")
+    if not sep or not _sources_unchanged(sources.decode("utf-8", "replace")):
+        return None
     meta, sep, rest = rest.partition(b"\n")
     try:
         code, out_len = (int(x) for x in meta.split())
@@ -116,6 +105,31 @@ def _replay(argv: list[str], key: str) -> int | None:
     _write_all(1, rest[:out_len])
     _write_all(2, rest[out_len:])
     return code
+
+
+def _loaded_sources() -> str:
+    """``path<TAB>stamp`` of every file of a loaded module outside the standard library
+    (which the Python version in the key covers), NUL-separated."""
+    import sysconfig
+
+    stdlib = tuple(os.path.join(sysconfig.get_paths()[k], "") for k in ("stdlib", "platstdlib"))
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str) or "\n" in path or "\0" in path or "\t" in path:
+            continue
+        if path.startswith(stdlib) and "-packages" + os.sep not in path:
+            continue
+        files.add(path)
+    return "\0".join(f"{path}\t{_stamp(path)}" for path in sorted(files))
+
+
+def _sources_unchanged(recorded: str) -> bool:
+    for item in recorded.split("\0"):
+        path, sep, stamp = item.partition("\t")
+        if not sep or _stamp(path) != stamp:
+            return False
+    return bool(recorded)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -170,8 +184,8 @@ def _store(argv: list[str], key: str, code: int, out: str, err: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
-            fh.write(key.encode("utf-8") + b"\n" + f"{code} {len(out_b)}\n".encode() + out_b
-                     + err_b)
+            fh.write(key.encode("utf-8") + b"\n" + _loaded_sources().encode("utf-8") + b"\n"
+                     + f"{code} {len(out_b)}\n".encode() + out_b + err_b)
         os.replace(tmp, path)  # readers see the old entry or the whole new one
     except (OSError, UnicodeError):
         pass  # a read-only home just means typer answers every time

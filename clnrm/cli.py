@@ -25,14 +25,23 @@ if TYPE_CHECKING:
     from clnrm.results import RunResult
 
 
-def _flags_take_no_value() -> None:
-    """Typer shows a value type after every option, so flags (``--debug``, ``--help``,
-    ``-v``) read as if they took a ``<bool>``/``<int>``; a flag shows none."""
-    from typer.core import TyperOption
+def _help_as_written() -> None:
+    """Three fixes to how typer renders help (idempotent; skipped if typer's internals moved):
 
-    shown = TyperOption.display_type_rich
-    if getattr(shown, "_clnrm", False):
+    - a flag (``--debug``, ``--help``, ``-v``) shows no value type: typer printed
+      ``<bool>``/``<int>`` as if it took one;
+    - help text is literal: typer parses it as rich markup, so ``[[chaos.faults]]`` or
+      ``[default: $CLNRM_MEMORY]`` vanished (clnrm's help never uses markup);
+    - a docstring's first paragraph is one line in the command list, as typer does for
+      plain help (it kept the source's line breaks).
+
+    The last two need ``typer.rich_utils``, which costs more to import than the whole
+    CLI, so they are applied when help is first rendered, not at import."""
+    from typer.core import TyperCommand, TyperGroup, TyperOption
+
+    if getattr(TyperOption.display_type_rich, "_clnrm", False):
         return
+    shown = TyperOption.display_type_rich
 
     def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
         if self.metavar is None and (self.is_flag or self.count):
@@ -42,8 +51,40 @@ def _flags_take_no_value() -> None:
     display_type_rich._clnrm = True  # type: ignore[attr-defined]
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
+    def literal_text() -> None:
+        from typer import rich_utils
 
-_flags_take_no_value()
+        make_text = getattr(rich_utils, "_make_rich_text", None)
+        command_help = getattr(rich_utils, "_make_command_help", None)
+        if make_text is None or command_help is None or getattr(make_text, "_clnrm", False):
+            return  # another typer: its help as it is (tests/unit/test_cli_polish.py says so)
+        from rich.markup import escape
+
+        def _make_rich_text(*, text: str, style: str = "", markup_mode: Any) -> Any:
+            if markup_mode == "rich":
+                text = escape(text)
+            return make_text(text=text, style=style, markup_mode=markup_mode)
+
+        def _make_command_help(*, help_text: str, markup_mode: Any) -> Any:
+            first, sep, rest = help_text.strip().partition("\n\n")
+            if not first.startswith("\b"):
+                help_text = " ".join(first.split()) + sep + rest
+            return command_help(help_text=help_text, markup_mode=markup_mode)
+
+        _make_rich_text._clnrm = True  # type: ignore[attr-defined]
+        rich_utils._make_rich_text = _make_rich_text
+        rich_utils._make_command_help = _make_command_help
+
+    for cls in (TyperCommand, TyperGroup):
+        def format_help(self: Any, ctx: Any, formatter: Any, _format: Any = cls.format_help,
+                        ) -> None:
+            literal_text()
+            _format(self, ctx, formatter)
+
+        cls.format_help = format_help  # type: ignore[method-assign]
+
+
+_help_as_written()
 
 
 class _Group(typer.core.TyperGroup):
@@ -224,27 +265,16 @@ def _outcome_dict(o: Any) -> dict[str, Any]:
 
 
 def _refuse_special_files(paths: list[Path]) -> None:
-    """A path given on the command line must be a test file or a folder: a device or FIFO
-    would be read forever or block, so it is refused before anything is read."""
-    import os
-    import stat
+    """A device or FIFO is refused before anything is read (shared with clnrm.run)."""
+    from clnrm.api import refuse_special_files
 
-    from clnrm.paths import PathError, kind_of
-
-    for path in paths:
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            continue  # a missing path is reported by the loader, located
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise PathError(path, f"{kind_of(mode)}, not a test file or folder")
+    refuse_special_files(paths)
 
 
 def _no_files(paths: list[Path]) -> Exception:
-    from clnrm.errors import ClnrmError
+    from clnrm.api import no_files_error
 
-    return ClnrmError("no test files found in " + ", ".join(map(str, paths)),
-                      hint="test files end in .clnrm.toml or .toml")
+    return no_files_error(paths)
 
 
 # -- run ---------------------------------------------------------------------
@@ -343,88 +373,51 @@ def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list
 
 def _otel_target(endpoint: str | None, protocol: str | None) -> Any:
     """Where the run's spans go (``--otel-endpoint`` or ``OTEL_EXPORTER_OTLP_*``), or None."""
-    from clnrm.errors import ClnrmError
-    from clnrm.otel.forward import resolve_target
+    from clnrm.api import otel_target
 
-    try:
-        return resolve_target(endpoint, protocol)
-    except ValueError as exc:
-        raise ClnrmError(str(exc), hint="e.g. --otel-endpoint http://localhost:4318, or "
-                         "--otel-protocol grpc with http://localhost:4317") from None
+    return otel_target(endpoint, protocol)
 
 
 def _forward_spans(runner: Any, result: RunResult, target: Any) -> None:
     """Export clnrm's spans and every test's received spans; a failure is one warning line
     (bounded by the target's timeout), never a changed verdict."""
-    from clnrm.otel.forward import forward_spans
+    from clnrm.api import forward_run_spans
 
-    spans = runner.tracer.finished_spans() + [s for t in result.tests for s in t.spans]
-    report = forward_spans(spans, target)
+    report = forward_run_spans(runner, result, target)
     if not report.ok:
         _console(stderr=True).print(_styled("warning: ", "yellow", report.warning()),
                                     soft_wrap=True)
 
 
+# Loading, image maps and reports live in clnrm.api so clnrm.run() and the CLI agree.
+
+
 def _attach_load_warnings(result: RunResult, scenarios: list[Any]) -> None:
-    """A file's load warnings go on its test results too, so JSON output and reports
-    carry them (on a terminal they were printed while loading)."""
-    said = {sc.source: [str(w) for w in sc.warnings] for sc in scenarios}
-    for test in result.tests:
-        test.warnings[:0] = [w for w in said.get(test.file, []) if w not in test.warnings]
+    from clnrm.api import attach_load_warnings
+
+    attach_load_warnings(result, scenarios)
 
 
 def _write_reports(result: RunResult, *, json_path: Path | None, junit_path: Path | None,
                    html_path: Path | None) -> None:
-    if not (json_path or junit_path or html_path):
-        return
-    from clnrm import reports
+    from clnrm.api import write_reports
 
-    for path, write in ((json_path, reports.write_json), (junit_path, reports.write_junit),
-                        (html_path, reports.write_html)):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write(result, path)
+    write_reports(result, json_path=json_path, junit_path=junit_path, html_path=html_path)
 
 
 def _load_all(paths: list[Path], *, strict: bool) -> list[Any]:
-    """Load every file first: one bad file stops the run before any container starts."""
-    from clnrm.errors import ClnrmError
-    from clnrm.scenario import discover_test_files, load_scenario
+    """Load every file first (clnrm.api.load_files); warnings go to stderr as they come."""
+    from clnrm.api import load_files
 
-    files = discover_test_files(paths)
-    if not files:
-        raise _no_files(paths)
-    scenarios, errors, causes = [], [], []
     err = _console(stderr=True)
-    for f in files:
-        try:
-            sc = load_scenario(f, strict=strict)
-        except ClnrmError as exc:
-            errors.append(str(exc))
-            causes.append(exc)
-            continue
-        for w in getattr(sc, "warnings", []):
-            err.print(_styled("warning: ", "yellow", w), soft_wrap=True)
-        scenarios.append(sc)
-    if errors:
-        failure = ClnrmError(f"{len(errors)} of {len(files)} test files are invalid; nothing was "
-                             "run:\n" + "\n".join(errors))
-        failure.causes = causes  # type: ignore[attr-defined]  # located JSON error: the first
-        raise failure
-    return scenarios
+    return load_files(paths, strict=strict, on_warning=lambda w: err.print(
+        _styled("warning: ", "yellow", w), soft_wrap=True))
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:
-    from clnrm.errors import ClnrmError
+    from clnrm.api import parse_image_map
 
-    mapping = {}
-    for item in items:
-        src, sep, dst = item.partition("=")
-        if not sep or not src or not dst:
-            raise ClnrmError(f"--image-map {item!r}: expected FROM=TO",
-                             hint="e.g. --image-map alpine:latest=clnrm/busybox:latest")
-        mapping[src] = dst
-    return mapping
+    return parse_image_map(items)
 
 
 class _signals_as_interrupts:  # noqa: N801 - used as a context manager, reads like one
@@ -842,7 +835,7 @@ def chaos_list(
 @chaos_app.command("run")
 def chaos_run(
     experiment: Annotated[list[Path], typer.Argument(
-        help=r"Experiment files (test files with [\[chaos.faults]]) or folders of them.")],
+        help="Experiment files (test files with [[chaos.faults]]) or folders of them.")],
     seed: Annotated[int | None, typer.Option(
         help="Seed for fault schedules and toxics (overrides the files).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,

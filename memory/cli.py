@@ -32,7 +32,7 @@ class OutputFormat(StrEnum):
 MemoryOpt = Annotated[str | None, typer.Option(
     "--memory", "-m", metavar="PATH_OR_URL",
     help="Store directory, or http://HOST:PORT of a Chroma server "
-         r"\[default: $CLNRM_MEMORY or ~/.clnrm/memory]")]  # \[: literal, not rich markup
+         "[default: $CLNRM_MEMORY or ~/.clnrm/memory]")]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="human or json")]
 
 

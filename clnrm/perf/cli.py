@@ -36,7 +36,7 @@ perf_app.add_typer(baseline_app, name="baseline")
 
 FingerprintOpt = Annotated[str | None, typer.Option(
     "--fingerprint", help="Environment key as `perf baseline list` shows it "
-                          r"\[default: this machine's]")]  # \[: not rich markup
+                          "[default: this machine's]")]
 PathsArg = Annotated[list[Path] | None, typer.Argument(
     help="Test files or folders to run (or give --from-report).")]
 ReportOpt = Annotated[Path | None, typer.Option(

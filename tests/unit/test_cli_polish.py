@@ -83,6 +83,35 @@ def test_an_entry_with_another_key_is_never_shown(tmp_path: Path) -> None:
     assert entry.read_bytes().startswith(key + b"\n")  # re-cached under the current key
 
 
+def test_an_entry_is_not_shown_once_a_module_it_was_rendered_from_changed(
+        tmp_path: Path) -> None:
+    good = _clnrm("chaos", "run", "--help", cache=tmp_path)
+    [entry] = (tmp_path / "clnrm" / "help").glob("*.help")
+    key, _, rest = entry.read_bytes().partition(b"\n")
+    sources, _, _ = rest.partition(b"\n")
+    cli = next(item for item in sources.split(b"\0") if item.split(b"\t")[0].endswith(
+        os.path.join("clnrm", "cli.py").encode()))  # the module that defines the commands
+    edited = sources.replace(cli, cli.split(b"\t")[0] + b"\t1:1")  # as if cli.py changed
+    entry.write_bytes(key + b"\n" + edited + b"\n0 6\nSTALE\n")
+    _same(good, _clnrm("chaos", "run", "--help", cache=tmp_path))
+    assert b"STALE" not in entry.read_bytes()
+
+
+def test_sources_check_compares_size_and_mtime(tmp_path: Path) -> None:
+    from clnrm._entry import _loaded_sources, _sources_unchanged, _stamp
+
+    module = tmp_path / "m.py"
+    module.write_text("x = 1\n")
+    recorded = f"{module}\t{_stamp(str(module))}"
+    assert _sources_unchanged(recorded)
+    module.write_text("x = 22\n")
+    assert not _sources_unchanged(recorded)
+    assert not _sources_unchanged("")
+    loaded = _loaded_sources()
+    assert typer.__file__ in loaded and "/json/__init__.py" not in loaded  # stdlib: by version
+    assert _sources_unchanged(loaded)
+
+
 def test_an_unwritable_cache_still_prints_help(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -212,6 +241,15 @@ def test_bracketed_text_in_help_is_shown_literally(monkeypatch: pytest.MonkeyPat
             checked += 1
     assert checked >= 3
     assert "[[chaos.faults]]" in _help(["chaos", "run"], monkeypatch)
+
+
+def test_a_docstrings_first_paragraph_is_one_line_in_the_command_list(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    top = _help([], monkeypatch)
+    for name, cmd in typer.main.get_command(app).commands.items():
+        first = " ".join((cmd.help or "").split("\n\n")[0].split())
+        row = next(line for line in top.splitlines() if line.startswith(f"│ {name} "))
+        assert first in " ".join(row.split()), (name, row)  # one row, nothing cut
 
 
 def test_flags_show_no_value_type(monkeypatch: pytest.MonkeyPatch) -> None:
