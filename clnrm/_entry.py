@@ -102,8 +102,12 @@ def _replay(argv: list[str], key: str) -> int | None:
         code, out_len = (int(x) for x in meta.split())
     except ValueError:
         return None
-    _write_all(1, rest[:out_len])
-    _write_all(2, rest[out_len:])
+    try:
+        _write_all(1, rest[:out_len])
+        _write_all(2, rest[out_len:])
+    except BrokenPipeError:  # `clnrm --help | head -1`: exit 1 and say nothing, as typer does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        return 1
     return code
 
 

@@ -112,6 +112,22 @@ def test_sources_check_compares_size_and_mtime(tmp_path: Path) -> None:
     assert _sources_unchanged(loaded)
 
 
+def test_a_closed_pipe_ends_quietly_like_typer(tmp_path: Path) -> None:
+    def closed(**env: str) -> tuple[int, bytes]:
+        full = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), **env}
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # a reader that is gone before anything is written
+        try:
+            res = subprocess.run([sys.executable, "-m", "clnrm", "--help"], env=full,
+                                 stdout=write_end, stderr=subprocess.PIPE, timeout=300)
+        finally:
+            os.close(write_end)
+        return res.returncode, res.stderr
+
+    _clnrm("--help", cache=tmp_path)  # cached
+    assert closed() == closed(CLNRM_HELP_CACHE="0") == (1, b"")
+
+
 def test_an_unwritable_cache_still_prints_help(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
