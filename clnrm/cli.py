@@ -265,27 +265,16 @@ def _outcome_dict(o: Any) -> dict[str, Any]:
 
 
 def _refuse_special_files(paths: list[Path]) -> None:
-    """A path given on the command line must be a test file or a folder: a device or FIFO
-    would be read forever or block, so it is refused before anything is read."""
-    import os
-    import stat
+    """A device or FIFO is refused before anything is read (shared with clnrm.run)."""
+    from clnrm.api import refuse_special_files
 
-    from clnrm.paths import PathError, kind_of
-
-    for path in paths:
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            continue  # a missing path is reported by the loader, located
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise PathError(path, f"{kind_of(mode)}, not a test file or folder")
+    refuse_special_files(paths)
 
 
 def _no_files(paths: list[Path]) -> Exception:
-    from clnrm.errors import ClnrmError
+    from clnrm.api import no_files_error
 
-    return ClnrmError("no test files found in " + ", ".join(map(str, paths)),
-                      hint="test files end in .clnrm.toml or .toml")
+    return no_files_error(paths)
 
 
 # -- run ---------------------------------------------------------------------
@@ -384,88 +373,51 @@ def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list
 
 def _otel_target(endpoint: str | None, protocol: str | None) -> Any:
     """Where the run's spans go (``--otel-endpoint`` or ``OTEL_EXPORTER_OTLP_*``), or None."""
-    from clnrm.errors import ClnrmError
-    from clnrm.otel.forward import resolve_target
+    from clnrm.api import otel_target
 
-    try:
-        return resolve_target(endpoint, protocol)
-    except ValueError as exc:
-        raise ClnrmError(str(exc), hint="e.g. --otel-endpoint http://localhost:4318, or "
-                         "--otel-protocol grpc with http://localhost:4317") from None
+    return otel_target(endpoint, protocol)
 
 
 def _forward_spans(runner: Any, result: RunResult, target: Any) -> None:
     """Export clnrm's spans and every test's received spans; a failure is one warning line
     (bounded by the target's timeout), never a changed verdict."""
-    from clnrm.otel.forward import forward_spans
+    from clnrm.api import forward_run_spans
 
-    spans = runner.tracer.finished_spans() + [s for t in result.tests for s in t.spans]
-    report = forward_spans(spans, target)
+    report = forward_run_spans(runner, result, target)
     if not report.ok:
         _console(stderr=True).print(_styled("warning: ", "yellow", report.warning()),
                                     soft_wrap=True)
 
 
+# Loading, image maps and reports live in clnrm.api so clnrm.run() and the CLI agree.
+
+
 def _attach_load_warnings(result: RunResult, scenarios: list[Any]) -> None:
-    """A file's load warnings go on its test results too, so JSON output and reports
-    carry them (on a terminal they were printed while loading)."""
-    said = {sc.source: [str(w) for w in sc.warnings] for sc in scenarios}
-    for test in result.tests:
-        test.warnings[:0] = [w for w in said.get(test.file, []) if w not in test.warnings]
+    from clnrm.api import attach_load_warnings
+
+    attach_load_warnings(result, scenarios)
 
 
 def _write_reports(result: RunResult, *, json_path: Path | None, junit_path: Path | None,
                    html_path: Path | None) -> None:
-    if not (json_path or junit_path or html_path):
-        return
-    from clnrm import reports
+    from clnrm.api import write_reports
 
-    for path, write in ((json_path, reports.write_json), (junit_path, reports.write_junit),
-                        (html_path, reports.write_html)):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write(result, path)
+    write_reports(result, json_path=json_path, junit_path=junit_path, html_path=html_path)
 
 
 def _load_all(paths: list[Path], *, strict: bool) -> list[Any]:
-    """Load every file first: one bad file stops the run before any container starts."""
-    from clnrm.errors import ClnrmError
-    from clnrm.scenario import discover_test_files, load_scenario
+    """Load every file first (clnrm.api.load_files); warnings go to stderr as they come."""
+    from clnrm.api import load_files
 
-    files = discover_test_files(paths)
-    if not files:
-        raise _no_files(paths)
-    scenarios, errors, causes = [], [], []
     err = _console(stderr=True)
-    for f in files:
-        try:
-            sc = load_scenario(f, strict=strict)
-        except ClnrmError as exc:
-            errors.append(str(exc))
-            causes.append(exc)
-            continue
-        for w in getattr(sc, "warnings", []):
-            err.print(_styled("warning: ", "yellow", w), soft_wrap=True)
-        scenarios.append(sc)
-    if errors:
-        failure = ClnrmError(f"{len(errors)} of {len(files)} test files are invalid; nothing was "
-                             "run:\n" + "\n".join(errors))
-        failure.causes = causes  # type: ignore[attr-defined]  # located JSON error: the first
-        raise failure
-    return scenarios
+    return load_files(paths, strict=strict, on_warning=lambda w: err.print(
+        _styled("warning: ", "yellow", w), soft_wrap=True))
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:
-    from clnrm.errors import ClnrmError
+    from clnrm.api import parse_image_map
 
-    mapping = {}
-    for item in items:
-        src, sep, dst = item.partition("=")
-        if not sep or not src or not dst:
-            raise ClnrmError(f"--image-map {item!r}: expected FROM=TO",
-                             hint="e.g. --image-map alpine:latest=clnrm/busybox:latest")
-        mapping[src] = dst
-    return mapping
+    return parse_image_map(items)
 
 
 class _signals_as_interrupts:  # noqa: N801 - used as a context manager, reads like one

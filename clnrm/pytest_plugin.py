@@ -27,18 +27,28 @@ run id, own network), started through :class:`clnrm.runner.Runner` exactly as
 
 clnrm modules are imported only when the plugin is enabled, keeping pytest
 start-up unchanged for projects that merely have clnrm installed.
+
+Fixtures (always available, no ``--clnrm`` needed, since asking for one is the opt-in):
+
+``clnrm_run``
+    a callable ``clnrm_run(paths, **options) -> RunResult`` that runs test files
+    through :func:`clnrm.run` with ``--clnrm-backend`` / ``--clnrm-image-map`` as
+    defaults; pair it with :func:`clnrm.testing.scenario_files` to parametrize
+    over a folder and :func:`clnrm.testing.assert_passed` to fail with clnrm's
+    explanation.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from clnrm.results import TestResult
+    from clnrm.results import RunResult, TestResult
     from clnrm.scenario.model import Scenario
 
 SUFFIX = ".clnrm.toml"
@@ -66,6 +76,43 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ClnrmFile 
     if file_path.name.endswith(SUFFIX) and _enabled(parent.config):
         return ClnrmFile.from_parent(parent, path=file_path)
     return None
+
+
+@pytest.fixture
+def clnrm_run(request: pytest.FixtureRequest) -> Callable[..., RunResult]:
+    """Run clnrm test files from a test: ``result = clnrm_run("api.clnrm.toml", seed=7)``.
+
+    Returns :func:`clnrm.run`'s typed RunResult, so a test asserts on outcomes, spans,
+    validations or perf figures rather than on an exit code.  The command line's
+    ``--clnrm-backend`` and ``--clnrm-image-map`` are the defaults (keyword options
+    win; an ``image_map`` given is merged over the command line's), so one switch moves
+    a whole suite to ``local``.  Each run's id, backend and outcomes go to the test's
+    ``user_properties`` (JUnit XML shows them) and failing steps' output to its report
+    sections, as for collected ``*.clnrm.toml`` items.
+    """
+    from clnrm.api import run
+
+    node = request.node
+    config = request.config
+
+    def clnrm_run(paths: Any, **options: Any) -> RunResult:
+        options.setdefault("backend", config.getoption("clnrm_backend"))
+        options["image_map"] = {**_image_map(config), **(options.get("image_map") or {})}
+        result = run(paths, **options)
+        node.user_properties += [("clnrm.run_id", result.run_id),
+                                 ("clnrm.backend", result.backend)]
+        for test in result.tests:
+            node.user_properties.append((f"clnrm.outcome.{test.name}", test.outcome.value))
+            for step in test.steps:
+                if step.outcome.value in ("failed", "error"):
+                    for stream in ("stdout", "stderr"):
+                        text = getattr(step, stream)
+                        if text:
+                            node.add_report_section(
+                                "call", f"{test.name} step {step.name} {stream}", text)
+        return result
+
+    return clnrm_run
 
 
 def _enabled(config: pytest.Config) -> bool:
