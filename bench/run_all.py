@@ -37,6 +37,7 @@ BENCHES: dict[str, tuple[str, str, str]] = {
     "regression": ("regression.py", "clnrm.recall.10%", "recall at +10% (FPR <= 1%)"),
     "regression_e2e": ("regression_e2e.py", "", "end to end through clnrm run"),
     "memory_kill": ("memory_kill.py", "wedged", "0 wedged stores after SIGKILLs"),
+    "startup": ("startup.py", "ratio_vs_bare_python", "<= target x python -c pass"),
 }
 
 
