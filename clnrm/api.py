@@ -102,6 +102,7 @@ def run(
     from clnrm.runner import Runner
     from clnrm.scenario.mounts import allowing_host_mounts
 
+    _quiet_logs_unless_configured()
     options = run_options(backend=backend, jobs=jobs, seed=seed, image_map=image_map,
                           default_image=default_image, fail_fast=fail_fast,
                           artifacts=artifacts)
@@ -271,6 +272,18 @@ def forward_run_spans(runner: Runner, result: RunResult, target: ExportTarget) -
 
     spans = runner.tracer.finished_spans() + [s for t in result.tests for s in t.spans]
     return forward_spans(spans, target)
+
+
+def _quiet_logs_unless_configured() -> None:
+    """structlog's unconfigured default prints every debug line to stdout; a library call
+    must not, so when the caller has not configured structlog, clnrm's own set-up applies
+    (WARNING and up, to stderr, secrets redacted).  A caller's configuration is kept."""
+    import structlog
+
+    if not structlog.is_configured():
+        from clnrm.logs import configure
+
+        configure()
 
 
 def _opt_path(p: PathLike | None) -> Path | None:

@@ -142,3 +142,14 @@ def test_scenario_files_and_assert_passed(tmp_path: Path) -> None:
         clnrm.assert_passed(result)
     assert "boom" in str(info.value) and "exit code 3" in str(info.value)
     clnrm.assert_passed(clnrm.run(params[0].values[0], backend="local"))
+
+
+def test_a_library_call_prints_nothing(tmp_path: Path) -> None:
+    """structlog's unconfigured default would print debug lines to stdout."""
+    write(tmp_path, only=PASSING)
+    code = ("import clnrm, sys; r = clnrm.run(sys.argv[1], backend='local'); "
+            "assert r.exit_code == 0, r.tests")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "" and res.stderr == ""
