@@ -32,66 +32,17 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
-
-from clnrm.perf.metrics import LatencySummary, percentile, summarize_ms
+from clnrm.perf.metrics import percentile, summarize_ms
+from clnrm.perf.result import Arrival, LoadResult, RequestSample  # models live with results
 
 if TYPE_CHECKING:
     import asyncio
 
-Arrival = Literal["constant", "poisson"]
-"""How intended send times are spaced: evenly, or exponential gaps from the seed."""
-
 _LEAD_S: Final = 0.02  # the schedule starts this long after run() so set-up never lags it
 _LAG_WARN_MS: Final = 20.0
-
-
-class RequestSample(BaseModel):
-    """One request; times are ms since the schedule's start."""
-
-    index: int
-    intended_ms: float
-    sent_ms: float | None = None  # None: never sent (the run ended or connecting failed)
-    latency_ms: float | None = None  # end - intended: corrected for coordinated omission
-    service_time_ms: float | None = None  # end - sent: uncorrected
-    status: int | None = None
-    error: str | None = None
-
-
-class LoadResult(BaseModel):
-    """What a load run did; ``latency`` is corrected, ``service_time`` is not.
-
-    Both summaries cover requests that got a response (any status); transport
-    errors and timeouts are counted in ``errors`` instead.
-    """
-
-    target: str
-    method: str
-    arrival: Arrival
-    rate_rps: float
-    duration_s: float
-    seed: int
-    concurrency: int
-    started_unix_nano: int
-    sent: int = 0
-    completed: int = 0  # got a response, whatever its status
-    errors: int = 0  # no response: refused, reset, timed out
-    status_counts: dict[str, int] = Field(default_factory=dict)
-    achieved_rps: float = 0.0
-    driver_lag_p99_ms: float = 0.0  # how late the driver dispatched (its own delay)
-    latency: LatencySummary | None = None
-    service_time: LatencySummary | None = None
-    warnings: list[str] = Field(default_factory=list)
-    requests: list[RequestSample] = Field(default_factory=list)
-
-    @property
-    def window(self) -> tuple[int, int]:
-        """The run as a :func:`clnrm.perf.metrics.measure` window (Unix ns)."""
-        return (self.started_unix_nano,
-                self.started_unix_nano + int((self.duration_s + 0.001) * 1e9))
 
 
 def schedule(rate_rps: float, duration_s: float, *, seed: int = 0,

@@ -39,7 +39,8 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import structlog
-from pydantic import BaseModel
+
+from clnrm.perf.result import ContainerSample, ContainerStatsSummary  # models live with the result
 
 log = structlog.get_logger("clnrm.perf")
 
@@ -48,41 +49,6 @@ ENGINE_TICK_S: Final = 1.0
 
 _JOIN_S: Final = 3.0
 _RETRIES: Final = 3
-
-
-class ContainerSample(BaseModel):
-    """One tick of one container; counters are cumulative since the container started."""
-
-    service: str
-    container_id: str
-    time_unix_nano: int  # the engine's read time
-    cpu_pct: float | None  # None when there is no earlier tick to compare with
-    mem_bytes: int
-    mem_limit_bytes: int | None = None
-    net_rx_bytes: int = 0
-    net_tx_bytes: int = 0
-    blk_read_bytes: int = 0
-    blk_write_bytes: int = 0
-    pids: int | None = None
-
-
-class ContainerStatsSummary(BaseModel):
-    """Peak and mean of one service's container over the sampling; I/O as deltas."""
-
-    service: str
-    container_id: str
-    samples: int
-    cpu_pct_mean: float | None = None
-    cpu_pct_peak: float | None = None
-    mem_bytes_mean: float | None = None
-    mem_bytes_peak: int | None = None
-    mem_limit_bytes: int | None = None
-    net_rx_bytes: int = 0
-    net_tx_bytes: int = 0
-    blk_read_bytes: int = 0
-    blk_write_bytes: int = 0
-    gone: bool = False  # the container was removed (or never existed) while sampled
-    error: str | None = None  # why sampling stopped early, if it did
 
 
 class ContainerStatsSampler:
