@@ -9,15 +9,14 @@ run.  Runs owned by another host are left alone unless ``--all`` is given.
 
 from __future__ import annotations
 
-import os
-import socket
+import threading
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import BaseModel, Field
 
-from clnrm.backends.docker import LABEL_OWNER, LABEL_RUN, process_start_time, remove_containers
+from clnrm.labels import LABEL_OWNER, LABEL_RUN, owner_alive
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -35,28 +34,6 @@ class RunLeftovers(BaseModel):
     networks: list[str] = Field(default_factory=list)
     volumes: list[str] = Field(default_factory=list)
     undone: list[str] = Field(default_factory=list)  # chaos faults undone from the journal
-
-
-def owner_alive(owner: str) -> bool:
-    """True when the owner is this host's live process with the same start time.
-
-    Owners from other hosts count as alive: we cannot see their processes and
-    must not delete a colleague's running test on a shared engine.
-    """
-    try:
-        host, pid_text, start = owner.split(":")
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return process_start_time(pid) == start
 
 
 def find_leftovers(client: DockerClient) -> list[RunLeftovers]:
@@ -87,6 +64,8 @@ def find_leftovers(client: DockerClient) -> list[RunLeftovers]:
 
 def remove_leftovers(client: DockerClient, leftovers: RunLeftovers) -> None:
     """Containers first (they hold the network), then networks, then volumes."""
+    from clnrm.backends.docker import remove_containers
+
     api = client.api
     remove_containers(client, leftovers.containers)
     for net in leftovers.networks:
@@ -134,3 +113,35 @@ def collect_dead_runs(client: DockerClient, *, everything: bool = False,
                  networks=len(leftovers.networks), undone=len(leftovers.undone))
         remove_leftovers(client, leftovers)
     return found
+
+
+class DeadRunSweep:
+    """Dead runs' leftovers collected on a thread beside a run's tests, which never touch
+    them (other owners).  The Runner starts one before its preflight and joins it at the
+    end, so a backend only runs tests and housekeeping stays here."""
+
+    def __init__(self, client: DockerClient | None) -> None:
+        self._thread: threading.Thread | None = None
+        if client is not None:
+            self._thread = threading.Thread(target=self._collect, args=(client,),
+                                            name="clnrm-gc", daemon=True)
+            self._thread.start()
+
+    @classmethod
+    def for_backend(cls, backend: Any) -> DeadRunSweep:
+        """A sweep of the engine ``backend`` talks to; nothing for a backend without one
+        (``local``: its processes die with the run)."""
+        return cls(getattr(backend, "client", None))
+
+    @staticmethod
+    def _collect(client: DockerClient) -> None:
+        try:
+            collect_dead_runs(client)
+        except Exception as exc:  # housekeeping: `clnrm gc` reports the same in detail
+            text = str(exc).strip().splitlines()
+            log.warning("gc.failed", error=text[0] if text else type(exc).__name__)
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None

@@ -189,7 +189,14 @@ class Runner:
         images = set().union(*(p.images for p in plans)) if plans else set()
         if any(p.needs_step_container for p in plans):
             images.add(ctx.default_image)
-        self.backend.preflight(images)
+        from clnrm.gc import DeadRunSweep
+
+        sweep = DeadRunSweep.for_backend(self.backend)  # dead runs' leftovers, beside the tests
+        try:
+            self.backend.preflight(images)
+        except BaseException:
+            sweep.join()  # the run stops here: let the collection end first
+            raise
         log.info("run.start", run_id=self.run_id, tests=len(plans), backend=self.backend.name)
         try:
             with self.tracer.span("clnrm.run", attributes={
@@ -202,6 +209,7 @@ class Runner:
                 self.backend.reap()  # second pass: anything a worker created during the first
             self.tracer.shutdown()
             self.backend.finish()
+            sweep.join()
         result.duration_s = time.monotonic() - started
         return result
 

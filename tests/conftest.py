@@ -63,8 +63,7 @@ def _orphaned_or_ours(client: Any, kind: str, ident: str) -> bool:
     and are not this test's leak; a CLI subprocess of this test that left something
     behind has exited by now, so its resources count.
     """
-    from clnrm.backends.docker import LABEL_OWNER
-    from clnrm.gc import owner_alive
+    from clnrm.labels import LABEL_OWNER, owner_alive
 
     try:
         if kind == "containers":

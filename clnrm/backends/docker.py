@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from clnrm.backends.base import STEPS_MEMBER, Backend, Sandbox
 from clnrm.backends.docker_network import ICC_OFF, create_link_network
 from clnrm.backends.docker_service import DockerService
 from clnrm.errors import BackendError
+from clnrm.labels import LABEL_OWNER, LABEL_RUN, LABEL_SERVICE, LABEL_TEST, owner_label
 from clnrm.plugins.base import ServiceSpec
 from clnrm.results import ExecResult
 
@@ -40,10 +40,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("clnrm.docker")
 
-LABEL_RUN = "clnrm.run"
-LABEL_OWNER = "clnrm.owner"
-LABEL_TEST = "clnrm.test"
-LABEL_SERVICE = "clnrm.service"
 # Default commands that exit at once without a terminal (shells and REPLs): a service
 # whose image has one of these and no command of its own is kept alive with a sleeper.
 _SHELLS = {"sh", "/bin/sh", "bash", "/bin/bash", "ash", "/bin/ash", "python3", "python",
@@ -89,20 +85,6 @@ def docker_client() -> DockerClient:
         # environment on every call costs requests ~0.6 ms of CPU per engine call
         client.api.trust_env = False
     return client
-
-
-def owner_label() -> str:
-    """``host:pid:starttime`` of this process; start time guards against pid reuse."""
-    return f"{socket.gethostname()}:{os.getpid()}:{process_start_time(os.getpid())}"
-
-
-def process_start_time(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            # field 22 (starttime) comes after the parenthesised command name
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "0"
 
 
 def _short(exc: BaseException) -> str:
@@ -533,7 +515,6 @@ class DockerBackend(Backend):
         super().__init__(run_id)
         self.client = client or docker_client()
         self.owner = owner_label()
-        self._gc: threading.Thread | None = None
 
     def sandbox(self, test_slug: str, *, default_image: str, env: dict[str, str],
                 links: Sequence[Sequence[str]] | None = None) -> DockerSandbox:
@@ -541,36 +522,15 @@ class DockerBackend(Backend):
                              env=env, owner=self.owner, links=links)
 
     def preflight(self, images: set[str]) -> None:
-        """Images are checked now (a missing one stops the run before anything starts);
-        dead runs' leftovers are collected on a thread beside the tests, which never touch
-        them (other owners), and :meth:`finish` waits for it."""
-        self._gc = threading.Thread(target=self._collect_dead_runs, name="clnrm-gc",
-                                    daemon=True)
-        self._gc.start()
-        try:
-            for image in sorted(images):
-                try:
-                    self.client.api.inspect_image(image)
-                except Exception:  # the images module says what is wrong and how to fix it
-                    from clnrm.images import ensure_image
+        """Images are checked now: a missing one stops the run before anything starts.
+        (Collecting dead runs is the Runner's job, through :mod:`clnrm.gc`.)"""
+        for image in sorted(images):
+            try:
+                self.client.api.inspect_image(image)
+            except Exception:  # the images module says what is wrong and how to fix it
+                from clnrm.images import ensure_image
 
-                    ensure_image(self.client, image)
-        except BaseException:
-            self.finish()  # the run stops here: let the collection end first
-            raise
-
-    def _collect_dead_runs(self) -> None:
-        from clnrm.gc import collect_dead_runs
-
-        try:
-            collect_dead_runs(self.client)
-        except Exception as exc:  # housekeeping: `clnrm gc` reports the same in detail
-            log.warning("gc.failed", error=_short(exc))
-
-    def finish(self) -> None:
-        if self._gc is not None:
-            self._gc.join()
-            self._gc = None
+                ensure_image(self.client, image)
 
     def reap(self) -> None:
         from clnrm.gc import remove_run

@@ -146,10 +146,10 @@ class ChaosSession:
                  proxied: Sequence[tuple[str, int]] = (),
                  cancelled: threading.Event | None = None,
                  on_event: Callable[[str, str], None] | None = None) -> None:
-        from clnrm.backends.docker import owner_label
         from clnrm.chaos.catalog import fault_types
         from clnrm.chaos.context import ChaosContext
         from clnrm.chaos.journal import Journal
+        from clnrm.labels import owner_label
 
         self.sc = sc
         self.chaos = sc.chaos if sc.chaos is not None else Chaos()

@@ -115,13 +115,13 @@ def replay_dead_journals(api: Any, *, everything: bool = False,
     """
     from clnrm.chaos.catalog import fault_types
     from clnrm.chaos.context import UndoEnv
-    from clnrm.gc import owner_alive
+    from clnrm.labels import owner_alive
 
     folder = directory or journal_dir()
     if not folder.is_dir():
         return []
     lines: list[str] = []
-    types = None
+    undoers: dict[str, Any] | None = None
     env = UndoEnv(api=api)
     for path in sorted(folder.glob("*.jsonl")):
         try:
@@ -133,13 +133,11 @@ def replay_dead_journals(api: Any, *, everything: bool = False,
         run = header.get("run_id", path.stem)
         for entry in reversed(pending):  # last applied, first undone
             try:
-                if entry.type == PROXY_RECORD:
-                    what = undo_proxy(entry.record)
-                else:
-                    types = types if types is not None else fault_types()
-                    cls = types.get(entry.type)
-                    what = (cls.undo(entry.record, env) if cls is not None
-                            else f"unknown fault type {entry.type!r}: left as is")
+                if undoers is None:  # the fault registry, plus the proxy processes
+                    undoers = {PROXY_RECORD: ProxyProcess, **fault_types()}
+                cls = undoers.get(entry.type)
+                what = (cls.undo(entry.record, env) if cls is not None
+                        else f"unknown fault type {entry.type!r}: left as is")
             except Exception as exc:
                 what = f"undo failed: {type(exc).__name__}: {exc}"
             lines.append(f"run {run}: {entry.type} {entry.entry_id}: {what}")
@@ -149,11 +147,22 @@ def replay_dead_journals(api: Any, *, everything: bool = False,
     return lines
 
 
+class ProxyProcess:
+    """The journal entry of a chaos proxy process, undone like a fault type's entries
+    (``undo(record, env)``) so replay is one registry lookup."""
+
+    type = PROXY_RECORD
+
+    @classmethod
+    def undo(cls, record: dict[str, Any], env: object = None) -> str:
+        return undo_proxy(record)
+
+
 def undo_proxy(record: dict[str, Any]) -> str:
     """Kill an orphaned chaos proxy, but only if the pid is still that process."""
     import signal
 
-    from clnrm.backends.docker import process_start_time
+    from clnrm.labels import process_start_time
 
     pid = int(record.get("pid") or 0)
     if pid <= 0:

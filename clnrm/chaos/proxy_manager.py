@@ -223,7 +223,7 @@ class ProxyManager:
         inst.pid = inst.process.pid  # nsenter execs the proxy: same pid
         inst.netns_inode = _netns_inode(pid)
         if self.ctx.journal is not None:
-            from clnrm.backends.docker import process_start_time
+            from clnrm.labels import process_start_time
 
             inst.entry_id = f"proxy-{inst.service}-{inst.port}-{inst.generation}"
             self.ctx.journal.record(inst.entry_id, PROXY_RECORD,

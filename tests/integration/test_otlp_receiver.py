@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from clnrm.backends.docker import LABEL_OWNER, LABEL_RUN, owner_label
+from clnrm.labels import LABEL_OWNER, LABEL_RUN, owner_label
 from clnrm.otel.receiver import OtlpReceiver
 from clnrm.otel.sink import JsonlSpanSink
 from clnrm.otel.tracefile import load_trace_file

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from clnrm.backends.docker import LABEL_OWNER, LABEL_RUN, owner_label
+from clnrm.labels import LABEL_OWNER, LABEL_RUN, owner_label
 from clnrm.perf.sampler import ContainerStatsSampler
 from tests.conftest import clnrm_resources
 

@@ -249,7 +249,7 @@ def test_gc_replays_the_undo_of_a_dead_run_and_leaves_live_runs_alone(tmp_path: 
     dead.record("0.1", "toy", {"target": "db"})
     dead.record("0.2", "toy", {"target": "api"})
     dead.done("0.2")
-    from clnrm.backends.docker import owner_label
+    from clnrm.labels import owner_label
 
     live = Journal("live", owner_label(), directory=folder)
     live.record("0.1", "toy", {"target": "db"})
