@@ -42,9 +42,12 @@ Detectors, each asked after every monitored run whether to raise an alarm:
 A history detector alarms when it reports an upward change point at or after run 28
 (two runs of slack for a misplaced split).  Recall = share of A/B trials with an alarm
 within the 5 monitored runs; false-positive rate (FPR) = share of A/A trials with any
-alarm in those 5 runs; per run = alarms per judged run at the old speed (all A/A runs
-after the fill, in every trial); delay = runs after the first slow run until the
-first alarm (0 = the first slow run itself was flagged).
+alarm in those 5 runs; per run = alarms per judged run at the old speed (the monitored
+A/A runs, every run after the fill in the first ``--judge-all`` A/A trials, and the
+first run after the fill in every trial: the others between the fill and the change
+are stored exactly as the product stores a judged run, unjudged to save time); delay
+= runs after the first slow run until the first alarm (0 = the first slow run itself
+was flagged).
 
 Reference check of ``clnrm.perf.changepoint`` (in Otava's venv): Otava's own
 e-divisive with its permutation tester (``PairDistanceCalculator``,
@@ -260,9 +263,11 @@ def p95(x: np.ndarray) -> float:
     return float(np.sort(x)[int(np.ceil(0.95 * len(x))) - 1])
 
 
-def run_trial(job: tuple[int, float, Noise]) -> dict[str, Any]:
-    """Alarms of clnrm (``judge_run``) and the naive rule on one history."""
-    seed, shift, noise = job
+def run_trial(job: tuple[int, float, Noise, bool]) -> dict[str, Any]:
+    """Alarms of clnrm (``judge_run``) and the naive rule on one history; with
+    ``judge_all`` the runs between the fill and the change are judged too (their alarms
+    are the per-run false alarms), else only the first of them and the monitored ones."""
+    seed, shift, noise, judge_all = job
     rng = np.random.default_rng(seed)
     perf = Performance()
     stored: list[RunMeasurement] = []
@@ -272,11 +277,26 @@ def run_trial(job: tuple[int, float, Noise]) -> dict[str, Any]:
     pre_judged = 0
     p95s, medians, typical = [], [], []
     drift = noise.log_factors(rng, HISTORY + MONITORED)
+    full = False
     for i in range(HISTORY + MONITORED):
         latencies = noise.run(rng, float(drift[i]), shift if i >= HISTORY else 0.0)
         run = measurement(seed, i, latencies)
+        if full and i < HISTORY and not judge_all:
+            # Judged, but nobody looks: a judged run is stored as a history run whatever
+            # its verdicts (judge_run's "judged" state never sets as_baseline), so
+            # skipping the statistics here stores exactly what `clnrm run` stores.
+            stored.append(run)
+            gone = {r.run_id for r in pruned(stored, history=perf.history,
+                                             baseline_runs=perf.baseline_runs)}
+            stored = [r for r in stored if r.run_id not in gone]
+            p95s.append(p95(latencies))
+            medians.append(float(np.median(latencies)))
+            typical.append(run.metrics[METRIC].value)
+            continue
         judged = judge_run(stored, run, perf, seed=seed)  # what `clnrm run` decides
         if judged.state == "judged":
+            assert not judged.as_baseline
+            full = True
             assert judged.baseline is not None
             base_p95 = p95(np.asarray(judged.baseline.pooled(METRIC)))
             hits = {"clnrm": judged.fails,
@@ -395,6 +415,9 @@ def main() -> None:
                         help="A/A trials: more, so that an FPR near 1%% is measured to +-0.6%%")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--judge-all", type=int, default=200, metavar="N",
+                        help="in the first N A/A trials, judge every run after the fill, not "
+                             "only the monitored ones: the per-run false alarms")
     parser.add_argument("--system", default=None,
                         help="calibrated system to simulate (default: the fixed-delay "
                              "service; demo_read: the demo's read path)")
@@ -410,7 +433,8 @@ def main() -> None:
     if otava_skip:
         print(otava_skip, file=sys.stderr)
     counts = [args.aa_trials if shift == 0 else args.trials for shift in SHIFTS]
-    jobs = [(args.seed * 1_000_000 + cell * 10_000 + trial, shift, noise)
+    jobs = [(args.seed * 1_000_000 + cell * 10_000 + trial, shift, noise,
+             shift == 0 and trial < args.judge_all)
             for cell, shift in enumerate(SHIFTS) for trial in range(counts[cell])]
     with ProcessPoolExecutor(args.workers, initializer=_quiet) as pool:
         trials = list(pool.map(run_trial, jobs, chunksize=10))
