@@ -13,8 +13,9 @@ Third parties add faults through the ``clnrm_fault_types`` hook (see
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -32,8 +33,12 @@ class FaultConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
-class Fault(ABC):
-    """One injectable failure of one target service.
+C = TypeVar("C", bound=FaultConfig)
+"""A fault's own config type: ``class Kill(Fault[KillConfig])`` types ``self.config``."""
+
+
+class Fault(ABC, Generic[C]):
+    """One injectable failure of one target service, generic over its config type.
 
     Subclasses set the class variables and implement :meth:`inject` and
     :meth:`rollback`.  The engine guarantees: ``rollback`` is called exactly once
@@ -46,15 +51,15 @@ class Fault(ABC):
     category: ClassVar[Category]
     summary: ClassVar[str]
     """One line for ``clnrm chaos list``."""
-    Config: ClassVar[type[FaultConfig]] = FaultConfig
+    Config: ClassVar[builtins.type[FaultConfig]] = FaultConfig  # `type` is the name above
     proxied: ClassVar[bool] = False
     """True for faults acting through the chaos proxy: the engine puts the target's port
     behind a proxy when the target starts (before any client connects), so the toxic
     also reaches connections opened before the fault (pools, keep-alive)."""
     needs_target: ClassVar[bool] = True
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
-        self.config = config
+    def __init__(self, config: C, ctx: ChaosContext, target: str) -> None:
+        self.config: C = config
         self.ctx = ctx
         self.target = target
         self._cid: str | None = None

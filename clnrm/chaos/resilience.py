@@ -138,7 +138,7 @@ def judge_expectation(exp: ResilienceExpectation, report: ChaosReport, spans: Se
     if exp.recovers_within is not None:
         limit = min(limit if limit is not None else float("inf"), exp.recovers_within * 1000)
     if limit is not None:
-        rec = max((_recovery(samples, w) for w in wins), default=None)
+        rec = _slowest_recovery(samples, wins)
         add("full recovery time", rec is not None and rec * 1000 <= limit, f"<= {limit:g} ms",
             "never recovered while the probes ran" if rec is None
             else f"{rec * 1000:.0f} ms from rollback until the probes passed again")
@@ -146,7 +146,7 @@ def judge_expectation(exp: ResilienceExpectation, report: ChaosReport, spans: Se
         kills = [e for e in report.timeline if e.type in KILL_TYPES and e.injected_s is not None
                  and (exp.fault is None or exp.fault in (e.fault, e.type))]
         after = [c for c in report.steady_state if c.phase == "after"]
-        rec = max((_recovery(samples, w) for w in wins), default=None)
+        rec = _slowest_recovery(samples, wins)
         ok = bool(kills) and all(e.error is None for e in kills) and (
             (after and all(c.ok for c in after)) or (not after and rec is not None))
         seen = ("no kill/stop/oom fault was applied" if not kills else
@@ -211,6 +211,15 @@ def _failover(samples: Sequence[ProbeSample], w: Window) -> float:
         return 0.0
     back = next((s for s in inside if s.t > first_fail.t and s.ok), None)
     return (back.t if back is not None else (inside[-1].t if inside else w.end)) - w.start
+
+
+def _slowest_recovery(samples: Sequence[ProbeSample], wins: Sequence[Window]) -> float | None:
+    """The longest recovery over the windows; None when any window (or no window at all)
+    never recovered, since one fault the system never recovered from fails the check
+    (``max`` over a mix of seconds and None would raise instead)."""
+    recs = [_recovery(samples, w) for w in wins]
+    done = [r for r in recs if r is not None]
+    return max(done) if recs and len(done) == len(recs) else None
 
 
 def _recovery(samples: Sequence[ProbeSample], w: Window, run: int = 3) -> float | None:

@@ -414,3 +414,17 @@ def test_chaos_event_models_serialise_for_the_json_report() -> None:
     data = json.loads(report.model_dump_json())
     assert data["timeline"][0]["fault"] == "f" and len(data["probes"][0]["samples"]) == 50
     assert threading.active_count() >= 1
+
+
+def test_recovery_over_windows_fails_when_one_window_never_recovers() -> None:
+    """Two fault windows, the second never followed by passing probes: no recovery time
+    (was a TypeError from ``max`` over seconds and None)."""
+    from clnrm.chaos.resilience import Window, _slowest_recovery
+    from clnrm.results import ProbeSample
+
+    wins = [Window(1.0, 2.0, None, None, "a"), Window(5.0, 6.0, None, None, "b")]
+    ok = [ProbeSample(t=t, ok=True, ms=1.0) for t in (2.5, 3.0, 3.5)]
+    failing = [ProbeSample(t=t, ok=False, ms=1.0) for t in (6.5, 7.0, 7.5)]
+    assert _slowest_recovery(ok + failing, wins) is None
+    assert _slowest_recovery(ok, wins[:1]) == 0.5
+    assert _slowest_recovery(ok, []) is None

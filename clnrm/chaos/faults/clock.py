@@ -66,7 +66,7 @@ class ClockSkewConfig(FaultConfig):
     """Grace period of the restarts that apply and remove the skew."""
 
 
-class ClockSkew(Fault):
+class ClockSkew(Fault[ClockSkewConfig]):
     """The target's Python programs see the wall clock ``offset`` off, from a restart on."""
 
     type = "clock_skew"
@@ -76,7 +76,6 @@ class ClockSkew(Fault):
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, ClockSkewConfig)
         self._check_image()
         code, out = _linux.exec_as_root(
             self.ctx.api, self.cid,
@@ -111,7 +110,6 @@ class ClockSkew(Fault):
         return time.monotonic() - started
 
     def rollback(self) -> str:
-        assert isinstance(self.config, ClockSkewConfig)
         state = self.ctx.state(self.target)
         deleted = _linux.delete_in_container(self.ctx.api, self.cid, SKEW_FILE)
         if not state.get("Running"):

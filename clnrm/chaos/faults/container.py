@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import structlog
 from pydantic import Field, field_validator
 
-from clnrm.chaos.base import Fault, FaultConfig
+from clnrm.chaos.base import C, Fault, FaultConfig
 from clnrm.chaos.faults import _cgroup, _linux
 from clnrm.errors import ChaosError
 from clnrm.scenario.durations import Duration
@@ -41,7 +41,7 @@ _STOPPING = frozenset({"SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU"})
 _EXIT_WAIT_S = 10.0
 
 
-class _ContainerFault(Fault):
+class _ContainerFault(Fault[C]):
     category: ClassVar[Literal["container"]] = "container"
 
     def _state(self) -> dict[str, Any]:
@@ -77,7 +77,7 @@ class KillConfig(FaultConfig):
     orchestrator's restart policy would; ``false`` leaves it dead."""
 
 
-class Kill(_ContainerFault):
+class Kill(_ContainerFault[KillConfig]):
     """SIGKILL to the whole container (the engine's kill): no shutdown, no flushed state."""
 
     type = "kill"
@@ -90,7 +90,6 @@ class Kill(_ContainerFault):
         return f"killed {self.target} (SIGKILL, exit code {state.get('ExitCode')})"
 
     def rollback(self) -> str:
-        assert isinstance(self.config, KillConfig)
         return self._bring_back(self.config.restart)
 
 
@@ -101,7 +100,7 @@ class StopConfig(FaultConfig):
     """Start the container again on rollback."""
 
 
-class Stop(_ContainerFault):
+class Stop(_ContainerFault[StopConfig]):
     """A graceful stop: the image's stop signal, then SIGKILL after ``timeout``."""
 
     type = "stop"
@@ -109,7 +108,6 @@ class Stop(_ContainerFault):
     Config = StopConfig
 
     def inject(self) -> str:
-        assert isinstance(self.config, StopConfig)
         started = time.monotonic()
         self.ctx.api.stop(self.cid, timeout=math.ceil(self.config.timeout))
         state = self._state()
@@ -117,11 +115,10 @@ class Stop(_ContainerFault):
                 f"(exit code {state.get('ExitCode')})")
 
     def rollback(self) -> str:
-        assert isinstance(self.config, StopConfig)
         return self._bring_back(self.config.restart)
 
 
-class Pause(_ContainerFault):
+class Pause(_ContainerFault[FaultConfig]):
     """Every process of the container frozen (cgroup freezer): connections stay open and
     silent, so callers see timeouts, not refusals."""
 
@@ -159,7 +156,7 @@ class RestartConfig(FaultConfig):
     """Grace period of the stop half of the restart."""
 
 
-class Restart(_ContainerFault):
+class Restart(_ContainerFault[RestartConfig]):
     """The engine's restart (graceful stop, start), then the start gate released: one
     instantaneous fault whose effect is the outage while the service comes back up."""
 
@@ -168,7 +165,6 @@ class Restart(_ContainerFault):
     Config = RestartConfig
 
     def inject(self) -> str:
-        assert isinstance(self.config, RestartConfig)
         started = time.monotonic()
         self.ctx.api.restart(self.cid, timeout=math.ceil(self.config.timeout))
         self.ctx.restart(self.target)  # a held container waits in its gate again
@@ -187,7 +183,7 @@ class OomKillConfig(FaultConfig):
     """Restore the memory limit and start the container again on rollback."""
 
 
-class OomKill(_ContainerFault):
+class OomKill(_ContainerFault[OomKillConfig]):
     """The kernel's OOM killer takes the container's main process, as when a service
     outgrows its memory limit.
 
@@ -213,7 +209,7 @@ class OomKill(_ContainerFault):
     summary = "make the kernel OOM-kill the target's main process (lowered memory limit)"
     Config = OomKillConfig
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: OomKillConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._old: dict[str, int] | None = None
         self._kernel: dict[str, str] | None = None
@@ -241,7 +237,6 @@ class OomKill(_ContainerFault):
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, OomKillConfig)
         api = self.ctx.api
         self._remember()
         cgroup = self._memory_cgroup()
@@ -278,7 +273,6 @@ class OomKill(_ContainerFault):
 
     def rollback(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, OomKillConfig)
         api = self.ctx.api
         if self._hog is not None:
             _linux.kill_exec(api, self._hog)
@@ -349,7 +343,7 @@ class SignalConfig(FaultConfig):
         return name
 
 
-class Signal(_ContainerFault):
+class Signal(_ContainerFault[SignalConfig]):
     """A signal to the service's main process (the child of docker-init), sent from the
     host: what the program does with it (exit, reload, freeze) is the experiment.
 
@@ -360,14 +354,13 @@ class Signal(_ContainerFault):
     summary = "send a signal (SIGTERM, SIGSTOP, SIGHUP...) to the target's main process"
     Config = SignalConfig
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: SignalConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._pid = 0
         self._started: str | None = None
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, SignalConfig)
         self._pid = self.ctx.main_pid(self.target)
         self._started = _linux.start_time(self._pid)
         os.kill(self._pid, signals.Signals[cfg.signal])
@@ -381,7 +374,6 @@ class Signal(_ContainerFault):
 
     def rollback(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, SignalConfig)
         if cfg.signal in _STOPPING:
             if _linux.kill_if_same(self._pid, self._started, signals.SIGCONT):
                 return f"sent SIGCONT to {self.target}'s main process"
@@ -389,7 +381,6 @@ class Signal(_ContainerFault):
         return self._bring_back(cfg.restart)
 
     def undo_record(self) -> dict[str, Any] | None:
-        assert isinstance(self.config, SignalConfig)
         if self.config.signal not in _STOPPING:
             return None
         return {"pid": self._pid, "start": self._started}

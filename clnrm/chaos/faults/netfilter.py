@@ -25,7 +25,7 @@ import structlog
 from pydantic import ConfigDict, Field
 
 from clnrm.chaos import netns
-from clnrm.chaos.base import Fault, FaultConfig
+from clnrm.chaos.base import C, Fault, FaultConfig
 from clnrm.errors import ChaosError
 
 if TYPE_CHECKING:
@@ -80,12 +80,12 @@ def undo_tagged(api: Any, record: dict[str, Any]) -> str:
     return f"deleted {removed} rule(s) tagged {tag} in container {cid[:12]}"
 
 
-class _NetfilterFault(Fault):
+class _NetfilterFault(Fault[C]):
     """Shared bookkeeping: the tag, the container, deleting our rules."""
 
     category: ClassVar[Literal["network"]] = "network"
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: C, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self.tag = new_tag(ctx.run_id)
 
@@ -131,7 +131,7 @@ class PartitionConfig(FaultConfig):
     """``ingress``: the peers cannot reach the target; ``egress``: the target cannot reach them."""
 
 
-class Partition(_NetfilterFault):
+class Partition(_NetfilterFault[PartitionConfig]):
     """Cuts the target off from some services, both ways, including established connections.
 
     Rules match every address the peers have (the test network and their topology
@@ -145,7 +145,6 @@ class Partition(_NetfilterFault):
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, PartitionConfig)
         _ = self.cid  # fail before any rule if the target is gone
         peers = self._peers(cfg)
         cut: list[str] = []
@@ -183,7 +182,7 @@ class DnsFailureConfig(FaultConfig):
     ``reject``: they fail at once."""
 
 
-class DnsFailure(_NetfilterFault):
+class DnsFailure(_NetfilterFault[DnsFailureConfig]):
     """The target cannot resolve names: its queries to Docker's embedded DNS are blocked.
 
     The engine's ``nat OUTPUT`` rules DNAT ``127.0.0.11:53`` to a random port of the
@@ -201,7 +200,6 @@ class DnsFailure(_NetfilterFault):
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, DnsFailureConfig)
         _ = self.cid  # fail before any rule if the target is gone
         servers = self._nameservers()
         for proto in ("udp", "tcp"):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from clnrm.chaos.base import Fault, FaultConfig
+from clnrm.chaos.base import C, Fault, FaultConfig
 from clnrm.chaos.faults import _cgroup, _linux
 from clnrm.errors import ChaosError
 from clnrm.scenario.durations import Duration
@@ -52,7 +52,7 @@ ByteRate = Annotated[int, BeforeValidator(_bytes), Field(ge=1)]
 """Bytes per second: an integer or a string with a unit (``"1MiB"``, ``"500kb"``)."""
 
 
-class _ResourceFault(Fault):
+class _ResourceFault(Fault[C]):
     category: ClassVar[Literal["resource"]] = "resource"
 
     def _target_cgroup(self) -> _cgroup.ContainerCgroup:
@@ -71,7 +71,7 @@ class CpuLimitConfig(FaultConfig):
     """CFS period; the quota is ``cpus * period_us`` (at least 1000 us)."""
 
 
-class CpuLimit(_ResourceFault):
+class CpuLimit(_ResourceFault[CpuLimitConfig]):
     """A CFS quota on the container (the engine's ``--cpu-quota``/``--cpu-period``):
     work that needs more CPU than allowed is throttled, so latency grows with load."""
 
@@ -79,7 +79,7 @@ class CpuLimit(_ResourceFault):
     summary = "cap the target's CPU time (cfs quota via the engine); rollback restores it"
     Config = CpuLimitConfig
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: CpuLimitConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._old: dict[str, int] | None = None
 
@@ -96,7 +96,6 @@ class CpuLimit(_ResourceFault):
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, CpuLimitConfig)
         self._read_old()
         quota = max(1000, round(cfg.cpus * cfg.period_us))
         self.ctx.api.update_container(self.cid, cpu_quota=quota, cpu_period=cfg.period_us)
@@ -132,7 +131,7 @@ class CpuStressConfig(FaultConfig):
     """Busy loops started in the container, each wanting one whole CPU."""
 
 
-class CpuStress(_ResourceFault):
+class CpuStress(_ResourceFault[CpuStressConfig]):
     """Busy ``sh`` loops inside the target compete with the service for its CPU share.
 
     The loops are the container's own processes, so they count against its CPU limit:
@@ -144,13 +143,12 @@ class CpuStress(_ResourceFault):
     summary = "busy loops inside the target competing for its CPU; rollback kills them"
     Config = CpuStressConfig
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: CpuStressConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._execs: list[str] = []
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, CpuStressConfig)
         pids = []
         for _ in range(cfg.workers):
             exec_id = self.ctx.exec_background(self.target, ["sh", "-c", "while :; do :; done"])
@@ -184,7 +182,7 @@ class MemoryLimitConfig(FaultConfig):
     is reclaimed from, then OOM-killed."""
 
 
-class MemoryLimit(_ResourceFault):
+class MemoryLimit(_ResourceFault[MemoryLimitConfig]):
     """A lower memory limit through the engine (``docker update --memory``).
 
     Below what the container uses, cgroup v1 refuses a limit it cannot reclaim down to
@@ -199,7 +197,7 @@ class MemoryLimit(_ResourceFault):
     summary = "lower the target's memory limit; rollback restores it"
     Config = MemoryLimitConfig
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: MemoryLimitConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._old: dict[str, int] | None = None
         self._kernel: dict[str, str] | None = None
@@ -214,7 +212,6 @@ class MemoryLimit(_ResourceFault):
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, MemoryLimitConfig)
         self._old = self._remember()
         _linux.set_memory(self.ctx.api, self.cid, cfg.limit_mb << 20)
         was = f"{self._old['memory'] >> 20} MiB" if self._old["memory"] else "no limit"
@@ -246,7 +243,7 @@ class MemoryPressureConfig(FaultConfig):
     """How long inject waits for the allocation to be complete."""
 
 
-class MemoryPressure(_ResourceFault):
+class MemoryPressure(_ResourceFault[MemoryPressureConfig]):
     """A shell inside the target allocates ``mb`` MiB and holds it, so the service has that
     much less before its limit: page cache is reclaimed, and near the limit the kernel
     OOM-kills the largest process (the hog itself, usually).  Rollback kills the hog.
@@ -261,13 +258,12 @@ class MemoryPressure(_ResourceFault):
     summary = "allocate and hold memory inside the target; rollback frees it"
     Config = MemoryPressureConfig
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: MemoryPressureConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._hog: str | None = None
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, MemoryPressureConfig)
         cgroup = self._target_cgroup()
         before = _usage(cgroup)
         self._hog = self.ctx.exec_background(self.target, _linux.hog_argv(cfg.mb << 20))
@@ -351,7 +347,7 @@ class DiskFillConfig(FaultConfig):
         return self
 
 
-class DiskFill(_ResourceFault):
+class DiskFill(_ResourceFault[DiskFillConfig]):
     """A file of zeros fills (part of) the filesystem under ``path`` in the target; the
     service's own writes then fail with ENOSPC.  Written as root, so root's reserved
     blocks go too.  Rollback deletes it (through the container's writable layer on the
@@ -361,15 +357,13 @@ class DiskFill(_ResourceFault):
     summary = "fill the filesystem under a path in the target; rollback deletes the file"
     Config = DiskFillConfig
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: DiskFillConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
-        assert isinstance(config, DiskFillConfig)
         base = config.path if config.path != "/" else ""
         self.file = f"{base}/.clnrm-disk-fill-{secrets.token_hex(4)}"
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, DiskFillConfig)
         free_before = self._free_kib()
         if cfg.mb is not None:
             size = cfg.mb << 20
@@ -386,7 +380,6 @@ class DiskFill(_ResourceFault):
                 f"(free {free_before >> 10} -> {free_after >> 10} MiB)")
 
     def _free_kib(self) -> int:
-        assert isinstance(self.config, DiskFillConfig)
         path = self.config.path
         _, out = _linux.exec_as_root(self.ctx.api, self.cid, ["df", "-Pk", path])
         try:
@@ -423,7 +416,7 @@ class FdExhaustionConfig(FaultConfig):
     (servers that fork workers, e.g. PostgreSQL under its supervisor)."""
 
 
-class FdExhaustion(_ResourceFault):
+class FdExhaustion(_ResourceFault[FdExhaustionConfig]):
     """The service runs out of file descriptors: its soft RLIMIT_NOFILE is lowered from
     the host (``prlimit(2)``, so the image needs no tool).
 
@@ -444,14 +437,13 @@ class FdExhaustion(_ResourceFault):
     summary = "lower the target's open-files limit (prlimit from the host); rollback restores"
     Config = FdExhaustionConfig
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: FdExhaustionConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._saved: list[dict[str, Any]] = []
         self._procs: str | None = None
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, FdExhaustionConfig)
         try:
             self._procs = str(self._target_cgroup().procs_folder())
         except _cgroup.CgroupUnsupported as exc:
@@ -473,7 +465,6 @@ class FdExhaustion(_ResourceFault):
                 f"{old['soft']} -> {old['limit']}")
 
     def rollback(self) -> str:
-        assert isinstance(self.config, FdExhaustionConfig)
         restored = _restore_nofile(self._saved, self._procs)
         return f"open-files limit restored on {restored} process(es) of {self.target}"
 
@@ -541,7 +532,7 @@ class IoThrottleConfig(FaultConfig):
         return self
 
 
-class IoThrottle(_ResourceFault):
+class IoThrottle(_ResourceFault[IoThrottleConfig]):
     """Block I/O of the target limited in its cgroup on the disk backing the container's
     filesystem (the engine's ``update`` cannot do this): cgroup v1 ``blkio.throttle.*``
     rules, or the device's line of cgroup v2 ``io.max``
@@ -562,7 +553,7 @@ class IoThrottle(_ResourceFault):
     summary = "throttle the target's disk reads/writes (v1 blkio, v2 io.max); rollback lifts it"
     Config = IoThrottleConfig
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: IoThrottleConfig, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._where: _cgroup.ContainerCgroup | None = None
         self._device: str | None = None
@@ -570,7 +561,6 @@ class IoThrottle(_ResourceFault):
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, IoThrottleConfig)
         cgroup = self._target_cgroup()
         folder = cgroup.require("io", fault=self.type, target=self.target)
         self._where = _cgroup.ContainerCgroup(cgroup.pid, cgroup.version,

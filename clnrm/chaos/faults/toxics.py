@@ -20,7 +20,7 @@ after a SIGKILL beyond that process (journalled by the proxy manager).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -50,13 +50,16 @@ class ProxiedConfig(FaultConfig):
                                          "(default: all clients)")
 
 
+PC = TypeVar("PC", bound=ProxiedConfig)
+
+
 class StreamConfig(ProxiedConfig):
     stream: Stream = Field(default="downstream",
                            description="downstream: server to client; upstream: client to "
                                        "server")
 
 
-class _ToxicFault(Fault):
+class _ToxicFault(Fault[PC]):
     """One toxic on the target's proxied port; subclasses say which and with what."""
 
     category: ClassVar[Category] = "network"
@@ -64,7 +67,7 @@ class _ToxicFault(Fault):
     toxic: ClassVar[str]
     """The proxy's toxic type (:data:`clnrm.chaos.proxy_toxics.KINDS`)."""
 
-    def __init__(self, config: FaultConfig, ctx: ChaosContext, target: str) -> None:
+    def __init__(self, config: PC, ctx: ChaosContext, target: str) -> None:
         super().__init__(config, ctx, target)
         self._name: str | None = None
         self._control: ProxyControl | None = None
@@ -92,7 +95,6 @@ class _ToxicFault(Fault):
 
     def inject(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, ProxiedConfig)
         if self.ctx.proxies is None:
             raise ChaosError("no chaos proxy in this test", fault=self.type, target=self.target,
                              hint="proxied faults are set up by the chaos engine, which puts "
@@ -141,7 +143,7 @@ class LatencyConfig(StreamConfig):
                                                         "(uniform, per chunk)")
 
 
-class Latency(_ToxicFault):
+class Latency(_ToxicFault[LatencyConfig]):
     """Every chunk of data arrives ``latency_ms`` ± ``jitter_ms`` late (per chunk, from when
     it reached the proxy, so pipelined data is not delayed cumulatively)."""
 
@@ -152,12 +154,10 @@ class Latency(_ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         cfg = self.config
-        assert isinstance(cfg, LatencyConfig)
         return {"latency": cfg.latency_ms, "jitter": cfg.jitter_ms}
 
     def effect(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, LatencyConfig)
         return f"{cfg.latency_ms}±{cfg.jitter_ms} ms" if cfg.jitter_ms else f"{cfg.latency_ms} ms"
 
 
@@ -181,7 +181,7 @@ class LossConfig(StreamConfig):
                                                        "(Linux's minimum: 200 ms)")
 
 
-class Loss(_ToxicFault):
+class Loss(_ToxicFault[LossConfig]):
     """Packet loss as an application sees it over TCP.
 
     TCP never hands the application missing or corrupt bytes: it retransmits, and
@@ -198,12 +198,10 @@ class Loss(_ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         cfg = self.config
-        assert isinstance(cfg, LossConfig)
         return {"probability": cfg.fraction, "rto": cfg.rto_ms}
 
     def effect(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, LossConfig)
         return f"{cfg.fraction:.1%} (RTO {cfg.rto_ms} ms)"
 
 
@@ -211,7 +209,7 @@ class BandwidthConfig(StreamConfig):
     rate_kb_s: int = Field(gt=0, description="kilobytes (1000 bytes) per second")
 
 
-class Bandwidth(_ToxicFault):
+class Bandwidth(_ToxicFault[BandwidthConfig]):
     """Each affected connection gets at most ``rate_kb_s`` KB/s on the stream."""
 
     type = "bandwidth"
@@ -221,12 +219,10 @@ class Bandwidth(_ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         cfg = self.config
-        assert isinstance(cfg, BandwidthConfig)
         return {"rate": cfg.rate_kb_s}
 
     def effect(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, BandwidthConfig)
         return f"{cfg.rate_kb_s} KB/s"
 
 
@@ -234,7 +230,7 @@ class SlowCloseConfig(StreamConfig):
     delay_ms: int = Field(gt=0, description="how late a close reaches the other side")
 
 
-class SlowClose(_ToxicFault):
+class SlowClose(_ToxicFault[SlowCloseConfig]):
     """A close (FIN) on the stream reaches the other side ``delay_ms`` late."""
 
     type = "slow_close"
@@ -244,12 +240,10 @@ class SlowClose(_ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         cfg = self.config
-        assert isinstance(cfg, SlowCloseConfig)
         return {"delay": cfg.delay_ms}
 
     def effect(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, SlowCloseConfig)
         return f"{cfg.delay_ms} ms"
 
 
@@ -257,7 +251,7 @@ class ResetPeerConfig(StreamConfig):
     timeout_ms: int = Field(default=0, ge=0, description="from the first data to the reset")
 
 
-class ResetPeer(_ToxicFault):
+class ResetPeer(_ToxicFault[ResetPeerConfig]):
     """Connections are reset (TCP RST: "connection reset by peer") ``timeout_ms`` after
     their first data on the stream once the fault is on; that data is lost."""
 
@@ -268,12 +262,10 @@ class ResetPeer(_ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         cfg = self.config
-        assert isinstance(cfg, ResetPeerConfig)
         return {"timeout": cfg.timeout_ms}
 
     def effect(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, ResetPeerConfig)
         return f"after {cfg.timeout_ms} ms" if cfg.timeout_ms else ""
 
 
@@ -282,7 +274,7 @@ class TimeoutConfig(StreamConfig):
                                                          "0 = never (a black hole)")
 
 
-class Timeout(_ToxicFault):
+class Timeout(_ToxicFault[TimeoutConfig]):
     """Data on the stream is dropped; the connection is closed after ``timeout_ms``, or,
     with 0, held open forever: the peer hangs until its own timeout."""
 
@@ -293,12 +285,10 @@ class Timeout(_ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         cfg = self.config
-        assert isinstance(cfg, TimeoutConfig)
         return {"timeout": cfg.timeout_ms}
 
     def effect(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, TimeoutConfig)
         return f"closing after {cfg.timeout_ms} ms" if cfg.timeout_ms else "(black hole)"
 
 
@@ -314,7 +304,7 @@ class SlicerConfig(StreamConfig):
         return self
 
 
-class Slicer(_ToxicFault):
+class Slicer(_ToxicFault[SlicerConfig]):
     """Data is cut into small pieces sent ``delay_us`` apart (exercises parsers that
     assume one read is one message)."""
 
@@ -325,13 +315,11 @@ class Slicer(_ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         cfg = self.config
-        assert isinstance(cfg, SlicerConfig)
         return {"average_size": cfg.average_size, "size_variation": cfg.size_variation,
                 "delay": cfg.delay_us}
 
     def effect(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, SlicerConfig)
         return f"{cfg.average_size}±{cfg.size_variation} B every {cfg.delay_us} µs"
 
 
@@ -339,7 +327,7 @@ class LimitDataConfig(StreamConfig):
     bytes: int = Field(ge=0, description="bytes a connection may carry on the stream")
 
 
-class LimitData(_ToxicFault):
+class LimitData(_ToxicFault[LimitDataConfig]):
     """Each connection is closed once ``bytes`` bytes have passed on the stream (counted
     from when the fault reached it)."""
 
@@ -350,12 +338,10 @@ class LimitData(_ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         cfg = self.config
-        assert isinstance(cfg, LimitDataConfig)
         return {"bytes": cfg.bytes}
 
     def effect(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, LimitDataConfig)
         return f"after {cfg.bytes} B"
 
 
@@ -366,7 +352,7 @@ class HttpErrorConfig(ProxiedConfig):
     body: str = Field(default="", description="response body (default: a one-line note)")
 
 
-class HttpError(_ToxicFault):
+class HttpError(_ToxicFault[HttpErrorConfig]):
     """HTTP/1.x requests to the target are answered by the proxy with ``status``, a
     ``fraction`` of them (seeded draw per request), instead of being forwarded; the others
     reach the server intact.  Request boundaries are parsed (Content-Length, chunked), so
@@ -381,12 +367,10 @@ class HttpError(_ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         cfg = self.config
-        assert isinstance(cfg, HttpErrorConfig)
         return {"probability": cfg.fraction, "status": cfg.status, "body": cfg.body}
 
     def effect(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, HttpErrorConfig)
         return f"{cfg.status} for {cfg.fraction:.0%} of requests"
 
 
@@ -394,7 +378,7 @@ class CorruptConfig(StreamConfig):
     fraction: float = Field(gt=0.0, le=1.0, description="share of bytes with one bit flipped")
 
 
-class Corrupt(_ToxicFault):
+class Corrupt(_ToxicFault[CorruptConfig]):
     """A ``fraction`` of the bytes on the stream get one random bit flipped (seeded): data
     corruption TCP's checksum would have missed, or a buggy middlebox."""
 
@@ -406,16 +390,14 @@ class Corrupt(_ToxicFault):
 
     def attributes(self) -> dict[str, Any]:
         cfg = self.config
-        assert isinstance(cfg, CorruptConfig)
         return {"probability": cfg.fraction}
 
     def effect(self) -> str:
         cfg = self.config
-        assert isinstance(cfg, CorruptConfig)
         return f"{cfg.fraction:.2%} of bytes"
 
 
-class Down(_ToxicFault):
+class Down(_ToxicFault[ProxiedConfig]):
     """The port is down: open connections are reset, new ones refused (RST to the SYN,
     as when nothing listens; with ``from`` or ``toxicity`` < 1 the affected ones are
     accepted and reset at once instead).  The container itself keeps running."""
