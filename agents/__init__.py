@@ -2,9 +2,11 @@
 
 One module per agent (``architect``, ``orchestrator``, ``chaos``,
 ``performance``, ``healer``, ``intelligence``), the interface they share in
-:mod:`agents.base` and the negotiation records in :mod:`agents.blackboard`.
-Nothing here imports Ray or Chroma: ``ray_cluster/`` wraps agents in actors
-and ``memory/`` hides the store.
+:mod:`agents.base` (with :class:`ScenarioRunningAgent`, the life of the three
+that run a scenario), the negotiation records in :mod:`agents.blackboard` and
+the driver of the rounds in :mod:`agents.negotiation`.  Nothing here imports
+Ray or Chroma: ``ray_cluster/`` wraps agents in actors and ``memory/`` hides
+the store.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from agents.base import (
     Bid,
     DecliningAgent,
     Layer,
+    RunSettings,
+    ScenarioRunningAgent,
     SwarmAgent,
     Task,
     TaskOutcome,
@@ -21,15 +25,23 @@ from agents.base import (
     precedence,
 )
 from agents.blackboard import Award, Blackboard, Claim, award
+from agents.negotiation import AgentHandle, Decision, LocalHandle, Swarm, SwarmReport
 
 __all__ = [
+    "AgentHandle",
     "Award",
     "Bid",
     "Blackboard",
     "Claim",
+    "Decision",
     "DecliningAgent",
     "Layer",
+    "LocalHandle",
+    "RunSettings",
+    "ScenarioRunningAgent",
+    "Swarm",
     "SwarmAgent",
+    "SwarmReport",
     "Task",
     "TaskOutcome",
     "TaskStatus",

@@ -14,6 +14,11 @@ here and deployed there.  The life of a task, as every agent sees it::
 :mod:`agents.blackboard`, so an agent restarted mid-task resumes its own claim
 and a finished task is never recorded twice.
 
+Agents that run a scenario through clnrm's Runner (orchestration, performance,
+chaos) share one life, :class:`ScenarioRunningAgent`: load the task's file, run
+it as ``clnrm run`` would, remember the run, report the verdict; each says only
+what differs (when it declines, what it changes in the scenario, its facts).
+
 The conflict rule lives here because both the architect (when it orders a
 plan) and the board (when it grants a claim) apply it; see :func:`precedence`.
 """
@@ -28,13 +33,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memory import Agent
+from memory import Agent, FailureRecord, Record, RunRecord
 
 if TYPE_CHECKING:
     from agents.blackboard import Blackboard
+    from clnrm.results import RunResult, TestResult
     from clnrm.runner import RunOptions
+    from clnrm.scenario.model import Scenario
 
 Scalar = str | int | float | bool
+
+MESSAGE_LIMIT: Final = 600
+"""Longest test message or failure text an agent copies into memory."""
 
 
 class Layer(StrEnum):
@@ -148,22 +158,6 @@ def precedence(a: Layer, b: Layer) -> tuple[Layer, Layer, str]:
                            f"baseline measured under injected faults would hide regressions")
 
 
-def run_options(settings: Any = None, **extra: Any) -> RunOptions:
-    """``clnrm run`` options from the swarm's run settings (``RunSettings`` of
-    ``ray_cluster.orchestration``, or None for the defaults), for every agent that runs
-    a scenario through the Runner; ``extra`` adds layer options (``perf=...``)."""
-    from pathlib import Path
-
-    from clnrm.runner import RunOptions
-
-    s = settings
-    artifacts = getattr(s, "artifacts_dir", None)
-    return RunOptions(backend=getattr(s, "backend", "docker"), seed=getattr(s, "seed", None),
-                      default_image=getattr(s, "default_image", "clnrm/busybox:latest"),
-                      image_map=dict(getattr(s, "image_map", None) or {}),
-                      artifacts_dir=Path(artifacts) if artifacts else None, **extra)
-
-
 # -- agents ------------------------------------------------------------------
 
 
@@ -182,10 +176,20 @@ class SwarmAgent(ABC):
     agent: ClassVar[Agent]
     layer: ClassVar[Layer]
 
-    def __init__(self, board: Blackboard, *, name: str | None = None) -> None:
-        self.board = board
+    def __init__(self, board: Blackboard | None = None, *, name: str | None = None) -> None:
+        self._board = board
         self.name = name or self.agent.value
         self.incarnation = incarnation_id()
+
+    @property
+    def board(self) -> Blackboard:
+        """The board this agent negotiates on; only taking part in a swarm needs one."""
+        if self._board is None:
+            from clnrm.errors import ClnrmError
+
+            raise ClnrmError(f"agent {self.name} has no blackboard",
+                             hint=f"{type(self).__name__}(board) to take part in a swarm")
+        return self._board
 
     # -- observe / propose / act / record -----------------------------------
     def observe(self, run_id: str) -> list[Task]:
@@ -251,3 +255,147 @@ class DecliningAgent(SwarmAgent):
         return TaskOutcome(task_id=task.id, agent=self.agent, status=TaskStatus.declined,
                            reason=f"{self.name} did not act on {task.scenario}: "
                                   f"{self.decline_reason}")
+
+
+# -- agents that run a scenario -----------------------------------------------
+
+
+class RunSettings(BaseModel):
+    """What ``clnrm swarm run`` passes through to every scenario run (as ``clnrm run`` options)."""
+
+    backend: str = "docker"
+    seed: int | None = None
+    default_image: str = "clnrm/busybox:latest"
+    image_map: dict[str, str] = Field(default_factory=dict)
+    artifacts_dir: str | None = None
+
+
+def run_options(settings: RunSettings | None = None, **extra: Any) -> RunOptions:
+    """``clnrm run`` options from the swarm's run settings (None: the defaults);
+    ``extra`` adds layer options (``perf=...``)."""
+    from pathlib import Path
+
+    from clnrm.runner import RunOptions
+
+    s = settings or RunSettings()
+    return RunOptions(backend=s.backend, seed=s.seed, default_image=s.default_image,
+                      image_map=dict(s.image_map),
+                      artifacts_dir=Path(s.artifacts_dir) if s.artifacts_dir else None, **extra)
+
+
+def run_status(result: RunResult) -> str:
+    """The run's verdict in one word, as memory records it."""
+    return {0: "passed", 1: "failed"}.get(result.exit_code, "error")
+
+
+class ScenarioRunningAgent(SwarmAgent):
+    """An agent whose task is one run of the scenario through clnrm's Runner.
+
+    ``act`` is the same for all of them: load the task's TOML, decline on the
+    record when the file gives the layer nothing to do, run it exactly as
+    ``clnrm run`` would (a file that cannot be set up is a failed task with exit
+    code 2, never an exception), remember the run and its failures in memory,
+    and report the verdict with facts.  Subclasses override only the hooks
+    below; the verdict stays the Runner's unless :meth:`exit_code` says why not.
+    """
+
+    verb: ClassVar[str]
+    """How the outcome's reason starts: ``"<verb> <summary>"``."""
+
+    def __init__(self, board: Blackboard | None = None, *, name: str | None = None,
+                 settings: RunSettings | None = None) -> None:
+        super().__init__(board, name=name)
+        self.settings = settings or RunSettings()
+
+    # -- the hooks -------------------------------------------------------------
+    def declines(self, scenario: Scenario) -> str | None:
+        """Why this file gives my layer nothing to do, or None to run it."""
+        return None
+
+    def prepare(self, scenario: Scenario) -> Scenario:
+        """The scenario as my layer runs it (e.g. without its chaos table)."""
+        return scenario
+
+    def options(self) -> RunOptions:
+        return run_options(self.settings)
+
+    def headline(self, result: RunResult) -> str:
+        """Added to the summary's first line, after the run id."""
+        return ""
+
+    def test_lines(self, test: TestResult) -> list[str]:
+        """What the summary says about one test beyond its failure message."""
+        return []
+
+    def test_records(self, task: Task, name: str, result: RunResult, test: TestResult,
+                     tag: dict[str, Scalar]) -> list[Record]:
+        """Memory records for one test, besides the run's own record."""
+        return []
+
+    def facts(self, result: RunResult) -> dict[str, Scalar]:
+        """Layer facts, between the clnrm run id and the duration."""
+        return {}
+
+    def exit_code(self, result: RunResult) -> int:
+        """The task's verdict as ``clnrm run``'s exit code; ``done`` when 0."""
+        return result.exit_code
+
+    # -- the life every one of them shares ------------------------------------
+    def act(self, task: Task) -> TaskOutcome:
+        from clnrm.errors import ClnrmError
+        from clnrm.runner import Runner, make_backend, new_run_id
+        from clnrm.scenario import loads_scenario
+
+        clnrm_run = new_run_id()
+        try:
+            scenario = loads_scenario(task.text, source=task.source)
+            why_not = self.declines(scenario)
+            if why_not is not None:
+                return TaskOutcome(task_id=task.id, agent=self.agent,
+                                   status=TaskStatus.declined,
+                                   reason=f"{self.name} did not act on {task.scenario}: "
+                                          f"{why_not}")
+            scenario = self.prepare(scenario)
+            options = self.options()
+            runner = Runner(options, backend=make_backend(options.backend, clnrm_run))
+            result = runner.run([scenario])
+        except ClnrmError as exc:
+            return TaskOutcome(task_id=task.id, agent=self.agent, status=TaskStatus.failed,
+                               exit_code=2, facts={"clnrm_run": clnrm_run},
+                               reason=f"{self.layer.value} could not run {task.scenario} "
+                                      f"({task.source}): {exc}")
+        summary = self.summary(scenario.name, task, result)
+        self.board.store.put(self.records(task, scenario.name, result, summary))
+        code = self.exit_code(result)
+        return TaskOutcome(task_id=task.id, agent=self.agent,
+                           status=TaskStatus.done if code == 0 else TaskStatus.failed,
+                           exit_code=code, reason=f"{self.verb} {summary}"[:2000],
+                           facts={"clnrm_run": result.run_id, **self.facts(result),
+                                  "duration_s": round(result.duration_s, 3)})
+
+    def summary(self, name: str, task: Task, result: RunResult) -> str:
+        """The run in words: verdict, then each test that did not pass and the layer's lines."""
+        parts = [f"{name} ({task.source}) {run_status(result)} as clnrm run {result.run_id}"
+                 + self.headline(result)]
+        for t in result.tests:
+            if t.message and t.outcome.value != "passed":
+                parts.append(f"{t.name} {t.outcome.value}: {t.message[:MESSAGE_LIMIT]}")
+            parts.extend(self.test_lines(t))
+        return "; ".join(parts)
+
+    def records(self, task: Task, name: str, result: RunResult, summary: str) -> list[Record]:
+        """The run, tagged with the swarm run and task, then what each test adds."""
+        tag: dict[str, Scalar] = {"swarm_run": task.run_id, "task": task.id}
+        records: list[Record] = [RunRecord(
+            agent=self.agent, run_id=result.run_id, scenario=name, status=run_status(result),
+            duration_s=result.duration_s, summary=summary, metadata=tag)]
+        for t in result.tests:
+            records.extend(self.test_records(task, name, result, t, tag))
+        return records
+
+
+def failure_record(agent: Agent, result: RunResult, test: TestResult, message: str,
+                   signature: str, tag: dict[str, Scalar]) -> FailureRecord:
+    """One failure of ``test`` in memory, as every scenario-running agent files it."""
+    return FailureRecord(agent=agent, run_id=result.run_id, test=test.name, message=message,
+                         signature=signature, metadata=tag)

@@ -12,86 +12,50 @@ A plain class: no Ray import; ``ray_cluster.actors`` wraps it like every agent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from agents.base import Layer, SwarmAgent, Task, TaskOutcome, TaskStatus, run_options
-from memory import Agent, FailureRecord, RunRecord
+from agents.base import (
+    MESSAGE_LIMIT,
+    Layer,
+    Scalar,
+    ScenarioRunningAgent,
+    Task,
+    failure_record,
+)
+from memory import Agent, Record
 
 if TYPE_CHECKING:
-    from agents.blackboard import Blackboard
-    from clnrm.results import RunResult
-
-MESSAGE_LIMIT = 600
+    from clnrm.results import RunResult, TestResult
+    from clnrm.scenario.model import Scenario
 
 
-class ChaosAgent(SwarmAgent):
+class ChaosAgent(ScenarioRunningAgent):
     """One chaos task = one experiment run; the verdict is the Runner's, unchanged."""
 
     agent = Agent.chaos
     layer = Layer.chaos
+    verb = "chaos ran"
 
-    def __init__(self, board: Blackboard, *, name: str | None = None,
-                 settings: Any = None) -> None:
-        super().__init__(board, name=name)
-        self.settings = settings  # ray_cluster.orchestration.RunSettings, or None
+    def declines(self, scenario: Scenario) -> str | None:
+        if scenario.chaos is None or not scenario.chaos.faults:
+            return "it has no [[chaos.faults]] to inject"
+        return None
 
-    def act(self, task: Task) -> TaskOutcome:
-        from clnrm.errors import ClnrmError
-        from clnrm.runner import Runner, make_backend, new_run_id
-        from clnrm.scenario import loads_scenario
+    def test_lines(self, test: TestResult) -> list[str]:
+        """The fault timeline, one line per occurrence."""
+        from clnrm.chaos.report import timeline_lines
 
-        options = run_options(self.settings)
-        clnrm_run = new_run_id()
-        try:
-            scenario = loads_scenario(task.text, source=task.source)
-            if scenario.chaos is None or not scenario.chaos.faults:
-                return TaskOutcome(task_id=task.id, agent=self.agent,
-                                   status=TaskStatus.declined,
-                                   reason=f"{self.name} did not act on {task.scenario}: it has "
-                                          "no [[chaos.faults]] to inject")
-            runner = Runner(options, backend=make_backend(options.backend, clnrm_run))
-            result = runner.run([scenario])
-        except ClnrmError as exc:
-            return TaskOutcome(task_id=task.id, agent=self.agent, status=TaskStatus.failed,
-                               exit_code=2, facts={"clnrm_run": clnrm_run},
-                               reason=f"chaos could not run {task.scenario} ({task.source}): "
-                                      f"{exc}")
-        summary = experiment_summary(scenario.name, task, result)
-        self._remember(task, scenario.name, result, summary)
-        applied = sum(1 for t in result.tests if t.chaos
-                      for e in t.chaos.timeline if e.injected_s is not None)
-        passed = result.exit_code == 0
-        return TaskOutcome(task_id=task.id, agent=self.agent,
-                           status=TaskStatus.done if passed else TaskStatus.failed,
-                           exit_code=result.exit_code, reason=f"chaos ran {summary}"[:2000],
-                           facts={"clnrm_run": result.run_id, "faults_applied": applied,
-                                  "duration_s": round(result.duration_s, 3)})
+        return [line.strip() for line in timeline_lines(test.chaos)] if test.chaos else []
 
-    def _remember(self, task: Task, name: str, result: RunResult, summary: str) -> None:
-        tag = {"swarm_run": task.run_id, "task": task.id}
-        status = {0: "passed", 1: "failed"}.get(result.exit_code, "error")
-        records: list[RunRecord | FailureRecord] = [RunRecord(
-            agent=self.agent, run_id=result.run_id, scenario=name, status=status,
-            duration_s=result.duration_s, summary=summary, metadata=tag)]
-        for t in result.tests:
-            for v in t.failed_validations:
-                records.append(FailureRecord(
-                    agent=self.agent, run_id=result.run_id, test=t.name,
-                    message=f"chaos experiment {name}: {v.expectation}: expected {v.expected}; "
-                            f"saw {v.seen}"[:MESSAGE_LIMIT],
-                    signature=f"chaos:{v.validator}", metadata=tag))
-        self.board.store.put(records)
+    def test_records(self, task: Task, name: str, result: RunResult, test: TestResult,
+                     tag: dict[str, Scalar]) -> list[Record]:
+        """One failure per resilience expectation that did not hold."""
+        return [failure_record(self.agent, result, test,
+                               f"chaos experiment {name}: {v.expectation}: expected "
+                               f"{v.expected}; saw {v.seen}"[:MESSAGE_LIMIT],
+                               f"chaos:{v.validator}", tag)
+                for v in test.failed_validations]
 
-
-def experiment_summary(name: str, task: Task, result: RunResult) -> str:
-    """The experiment in words: verdict, then the timeline lines of each test."""
-    from clnrm.chaos.report import timeline_lines
-
-    status = {0: "passed", 1: "failed"}.get(result.exit_code, "error")
-    parts = [f"{name} ({task.source}) {status} as clnrm run {result.run_id}"]
-    for t in result.tests:
-        if t.message and t.outcome.value != "passed":
-            parts.append(f"{t.name} {t.outcome.value}: {t.message[:MESSAGE_LIMIT]}")
-        if t.chaos is not None:
-            parts.extend(line.strip() for line in timeline_lines(t.chaos))
-    return "; ".join(parts)
+    def facts(self, result: RunResult) -> dict[str, Scalar]:
+        return {"faults_applied": sum(1 for t in result.tests if t.chaos
+                                      for e in t.chaos.timeline if e.injected_s is not None)}

@@ -1,9 +1,11 @@
 """The swarm's driver: intake, negotiation rounds and hand-out of work, through the board.
 
-The driver owns no verdicts.  It posts one architecture task per file, asks
-every agent for bids on each task as it becomes ready, records the bids and
-the award (:func:`agents.blackboard.award`), and hands the task to the winner,
-whose ``work`` claims, acts and records.  It talks to agents through
+Plain code like the agents it drives: no Ray here (``ray_cluster.launch`` starts
+the actors and hands their handles to :class:`Swarm`).  The driver owns no
+verdicts.  It posts one architecture task per file, asks every agent for bids
+on each task as it becomes ready, records the bids and the award
+(:func:`agents.blackboard.award`), and hands the task to the winner, whose
+``work`` claims, acts and records.  It talks to agents through
 :class:`AgentHandle` futures, so the same loop drives Ray actors
 (``ray_cluster.actors``) and, in unit tests, plain agents on threads.
 

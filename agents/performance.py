@@ -20,103 +20,87 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agents.base import Layer, SwarmAgent, Task, TaskOutcome, TaskStatus, run_options
-from memory import Agent, FailureRecord, RunRecord
+from agents.base import (
+    MESSAGE_LIMIT,
+    Layer,
+    Scalar,
+    ScenarioRunningAgent,
+    Task,
+    failure_record,
+    run_options,
+)
+from memory import Agent, Record
 
 if TYPE_CHECKING:
-    from agents.blackboard import Blackboard
-    from clnrm.results import RunResult
+    from clnrm.results import RunResult, TestResult, ValidationResult
+    from clnrm.runner import RunOptions
     from clnrm.scenario.model import Scenario
 
-MESSAGE_LIMIT = 600
 
-
-class PerformanceAgent(SwarmAgent):
+class PerformanceAgent(ScenarioRunningAgent):
     """One performance task = one measured run of the scenario, judged by the layer."""
 
     agent = Agent.performance
     layer = Layer.performance
+    verb = "performance measured"
 
-    def __init__(self, board: Blackboard, *, name: str | None = None,
-                 settings: Any = None) -> None:
-        super().__init__(board, name=name)
-        self.settings = settings  # ray_cluster.orchestration.RunSettings, or None
-
-    def act(self, task: Task) -> TaskOutcome:
-        from clnrm.errors import ClnrmError
-        from clnrm.perf.options import PerfOptions
+    def declines(self, scenario: Scenario) -> str | None:
         from clnrm.perf.session import performance_on
-        from clnrm.runner import Runner, make_backend, new_run_id
-        from clnrm.scenario import loads_scenario
 
-        clnrm_run = new_run_id()
-        try:
-            scenario = loads_scenario(task.text, source=task.source)
-            if not performance_on(scenario):
-                return TaskOutcome(task_id=task.id, agent=self.agent,
-                                   status=TaskStatus.declined,
-                                   reason=f"{self.name} did not act on {task.scenario}: its "
-                                          "[performance] table is absent or switched off")
-            scenario = scenario.model_copy(update={"chaos": None})  # measure, never perturb
-            options = run_options(self.settings, perf=PerfOptions(memory=self.board.store))
-            runner = Runner(options, backend=make_backend(options.backend, clnrm_run))
-            result = runner.run([scenario])
-        except ClnrmError as exc:
-            return TaskOutcome(task_id=task.id, agent=self.agent, status=TaskStatus.failed,
-                               exit_code=2, facts={"clnrm_run": clnrm_run},
-                               reason=f"performance could not run {task.scenario} "
-                                      f"({task.source}): {exc}")
-        return self._judged(task, scenario, result)
+        if not performance_on(scenario):
+            return "its [performance] table is absent or switched off"
+        return None
 
-    def _judged(self, task: Task, scenario: Scenario, result: RunResult) -> TaskOutcome:
-        verdicts = [v for t in result.tests if t.performance for v in t.performance.verdicts]
+    def prepare(self, scenario: Scenario) -> Scenario:
+        return scenario.model_copy(update={"chaos": None})  # measure, never perturb
+
+    def options(self) -> RunOptions:
+        from clnrm.perf.options import PerfOptions
+
+        return run_options(self.settings, perf=PerfOptions(memory=self.board.store))
+
+    def test_lines(self, test: TestResult) -> list[str]:
+        """The baseline note, each regression and the critical path (no ticks or advice)."""
+        from clnrm.perf.text import summary_lines
+
+        return [line for line in summary_lines(test)
+                if not line.startswith(("✓", "-", "advice:"))]
+
+    def test_records(self, task: Task, name: str, result: RunResult, test: TestResult,
+                     tag: dict[str, Scalar]) -> list[Record]:
+        """One failure per regression that fails the test."""
+        return [failure_record(self.agent, result, test,
+                               f"performance of {name}: {v.expectation}: "
+                               f"{v.seen or v.message}"[:MESSAGE_LIMIT],
+                               f"performance:{v.expectation.split(' vs ')[0]}", tag)
+                for v in _failing(test)]
+
+    def facts(self, result: RunResult) -> dict[str, Scalar]:
+        verdicts = _verdicts(result)
         regressed = [v for v in verdicts if v.get("regressed")]
-        failing = [v for t in result.tests for v in t.failed_validations
-                   if v.validator == "performance"]
-        broken = [t for t in result.tests
-                  if t.outcome.value == "error"
-                  or any(s.outcome.value == "failed" for s in t.steps)]
-        summary = measurement_summary(scenario.name, task, result)
-        self._remember(task, scenario.name, result, summary)
         worst = max((float(v.get("effect_pct", 0.0)) for v in regressed or verdicts),
                     default=0.0)
-        facts: dict[str, str | int | float | bool] = {
-            "clnrm_run": result.run_id, "regressions": len(regressed),
-            "failing_regressions": len(failing), "verdicts": len(verdicts),
-            "worst_effect_pct": round(worst, 1), "duration_s": round(result.duration_s, 3)}
-        ok = not failing and not broken
-        return TaskOutcome(task_id=task.id, agent=self.agent,
-                           status=TaskStatus.done if ok else TaskStatus.failed,
-                           exit_code=0 if ok else (2 if result.exit_code == 2 else 1),
-                           reason=f"performance measured {summary}"[:2000], facts=facts)
+        return {"regressions": len(regressed),
+                "failing_regressions": sum(len(_failing(t)) for t in result.tests),
+                "verdicts": len(verdicts), "worst_effect_pct": round(worst, 1)}
 
-    def _remember(self, task: Task, name: str, result: RunResult, summary: str) -> None:
-        tag: dict[str, str | int | float | bool] = {"swarm_run": task.run_id, "task": task.id}
-        status = {0: "passed", 1: "failed"}.get(result.exit_code, "error")
-        records: list[RunRecord | FailureRecord] = [RunRecord(
-            agent=self.agent, run_id=result.run_id, scenario=name, status=status,
-            duration_s=result.duration_s, summary=summary, metadata=tag)]
-        for t in result.tests:
-            for v in t.failed_validations:
-                if v.validator != "performance":
-                    continue
-                records.append(FailureRecord(
-                    agent=self.agent, run_id=result.run_id, test=t.name,
-                    message=f"performance of {name}: {v.expectation}: "
-                            f"{v.seen or v.message}"[:MESSAGE_LIMIT],
-                    signature=f"performance:{v.expectation.split(' vs ')[0]}", metadata=tag))
-        self.board.store.put(records)
+    def exit_code(self, result: RunResult) -> int:
+        """0 measured and nothing fails; else 1, or 2 when the run could not be judged.
+
+        About performance, not the rest of the file: a failed step fails it too,
+        because then there was nothing worth measuring.
+        """
+        broken = any(t.outcome.value == "error"
+                     or any(s.outcome.value == "failed" for s in t.steps)
+                     for t in result.tests)
+        if not broken and not any(_failing(t) for t in result.tests):
+            return 0
+        return 2 if result.exit_code == 2 else 1
 
 
-def measurement_summary(name: str, task: Task, result: RunResult) -> str:
-    """The run in words: verdict, the baseline note, each regression, the critical path."""
-    from clnrm.perf.text import summary_lines
+def _verdicts(result: RunResult) -> list[dict[str, Any]]:
+    return [v for t in result.tests if t.performance for v in t.performance.verdicts]
 
-    status = {0: "passed", 1: "failed"}.get(result.exit_code, "error")
-    parts = [f"{name} ({task.source}) {status} as clnrm run {result.run_id}"]
-    for t in result.tests:
-        if t.message and t.outcome.value != "passed":
-            parts.append(f"{t.name} {t.outcome.value}: {t.message[:MESSAGE_LIMIT]}")
-        lines = summary_lines(t)
-        parts.extend(line for line in lines if not line.startswith(("✓", "-", "advice:")))
-    return "; ".join(parts)
+
+def _failing(test: TestResult) -> list[ValidationResult]:
+    return [v for v in test.failed_validations if v.validator == "performance"]

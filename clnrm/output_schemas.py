@@ -236,7 +236,7 @@ def _baseline_forget() -> Schema:
 
 
 def _swarm_run() -> Schema:
-    from ray_cluster.swarm import SwarmReport
+    from agents.negotiation import SwarmReport
 
     return _model(SwarmReport)
 

@@ -1,10 +1,12 @@
 """The swarm on Ray: agents wrapped as actors at the edge, driven through the blackboard.
 
-Nothing here is imported by ``agents/`` or ``clnrm/``; Ray itself is imported
-only when a swarm starts (``pip install 'clnrm[swarm]'``).
+Only what is Ray lives here; the agents, the negotiation driver and the run
+settings are plain code in ``agents/`` (``agents.negotiation.Swarm`` runs the
+same rounds over threads in unit tests).  Nothing here is imported by
+``agents/`` or ``clnrm/``; Ray itself is imported only when a swarm starts
+(``pip install 'clnrm[swarm]'``).
 
     run_swarm(files, SwarmOptions(...)) -> SwarmReport     ray_cluster.launch
-    Swarm(board, handles).run(files)                       ray_cluster.swarm (no Ray needed)
     start_agents(memory, run_id, settings)                 ray_cluster.actors
     ray_session(address)                                   ray_cluster.session
     swarm_app                                              ray_cluster.cli (``clnrm swarm``)
@@ -19,17 +21,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ray_cluster.actors import start_agents
     from ray_cluster.launch import SwarmOptions, run_swarm
-    from ray_cluster.orchestration import RunnerOrchestrator, RunSettings
     from ray_cluster.session import RaySession, SwarmUnavailable, ray_session
-    from ray_cluster.swarm import AgentHandle, Decision, LocalHandle, Swarm, SwarmReport
 
 # Lazy, so that mounting ``ray_cluster.cli`` keeps ``clnrm --help`` at typer's cost.
 _HOMES = {
-    "AgentHandle": "swarm", "Decision": "swarm", "LocalHandle": "swarm", "Swarm": "swarm",
-    "SwarmReport": "swarm", "RaySession": "session", "SwarmUnavailable": "session",
-    "ray_session": "session", "RunSettings": "orchestration",
-    "RunnerOrchestrator": "orchestration", "SwarmOptions": "launch", "run_swarm": "launch",
+    "RaySession": "session", "SwarmUnavailable": "session", "ray_session": "session",
+    "SwarmOptions": "launch", "run_swarm": "launch", "start_agents": "actors",
 }
 
 
@@ -40,16 +39,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AgentHandle",
-    "Decision",
-    "LocalHandle",
     "RaySession",
-    "RunSettings",
-    "RunnerOrchestrator",
-    "Swarm",
     "SwarmOptions",
-    "SwarmReport",
     "SwarmUnavailable",
     "ray_session",
     "run_swarm",
+    "start_agents",
 ]

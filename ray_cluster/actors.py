@@ -20,10 +20,9 @@ from typing import Any, Final
 import structlog
 from pydantic import BaseModel, Field
 
-from agents.base import Bid, SwarmAgent, Task, TaskOutcome
+from agents.base import Bid, RunSettings, SwarmAgent, Task, TaskOutcome
 from agents.blackboard import Blackboard
 from memory import Agent
-from ray_cluster.orchestration import RunSettings
 from ray_cluster.session import ENGINE_RESOURCE
 
 log = structlog.get_logger("clnrm.swarm")
@@ -51,39 +50,24 @@ AgentFactory = Callable[[Blackboard, str, AgentSpec], SwarmAgent]
 """``(board, claimer name, spec) -> agent``; agents are imported only in their own actor."""
 
 
-def _plain(path: str) -> AgentFactory:
+def _agent(path: str, *, runs_scenarios: bool = False) -> AgentFactory:
+    """The agent class at ``module:Class``; one that runs scenarios also gets the settings."""
     def make(board: Blackboard, name: str, spec: AgentSpec) -> SwarmAgent:
         module, _, cls = path.partition(":")
-        return getattr(importlib.import_module(module), cls)(board, name=name)  # type: ignore[no-any-return]
+        extra: dict[str, Any] = {"settings": spec.settings} if runs_scenarios else {}
+        return getattr(importlib.import_module(module), cls)(  # type: ignore[no-any-return]
+            board, name=name, **extra)
 
     return make
 
 
-def _orchestrator(board: Blackboard, name: str, spec: AgentSpec) -> SwarmAgent:
-    from ray_cluster.orchestration import RunnerOrchestrator
-
-    return RunnerOrchestrator(board, name=name, settings=spec.settings)
-
-
-def _chaos(board: Blackboard, name: str, spec: AgentSpec) -> SwarmAgent:
-    from agents.chaos import ChaosAgent
-
-    return ChaosAgent(board, name=name, settings=spec.settings)
-
-
-def _performance(board: Blackboard, name: str, spec: AgentSpec) -> SwarmAgent:
-    from agents.performance import PerformanceAgent
-
-    return PerformanceAgent(board, name=name, settings=spec.settings)
-
-
 AGENT_FACTORIES: Final[dict[Agent, AgentFactory]] = {
-    Agent.architect: _plain("agents.architect:Architect"),
-    Agent.orchestration: _orchestrator,
-    Agent.performance: _performance,
-    Agent.chaos: _chaos,
-    Agent.self_healing: _plain("agents.healer:Healer"),
-    Agent.intelligence: _plain("agents.intelligence:IntelligenceAgent"),
+    Agent.architect: _agent("agents.architect:Architect"),
+    Agent.orchestration: _agent("agents.orchestrator:OrchestratorAgent", runs_scenarios=True),
+    Agent.performance: _agent("agents.performance:PerformanceAgent", runs_scenarios=True),
+    Agent.chaos: _agent("agents.chaos:ChaosAgent", runs_scenarios=True),
+    Agent.self_healing: _agent("agents.healer:Healer"),
+    Agent.intelligence: _agent("agents.intelligence:IntelligenceAgent"),
 }
 
 
@@ -138,7 +122,7 @@ def _reconstructed() -> bool:
 
 
 class RayAgentHandle:
-    """An :class:`~ray_cluster.swarm.AgentHandle` over one agent actor."""
+    """An :class:`~agents.negotiation.AgentHandle` over one agent actor."""
 
     def __init__(self, agent: Agent, actor: Any) -> None:
         self.agent = agent

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from ray_cluster.swarm import SwarmReport
+    from agents.negotiation import SwarmReport
 
 
 class Format(StrEnum):
@@ -59,6 +59,7 @@ def run(
         min=0, help="Restarts of a dead agent actor before its task counts as lost.")] = 3,
 ) -> None:
     """Plan, negotiate and run test files through the agents; exit codes as `clnrm run`."""
+    from agents.base import RunSettings
     from clnrm.cli import (
         _console,
         _fail,
@@ -71,7 +72,6 @@ def run(
     from clnrm.errors import ClnrmError, InterruptedRun
     from clnrm.extras import require
     from ray_cluster.launch import SwarmOptions, run_swarm
-    from ray_cluster.orchestration import RunSettings
 
     try:
         require("swarm", feature="clnrm swarm")  # one line, exit 2, before Ray is imported

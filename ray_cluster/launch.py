@@ -19,12 +19,12 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, Field
 
+from agents.base import RunSettings
 from agents.blackboard import Blackboard
+from agents.negotiation import Swarm, SwarmEvent, SwarmReport, new_swarm_run_id
 from memory import open_memory
 from memory._open import resolve_location
-from ray_cluster.orchestration import RunSettings
 from ray_cluster.session import RaySession, SwarmUnavailable, ray_session
-from ray_cluster.swarm import Swarm, SwarmEvent, SwarmReport, new_swarm_run_id
 
 log = structlog.get_logger("clnrm.swarm")
 

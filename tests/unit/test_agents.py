@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from agents import Bid, Layer, Task, TaskStatus, award, conflicts, precedence
@@ -15,7 +12,6 @@ from agents.intelligence import IntelligenceAgent
 from agents.performance import PerformanceAgent
 from clnrm.scenario import loads_scenario
 from memory import Agent
-from tests.conftest import REPO
 
 BASE = """\
 [meta]
@@ -56,16 +52,6 @@ def plan(text: str) -> tuple[dict[Layer, Task], str]:
     task = arch_task(text)
     tasks, reason = architect.plan(task, loads_scenario(text, source=task.source))
     return {t.layer: t for t in tasks}, reason
-
-
-def test_agents_import_without_ray_or_chroma() -> None:
-    code = ("import sys, agents, agents.base, agents.blackboard, agents.architect, agents.chaos, "
-            "agents.performance, agents.healer, agents.intelligence, ray_cluster.swarm; "
-            "print(sorted(m for m in ('ray', 'chromadb') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
 
 
 def test_plan_without_layer_tables_only_runs_the_scenario() -> None:

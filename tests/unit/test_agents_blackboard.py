@@ -14,9 +14,9 @@ from agents.architect import Architect
 from agents.blackboard import Award
 from agents.healer import Healer
 from agents.intelligence import IntelligenceAgent
+from agents.negotiation import LocalHandle, Swarm, SwarmReport, intake_tasks
 from agents.performance import PerformanceAgent
 from memory import Agent, BlackboardEntry, MemoryStore, open_memory
-from ray_cluster.swarm import LocalHandle, Swarm, SwarmReport, intake_tasks
 from tests.unit.test_agents import BASE, EVERY_LAYER
 
 _runs = itertools.count(1)
@@ -225,7 +225,7 @@ def test_the_performance_agent_measures_and_records_in_its_own_memory(
         board: Blackboard) -> None:
     """The real agent on the local backend: a steps-only file measures no spans, so it is
     judged (nothing regressed) but not recorded, and the memory says why."""
-    from ray_cluster.orchestration import RunSettings
+    from agents.base import RunSettings
 
     text = BASE.replace('"planned"', '"measured"') + "\n[performance]\nstats = false\n"
     tasks = planned(board, text)
@@ -239,3 +239,63 @@ def test_the_performance_agent_measures_and_records_in_its_own_memory(
     hits = board.store.query("measured performance", kind="run", agent="performance", k=5)
     assert any(h.record.run_id == outcome.facts["clnrm_run"] for h in hits)
 
+
+
+def test_the_orchestrator_agent_runs_the_scenario_and_remembers_each_failure(
+        board: Blackboard) -> None:
+    """The one orchestrator: in the swarm it runs the file on the Runner (local backend
+    here) with the verdict unchanged, and files the run, the test and its failure."""
+    from agents.base import RunSettings
+    from agents.orchestrator import OrchestratorAgent
+
+    text = BASE.replace('"planned"', '"broken"').replace('["true"]', '["false"]')
+    tasks = planned(board, text)
+    agent = OrchestratorAgent(board, name="orchestration@unit",
+                              settings=RunSettings(backend="local"))
+    outcome = agent.act(tasks[Layer.orchestration])
+    assert (outcome.status, outcome.exit_code) == (TaskStatus.failed, 1), outcome.reason
+    assert outcome.reason.startswith("orchestration ran broken (planned.clnrm.toml) failed "
+                                     "as clnrm run ")
+    assert ": 1 failed in " in outcome.reason and "step 's': exit code 1" in outcome.reason
+    assert list(outcome.facts) == ["clnrm_run", "passed", "failed", "error", "skipped",
+                                   "duration_s"]
+    assert outcome.facts["failed"] == 1
+    run = outcome.facts["clnrm_run"]
+    kinds = {h.record.kind for kind in ("run", "test_result", "failure")
+             for h in board.store.query("broken run failed", kind=kind, k=20)
+             if h.record.run_id == run}
+    assert kinds == {"run", "test_result", "failure"}
+
+
+def test_a_file_that_cannot_be_loaded_is_a_failed_task_with_exit_code_2(
+        board: Blackboard) -> None:
+    from agents.chaos import ChaosAgent
+
+    tasks = planned(board)
+    bad = tasks[Layer.chaos].model_copy(update={"text": "[meta\n"})
+    outcome = ChaosAgent(board, name="chaos@unit").act(bad)
+    assert (outcome.status, outcome.exit_code) == (TaskStatus.failed, 2)
+    assert outcome.reason.startswith("chaos could not run planned (planned.clnrm.toml): ")
+
+
+def test_a_scenario_agent_declines_on_the_record_when_its_table_is_absent(
+        board: Blackboard) -> None:
+    from agents.chaos import ChaosAgent
+
+    tasks = planned(board)
+    plain = tasks[Layer.chaos].model_copy(update={"text": BASE})
+    outcome = ChaosAgent(board, name="chaos@unit").act(plain)
+    assert outcome.status is TaskStatus.declined
+    assert outcome.reason == ("chaos@unit did not act on planned: it has no [[chaos.faults]] "
+                              "to inject")
+
+
+def test_the_orchestrator_plans_without_a_board_but_cannot_negotiate_without_one() -> None:
+    from agents.orchestrator import OrchestratorAgent
+    from clnrm.errors import ClnrmError
+    from clnrm.scenario import loads_scenario
+
+    agent = OrchestratorAgent()
+    assert agent.plan(loads_scenario(EVERY_LAYER, source="p.clnrm.toml")).graph.levels == (("db",),)
+    with pytest.raises(ClnrmError, match="has no blackboard"):
+        agent.observe("swarm-x")

@@ -13,7 +13,7 @@ import sys
 
 from tests.conftest import REPO
 
-AGENT_MODULES = ("agents", "agents.base", "agents.blackboard",
+AGENT_MODULES = ("agents", "agents.base", "agents.blackboard", "agents.negotiation",
                  "agents.architect", "agents.orchestrator", "agents.chaos",
                  "agents.performance", "agents.healer", "agents.intelligence")
 
