@@ -315,12 +315,11 @@ def run(
     allow_host_mounts: Annotated[bool, typer.Option(help=_HOST_MOUNTS_HELP)] = False,
 ) -> None:
     """Run test files (exit 0 all passed, 1 a test failed, 2 bad input or set-up)."""
-    from clnrm.runner import RunOptions
+    from clnrm.api import run_options  # the options clnrm.run builds too
     from clnrm.scenario.mounts import allowing_host_mounts
 
-    options = RunOptions(backend=backend.value, jobs=jobs, seed=seed,
-                         default_image=default_image, artifacts_dir=artifacts,
-                         fail_fast=fail_fast)
+    options = run_options(backend=backend.value, jobs=jobs, seed=seed,
+                          default_image=default_image, artifacts=artifacts, fail_fast=fail_fast)
     with allowing_host_mounts(allow_host_mounts):
         _run_files(paths, options, strict=strict, image_map=image_map or [], traces=traces,
                    fmt=fmt, digest=digest, reports=(report_json, report_junit, report_html),
