@@ -6,7 +6,7 @@ on it; each allowed pair gets a private network of its own, where both
 services answer to their names.  A forbidden path therefore has no route,
 not merely a rule.  A pair shares a network both ways, so *direction* is
 judged from the spans: an edge A -> B is counted when a span of B has a
-parent span of A (see :func:`clnrm.reports.service_graph`).
+parent span of A (see :func:`clnrm.otel.service_graph.service_graph`).
 
 The steps (the test driver) reach the ``entry`` services (default: all) by
 joining as few of those pair networks as cover them, plus one private
@@ -65,7 +65,7 @@ def judge_topology(topology: Topology, spans: Sequence[Span], services: Collecti
     """
     if topology.match == "off":
         return []
-    from clnrm.reports import service_graph  # the same graph the HTML report draws
+    from clnrm.otel.service_graph import service_graph  # the graph the HTML report draws
 
     declared = allowed_edges(topology)
     calls = {(e.source, e.target): e.calls for e in service_graph(spans).edges

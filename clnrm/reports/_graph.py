@@ -1,10 +1,8 @@
-"""The service graph seen in the spans, and a layered layout to draw it as SVG.
+"""A layered layout to draw the service graph as SVG.
 
-An edge ``A -> B`` is counted once for every span of service B whose parent
-span (looked up in the same trace) belongs to service A; calls within one
-service are not edges.  Spans without ``service.name`` are grouped under
-:data:`UNKNOWN_SERVICE` rather than dropped, since a missing resource
-attribute is itself worth seeing.
+The graph itself (who calls whom, from the spans' parent links) is
+:mod:`clnrm.otel.service_graph`'s: topology checks judge the same graph without
+importing the report code; its names are re-exported here for the report's users.
 
 The layout puts callers left of callees, as Graphviz ``dot`` does: a
 depth-first walk from the services nobody calls marks the calls that close a
@@ -17,14 +15,20 @@ them.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from clnrm.otel.span import Span
+from clnrm.otel.service_graph import (
+    UNKNOWN_SERVICE,
+    ServiceEdge,
+    ServiceGraph,
+    merge_graphs,
+    service_graph,
+)
 
-UNKNOWN_SERVICE: Final = "(no service.name)"
+__all__ = ["UNKNOWN_SERVICE", "EdgePath", "GraphLayout", "NodeBox", "ServiceEdge",
+           "ServiceGraph", "layout", "merge_graphs", "service_graph"]
 
 _NODE_H: Final = 34
 _GAP_Y: Final = 26
@@ -32,21 +36,6 @@ _GAP_X: Final = 110
 _MARGIN: Final = 24
 _CHAR_W: Final = 7.3  # 12 px monospace
 _LABEL_CHARS: Final = 32
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceEdge:
-    source: str
-    target: str
-    calls: int
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceGraph:
-    """Services sorted by name; edges sorted by ``(source, target)``."""
-
-    services: list[str]
-    edges: list[ServiceEdge]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,38 +62,6 @@ class GraphLayout:
     edges: list[EdgePath]
     width: float
     height: float
-
-
-def service_graph(spans: Sequence[Span]) -> ServiceGraph:
-    """Services and caller -> callee edges with call counts, from parent links."""
-    by_key = {(s.trace_id, s.span_id): s for s in reversed(spans)}  # first of duplicates wins
-    services: set[str] = set()
-    calls: Counter[tuple[str, str]] = Counter()
-    for span in spans:
-        service = span.service_name or UNKNOWN_SERVICE
-        services.add(service)
-        if not span.parent_span_id:
-            continue
-        parent = by_key.get((span.trace_id, span.parent_span_id))
-        if parent is None or parent is span:
-            continue
-        caller = parent.service_name or UNKNOWN_SERVICE
-        if caller != service:
-            calls[(caller, service)] += 1
-    edges = [ServiceEdge(a, b, n) for (a, b), n in sorted(calls.items())]
-    return ServiceGraph(services=sorted(services), edges=edges)
-
-
-def merge_graphs(graphs: Iterable[ServiceGraph]) -> ServiceGraph:
-    """One graph for several tests: services united, call counts added."""
-    services: set[str] = set()
-    calls: Counter[tuple[str, str]] = Counter()
-    for graph in graphs:
-        services.update(graph.services)
-        for e in graph.edges:
-            calls[(e.source, e.target)] += e.calls
-    return ServiceGraph(services=sorted(services),
-                        edges=[ServiceEdge(a, b, n) for (a, b), n in sorted(calls.items())])
 
 
 def layout(graph: ServiceGraph) -> GraphLayout:
