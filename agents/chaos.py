@@ -14,14 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents.base import (
-    MESSAGE_LIMIT,
-    Layer,
-    Scalar,
-    ScenarioRunningAgent,
-    Task,
-    failure_record,
-)
+from agents.base import MESSAGE_LIMIT, Layer, Scalar, ScenarioRunningAgent, Task, failure_record
 from memory import Agent, Record
 
 if TYPE_CHECKING:
