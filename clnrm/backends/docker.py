@@ -142,6 +142,12 @@ class DockerSandbox(Sandbox):
         log.debug("network.created", network=self._prefix, links=len(self._link_ids))
 
     @property
+    def api(self) -> Any:
+        """The engine's low-level client (``docker.APIClient``), for the layers that act on
+        this test's containers themselves (chaos faults)."""
+        return self._api
+
+    @property
     def otlp_host(self) -> str:  # type: ignore[override]
         """The test network's gateway (this host as the containers see it), looked up on
         first use: a test without a receiver never pays for the inspect call."""

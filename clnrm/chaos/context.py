@@ -47,7 +47,7 @@ class ChaosContext:
     @property
     def api(self) -> Any:
         """The engine's low-level client (``docker.APIClient``)."""
-        return self.box._api
+        return self.box.api
 
     @property
     def network(self) -> str:

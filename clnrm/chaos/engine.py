@@ -29,11 +29,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from pydantic import ValidationError
 
 from clnrm.errors import ChaosError, ClnrmError
 from clnrm.results import ChaosEvent, ChaosReport, SteadyStateCheck
-from clnrm.scenario.diagnostics import Problem
 from clnrm.scenario.layers import Chaos, Fault
 
 if TYPE_CHECKING:
@@ -50,69 +48,6 @@ _PROXY_PORT_KEYS = ("port",)
 
 
 # -- load-time checks ------------------------------------------------------------------
-
-
-def check_faults(chaos: Chaos, ports: Mapping[str, Sequence[int]]) -> list[Problem]:
-    """Every fault's type exists and its parameters fit the plugin's typed config.
-
-    Called while loading a file (``ports``: each declared service's ports), so a typo in
-    ``latency_ms`` is a located error before any container starts.
-    """
-    from clnrm.chaos.catalog import fault_types
-    from clnrm.errors import PluginError
-
-    problems: list[Problem] = []
-    try:
-        types = fault_types()
-    except PluginError as exc:
-        return [Problem(exc.message, ("chaos", "faults"), exc.hint)]
-    for index, fault in enumerate(chaos.faults):
-        here = ("chaos", "faults", index)
-        cls = types.get(fault.type)
-        if cls is None:
-            problems.append(Problem(f"unknown fault type {fault.type!r}", (*here, "type"),
-                                    "`clnrm chaos list` shows the catalog: "
-                                    + ", ".join(types)))
-            continue
-        if cls.needs_target and fault.target is None:
-            problems.append(Problem(f"fault '{fault.label}' ({fault.type}) needs a target "
-                                    "service", here, 'add target = "<service name>"'))
-        try:
-            config = cls.Config.model_validate(fault.params)
-        except ValidationError as exc:
-            for issue in exc.errors(include_url=False):
-                loc = tuple(issue["loc"])
-                key = loc[0] if loc else None
-                what = ("unknown parameter" if issue["type"] == "extra_forbidden"
-                        else issue["msg"])
-                allowed = ", ".join(sorted(f.alias or name for name, f
-                                           in cls.Config.model_fields.items())) or "none"
-                problems.append(Problem(
-                    f"fault '{fault.label}' ({fault.type}): {what}"
-                    + (f" ({'.'.join(map(str, loc))})" if loc else ""),
-                    (*here, key) if isinstance(key, str) else here,
-                    f"parameters of {fault.type}: {allowed}; scheduling keys: at, after, "
-                    "trigger, window, duration, every, repeat, probability"))
-            continue
-        if cls.proxied and fault.target is not None and fault.target in ports:
-            try:
-                proxied_port(fault, config, ports[fault.target])
-            except ChaosError as exc:
-                problems.append(Problem(exc.message, (*here, "port"), exc.hint))
-    return problems
-
-
-def proxied_port(fault: Fault, config: FaultConfig, declared: Sequence[int]) -> int:
-    """The target port a proxied fault acts on: its ``port``, else the only declared one."""
-    port = getattr(config, "port", None)
-    if port:
-        return int(port)
-    if len(declared) == 1:
-        return int(declared[0])
-    raise ChaosError(f"fault '{fault.label}' ({fault.type}) must say which port of "
-                     f"{fault.target!r} to disturb: it declares "
-                     + (f"ports {list(declared)}" if declared else "no ports"),
-                     hint="add port = <number> to the fault")
 
 
 # -- the session -----------------------------------------------------------------------
@@ -146,7 +81,7 @@ class ChaosSession:
                  proxied: Sequence[tuple[str, int]] = (),
                  cancelled: threading.Event | None = None,
                  on_event: Callable[[str, str], None] | None = None) -> None:
-        from clnrm.chaos.catalog import fault_types
+        from clnrm.chaos.catalog import fault_types, proxied_port
         from clnrm.chaos.context import ChaosContext
         from clnrm.chaos.journal import Journal
         from clnrm.labels import owner_label

@@ -150,7 +150,7 @@ SCHEDULE_KEYS: frozenset[str] = frozenset({
 class Fault(Model):
     """One ``[[chaos.faults]]`` entry: ``type`` selects the fault plugin, the scheduling keys
     say when, and every other key is the plugin's typed config (checked on load against
-    the plugin's own model, see :func:`clnrm.chaos.engine.check_faults`).
+    the plugin's own model, see :func:`clnrm.chaos.catalog.check_faults`).
 
     When: ``at`` seconds after the anchor (``after``: ``"start"`` of the experiment,
     which is ``"steady_state"`` too, since the experiment starts once the hypothesis

@@ -252,7 +252,7 @@ def _check_faults(
                 )
             )
     if raw.chaos.faults:
-        from clnrm.chaos.engine import check_faults
+        from clnrm.chaos.catalog import check_faults
 
         ports = {name: list(cfg.ports) for name, cfg in services.items()}
         problems.extend(check_faults(raw.chaos, ports))

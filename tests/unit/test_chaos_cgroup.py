@@ -157,7 +157,7 @@ class FakeBox:
     """The sandbox side of :class:`ChaosContext`: one service, ``api``."""
 
     def __init__(self, engine: FakeEngine) -> None:
-        self._api = engine
+        self.api = engine
         self.network_name = "net"
 
     def service_names(self) -> list[str]:
@@ -167,7 +167,7 @@ class FakeBox:
         return CID if service == "api" else None
 
     def restart_service(self, service: str) -> None:
-        self._api.start()
+        self.api.start()
 
 
 def context(engine: FakeEngine) -> ChaosContext:

@@ -67,7 +67,7 @@ class Box:
 
     supports_chaos = True
     network_name = "net"
-    _api = None
+    api = None
 
     def container_id(self, service: str) -> str | None:
         return f"cid-{service}" if service in ("db", "api") else None
