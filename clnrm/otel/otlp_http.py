@@ -22,7 +22,10 @@ bytes costs a socket and a buffer, never a thread, so a well-behaved exporter
 is served at once however many hostile clients are connected.  Above
 :attr:`HttpLimits.max_connections` the server stops accepting and new
 connections wait in the kernel's listen backlog, which is sized for a burst of
-that many.
+that many.  Bodies waiting to be read or decoded share one budget of
+:attr:`HttpLimits.max_buffered_bytes`: a request that would exceed it gets 503 with
+``Retry-After`` (OTLP exporters retry 503), so hostile clients cannot make the
+receiver hold 1,024 bodies of 8 MiB at once.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ _NOT_FOUND: Final = 5
 _RESOURCE_EXHAUSTED: Final = 8
 _UNIMPLEMENTED: Final = 12
 _INTERNAL: Final = 13
+_UNAVAILABLE: Final = 14
 _DEADLINE_EXCEEDED: Final = 4
 _LINGER_SECONDS: Final = 2.0
 _LINGER_BYTES: Final = 1 << 20
@@ -80,7 +84,9 @@ class HttpLimits:
     head (8 MB in 30 s is 270 KB/s, far below any local network);
     ``idle_timeout`` closes a keep-alive connection with no new request.
     Each is a deadline for the whole phase: a client trickling one byte at a
-    time does not extend it.
+    time does not extend it.  ``max_buffered_bytes`` bounds the bodies held at
+    once (being read, or queued for the decode workers) across all connections;
+    past it a request gets 503 with ``Retry-After: 1``, which exporters retry.
     """
 
     workers: int = 4
@@ -90,9 +96,11 @@ class HttpLimits:
     body_timeout: float = 30.0
     idle_timeout: float = 30.0
     max_header_bytes: int = 64 * 1024
+    max_buffered_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        if min(self.workers, self.max_connections, self.backlog, self.max_header_bytes) <= 0:
+        if min(self.workers, self.max_connections, self.backlog, self.max_header_bytes,
+               self.max_buffered_bytes) <= 0:
             raise ValueError("HTTP limits must be positive")
         if min(self.header_timeout, self.body_timeout, self.idle_timeout) <= 0:
             raise ValueError("HTTP timeouts must be positive")
@@ -112,12 +120,14 @@ class SpanIntake(Protocol):
 class _Rejected(Exception):
     """Ends one request with an error answer; ``close`` drops an unreadable connection."""
 
-    def __init__(self, status: int, code: int, reason: str, *, close: bool = False) -> None:
+    def __init__(self, status: int, code: int, reason: str, *, close: bool = False,
+                 retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.code = code
         self.reason = reason
         self.close = close
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -173,6 +183,7 @@ class OtlpHttpServer:
         self._thread = threading.Thread(target=self._run, name=f"clnrm-otlp-http-{self.port}",
                                         daemon=True)
         self._emfile_logged = False
+        self._buffered = 0  # body bytes held now; touched only on the event loop thread
 
     @property
     def port(self) -> int:
@@ -280,6 +291,7 @@ class OtlpHttpServer:
         request: _Request | None = None
         size: int | None = None
         phase = "head"
+        held = [0]  # bytes of the shared body budget this request holds (see _reserve)
         try:
             async with asyncio.timeout(limits.header_timeout):
                 request = await self._read_head(start, reader)
@@ -293,10 +305,12 @@ class OtlpHttpServer:
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             phase = "body"
             async with asyncio.timeout(limits.body_timeout):
+                if route is None and framing is not None:
+                    route = self._reserve(framing, held)
                 if route is not None:
                     await self._discard(reader, framing, route)
                     raise route
-                body = await self._read_body(reader, framing)
+                body = await self._read_body(reader, framing, held)
             size = len(body)
             assert request.encoding is not None  # _route refused the others
             await loop.run_in_executor(self._pool, self._ingest, body, request)
@@ -305,7 +319,7 @@ class OtlpHttpServer:
                                peer=peer, size=size)
             close = rej.close or request is None or not request.keep_alive
             await self._send_status(writer, request, rej.status, rej.code, rej.reason,
-                                    close=close)
+                                    close=close, retry_after=rej.retry_after)
             return "linger" if close else "keep"
         except TimeoutError:
             limit = limits.header_timeout if phase == "head" else limits.body_timeout
@@ -314,6 +328,8 @@ class OtlpHttpServer:
                                size=None)
             await self._send_status(writer, request, 408, _DEADLINE_EXCEEDED, reason, close=True)
             return "linger"
+        finally:
+            self._buffered -= held[0]
         if request.encoding == "json":
             await self._send(writer, request, 200, b"{}", "application/json")
         else:  # empty ExportTraceServiceResponse
@@ -382,7 +398,20 @@ class OtlpHttpServer:
 
     # -- body ------------------------------------------------------------------------
 
-    async def _read_body(self, reader: asyncio.StreamReader, framing: int | None) -> bytes:
+    def _reserve(self, size: int, held: list[int]) -> _Rejected | None:
+        """Take ``size`` bytes of the shared body budget into ``held``, or say why not
+        (503, which exporters retry); the caller gives ``held[0]`` back when done."""
+        cap = self.limits.max_buffered_bytes
+        if size > 0 and self._buffered + size > cap:
+            return _Rejected(503, _UNAVAILABLE,
+                             f"receiver busy: {self._buffered} of {cap} body bytes buffered; "
+                             "retry", retry_after=1)
+        self._buffered += size
+        held[0] += size
+        return None
+
+    async def _read_body(self, reader: asyncio.StreamReader, framing: int | None,
+                         held: list[int]) -> bytes:
         if framing is not None:
             return await reader.readexactly(framing) if framing else b""
         limit = self.intake.max_body_bytes
@@ -398,6 +427,10 @@ class OtlpHttpServer:
             if total > limit:
                 raise _Rejected(413, _RESOURCE_EXHAUSTED,
                                 f"chunked body exceeds the limit of {limit} bytes", close=True)
+            busy = self._reserve(size, held)
+            if busy is not None:
+                busy.close = True  # the rest of the body is not read
+                raise busy
             parts.append(await reader.readexactly(size))
             if await _readline(reader) not in (b"\r\n", b"\n"):
                 raise _Rejected(400, _INVALID_ARGUMENT, "chunk data longer than its size",
@@ -435,8 +468,11 @@ class OtlpHttpServer:
     # -- answers ---------------------------------------------------------------------
 
     async def _send_status(self, writer: asyncio.StreamWriter, request: _Request | None,
-                           status: int, code: int, message: str, *, close: bool) -> None:
+                           status: int, code: int, message: str, *, close: bool,
+                           retry_after: int | None = None) -> None:
         extra = {"Allow": "POST"} if status == 405 else {}
+        if retry_after is not None:
+            extra["Retry-After"] = str(retry_after)
         if (request.encoding if request else None) == "protobuf":
             from google.rpc.status_pb2 import Status
 

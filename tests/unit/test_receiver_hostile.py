@@ -403,3 +403,51 @@ def test_a_grpc_connection_that_never_finishes_its_preface_is_cut(
             sock.sendall(b"PRI * HTTP/2.0\r\n")
             while sock.recv(65536):  # the server's SETTINGS, then EOF (not our timeout)
                 pass
+
+
+# -- one memory budget for every body held at once ------------------------------------------
+
+
+def test_bodies_over_the_shared_buffer_budget_get_a_retryable_503_until_room_is_free() -> None:
+    """Clients that announce big bodies and trickle them cannot make the receiver hold
+    1,024 x 8 MiB: past the shared budget a request is 503 with Retry-After, which OTLP
+    exporters retry, and the same export is stored once the budget has room again."""
+    export = payload(40, "big")
+    limits = HttpLimits(max_buffered_bytes=len(export) + 100)
+    with OtlpReceiver(max_body_bytes=LIMIT, http_limits=limits) as rcv:
+        holder = socket.create_connection(address(rcv), timeout=10)
+        try:
+            holder.sendall(HEAD + f"Content-Length: {len(export)}\r\n\r\n".encode()
+                           + export[:10])  # announced, mostly not sent: the budget is held
+            server = rcv._http
+            assert server is not None
+            deadline = time.monotonic() + 60  # a hang guard, not a timing bound
+            while server._buffered == 0:  # wait until the loop has taken the budget
+                assert time.monotonic() < deadline, "the head was never read"
+                time.sleep(0.01)
+            request = HEAD + f"Content-Length: {len(export)}\r\n\r\n".encode() + export
+            status, answer = exchange(rcv, request)
+            assert status == 503 and b"Retry-After: 1" in answer, answer[:300]
+            assert rcv.span_count == 0
+            holder.sendall(export[10:])  # the holder finishes: its bytes are given back
+            assert read_answer(holder)[0] == 200
+            status, _ = exchange(rcv, request)
+            assert status == 200 and rcv.span_count == 80
+        finally:
+            holder.close()
+
+
+def test_a_chunked_body_over_the_shared_budget_is_503_and_gives_its_bytes_back() -> None:
+    export = payload(40, "chunky")
+    limits = HttpLimits(max_buffered_bytes=len(export) // 2)
+    with OtlpReceiver(max_body_bytes=LIMIT, http_limits=limits) as rcv:
+        half = len(export) // 2 + 1
+        chunks = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n"
+                          for part in (export[:half], export[half:])) + b"0\r\n\r\n"
+        status, _ = exchange(rcv, HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
+        assert status == 503
+        small = payload(2, "small")
+        assert len(small) < len(export) // 2
+        status, _ = exchange(rcv, HEAD + f"Content-Length: {len(small)}\r\n\r\n".encode()
+                             + small)
+        assert status == 200 and rcv.span_count == 2
