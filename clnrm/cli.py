@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import signal
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from clnrm import __version__
+from clnrm.cli_types import BackendName, OutputFormat
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -123,16 +123,6 @@ chaos_app = typer.Typer(help="Fault injection: the fault catalog, and running on
 app.add_typer(chaos_app, name="chaos")
 
 
-class Format(StrEnum):
-    human = "human"
-    json = "json"
-
-
-class BackendName(StrEnum):
-    docker = "docker"
-    local = "local"
-
-
 _state: dict[str, Any] = {"debug": False, "verbose": 0}
 
 
@@ -203,7 +193,7 @@ _HOST_MOUNTS_HELP = ("Let files bind-mount sensitive host paths (the engine sock
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Test files or folders.")],
     strict: Annotated[bool, typer.Option(help=_STRICT_HELP)] = False,
-    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
     allow_host_mounts: Annotated[bool, typer.Option(help=_HOST_MOUNTS_HELP)] = False,
 ) -> None:
     """Check test files without running anything: exit 0 if all are valid, 2 otherwise."""
@@ -211,7 +201,7 @@ def validate(
     from clnrm.scenario import validate_paths
     from clnrm.scenario.mounts import allowing_host_mounts
 
-    expect_json("validate" if fmt is Format.json else None)
+    expect_json("validate" if fmt is OutputFormat.json else None)
     try:
         _refuse_special_files(paths)
         with allowing_host_mounts(allow_host_mounts):
@@ -219,9 +209,9 @@ def validate(
     except Exception as exc:
         _fail(exc)
     bad = [o for o in outcomes if not o.ok]
-    if fmt is Format.json and outcomes:
+    if fmt is OutputFormat.json and outcomes:
         emit("validate", [_outcome_dict(o) for o in outcomes], error=_first_invalid(bad))
-    elif fmt is not Format.json:
+    elif fmt is not OutputFormat.json:
         out = _console()
         for o in outcomes:
             for w in o.warnings:
@@ -287,7 +277,7 @@ def run(
                                       help="Tests to run at once.")] = 1,
     backend: Annotated[BackendName, typer.Option(help="Where tests run.")] = BackendName.docker,
     seed: Annotated[int | None, typer.Option(help="Seed for every test (overrides files).")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
     strict: Annotated[bool, typer.Option(help=_STRICT_HELP)] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop after a failure.")] = False,
     image_map: Annotated[list[str] | None, typer.Option(
@@ -327,7 +317,7 @@ def run(
 
 
 def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[str],
-               fmt: Format, reports: tuple[Path | None, Path | None, Path | None],
+               fmt: OutputFormat, reports: tuple[Path | None, Path | None, Path | None],
                traces: Path | None = None, digest: bool = False,
                require: Any = None, command: str = "run",
                otel: tuple[str | None, str | None] = (None, None)) -> NoReturn:
@@ -337,7 +327,7 @@ def _run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list
     from clnrm.output import expect_json
     from clnrm.runner import Runner
 
-    expect_json(command if fmt is Format.json else None)
+    expect_json(command if fmt is OutputFormat.json else None)
 
     try:
         _refuse_special_files(paths)
@@ -443,8 +433,8 @@ class _signals_as_interrupts:  # noqa: N801 - used as a context manager, reads l
 class _progress:  # noqa: N801
     """Rich progress bars on a terminal; silent otherwise (CI logs stay clean)."""
 
-    def __init__(self, fmt: Format, total: int) -> None:
-        self._enabled = fmt is Format.human and sys.stderr.isatty()
+    def __init__(self, fmt: OutputFormat, total: int) -> None:
+        self._enabled = fmt is OutputFormat.human and sys.stderr.isatty()
         self._total = total
 
     def __enter__(self) -> Any:
@@ -470,7 +460,7 @@ class _progress:  # noqa: N801
             self._bar.__exit__(None, None, None)
 
 
-def _print_result(result: RunResult, fmt: Format, *, digest: bool = False,
+def _print_result(result: RunResult, fmt: OutputFormat, *, digest: bool = False,
                   command: str = "run") -> None:
     from rich.markup import escape
 
@@ -478,7 +468,7 @@ def _print_result(result: RunResult, fmt: Format, *, digest: bool = False,
     from clnrm.results import Outcome
 
     result = redacted(result)
-    if fmt is Format.json:
+    if fmt is OutputFormat.json:
         from clnrm.output import emit
         from clnrm.reports import run_error
 
@@ -529,7 +519,7 @@ def self_test(
     suite: Annotated[Path | None, typer.Option(help="Suite folder (positive/, negative/).")]
     = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=16)] = 2,
-    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
 ) -> None:
     """Check clnrm's span validation on spans sent over real OTLP (exit 0 when sound)."""
     from clnrm.errors import ClnrmError, InterruptedRun
@@ -537,7 +527,7 @@ def self_test(
     from clnrm.runner import Runner, RunOptions
     from clnrm.selftest import find_suite, judge
 
-    expect_json("self-test" if fmt is Format.json else None)
+    expect_json("self-test" if fmt is OutputFormat.json else None)
     try:
         folder = find_suite(suite)
         scenarios = _load_all([folder], strict=True)
@@ -549,7 +539,7 @@ def self_test(
     except ClnrmError as exc:
         _fail(exc)
     checks = judge(result, folder)
-    if fmt is Format.json:
+    if fmt is OutputFormat.json:
         emit("self-test", checks)
     else:
         out = _console()
@@ -566,13 +556,15 @@ def self_test(
 
 
 @app.command()
-def doctor(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human) -> None:
+def doctor(
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
+) -> None:
     """Check this machine can run clnrm: engine, cgroups, fault tools, images, memory, Ray,
     disk; each problem with a fix (exit 0 when every required check passes, 1 otherwise)."""
     from clnrm.doctor import CheckStatus, diagnose
 
     report = diagnose()
-    if fmt is Format.json:
+    if fmt is OutputFormat.json:
         from clnrm.output import emit
 
         emit("doctor", report)  # the envelope's clnrm_version is the report's
@@ -669,7 +661,7 @@ def gc(
     everything: Annotated[bool, typer.Option("--all", help="Also remove live runs' resources.")]
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go.")] = False,
-    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
 ) -> None:
     """Remove containers, networks and volumes left by killed runs (undoing chaos faults
     they left applied first)."""
@@ -678,12 +670,12 @@ def gc(
     from clnrm.gc import collect_dead_runs
     from clnrm.output import emit, expect_json
 
-    expect_json("gc" if fmt is Format.json else None)
+    expect_json("gc" if fmt is OutputFormat.json else None)
     try:
         found = collect_dead_runs(docker_client(), everything=everything, dry_run=dry_run)
     except ClnrmError as exc:
         _fail(exc)
-    if fmt is Format.json:
+    if fmt is OutputFormat.json:
         emit("gc", {"dry_run": dry_run, "runs": found})
         return
     out = _console()
@@ -698,18 +690,20 @@ def gc(
 
 
 @app.command()
-def plugins(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human) -> None:
+def plugins(
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
+) -> None:
     """List the installed service plugins."""
     from clnrm.errors import ClnrmError
     from clnrm.output import emit, expect_json
     from clnrm.plugins import service_types
 
-    expect_json("plugins" if fmt is Format.json else None)
+    expect_json("plugins" if fmt is OutputFormat.json else None)
     try:
         types = service_types()
     except ClnrmError as exc:
         _fail(exc)
-    if fmt is Format.json:
+    if fmt is OutputFormat.json:
         emit("plugins", [{"name": name, "description": st.description,
                           "module": type(st).__module__}
                          for name, st in sorted(types.items())])
@@ -798,7 +792,7 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
 
 @chaos_app.command("list")
 def chaos_list(
-    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
     category: Annotated[str | None, typer.Option(
         help="Only this category: network, container, resource, application.")] = None,
 ) -> None:
@@ -806,7 +800,7 @@ def chaos_list(
     from clnrm.errors import ClnrmError
     from clnrm.output import emit, expect_json
 
-    expect_json("chaos list" if fmt is Format.json else None)
+    expect_json("chaos list" if fmt is OutputFormat.json else None)
     try:
         from clnrm.chaos.catalog import fault_types
 
@@ -817,7 +811,7 @@ def chaos_list(
     if category is not None and not entries:
         _fail(ClnrmError(f"no fault category {category!r}",
                          hint="categories: network, container, resource, application"))
-    if fmt is Format.json:
+    if fmt is OutputFormat.json:
         emit("chaos list", entries)
         return
     from rich.table import Table
@@ -837,7 +831,7 @@ def chaos_run(
         help="Experiment files (test files with [[chaos.faults]]) or folders of them.")],
     seed: Annotated[int | None, typer.Option(
         help="Seed for fault schedules and toxics (overrides the files).")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
     strict: Annotated[bool, typer.Option(help=_STRICT_HELP)] = False,
     default_image: Annotated[str, typer.Option(
         help="Image for steps that name no service.")] = "clnrm/busybox:latest",

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+from clnrm.cli_types import OutputFormat
 
 if TYPE_CHECKING:
     from memory.types import MemoryStore
@@ -22,11 +23,6 @@ if TYPE_CHECKING:
 memory_app = typer.Typer(help="Query and maintain the agents' shared memory.",
                          no_args_is_help=True, add_completion=False,
                          pretty_exceptions_enable=False)
-
-
-class OutputFormat(StrEnum):
-    human = "human"
-    json = "json"
 
 
 MemoryOpt = Annotated[str | None, typer.Option(

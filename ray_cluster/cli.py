@@ -8,24 +8,15 @@ or nothing could be judged, 130 interrupted.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from clnrm.cli_types import BackendName, OutputFormat
+
 if TYPE_CHECKING:
     from agents.negotiation import SwarmReport
-
-
-class Format(StrEnum):
-    human = "human"
-    json = "json"
-
-
-class BackendName(StrEnum):
-    docker = "docker"
-    local = "local"
 
 
 swarm_app = typer.Typer(help="Run test files through the agent swarm on Ray.",
@@ -47,7 +38,7 @@ def run(
     memory: Annotated[str | None, typer.Option(
         "--memory", help="Memory directory or http://HOST:PORT of a Chroma server; default "
                          "$CLNRM_MEMORY, else ~/.clnrm/memory.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.human,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
     backend: Annotated[BackendName, typer.Option(help="Where tests run.")] = BackendName.docker,
     seed: Annotated[int | None, typer.Option(help="Seed for every test (overrides files).")] = None,
     strict: Annotated[bool, typer.Option(help="Treat unknown keys as errors.")] = False,
@@ -99,13 +90,13 @@ def run(
     raise typer.Exit(report.exit_code)
 
 
-def _print_report(report: SwarmReport, fmt: Format) -> None:
+def _print_report(report: SwarmReport, fmt: OutputFormat) -> None:
     from rich.console import Console
     from rich.markup import escape
 
     from agents.base import TaskStatus
 
-    if fmt is Format.json:
+    if fmt is OutputFormat.json:
         from clnrm.output import emit
 
         emit("swarm run", report.model_dump(mode="json",

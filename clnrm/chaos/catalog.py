@@ -19,8 +19,7 @@ from clnrm.scenario.diagnostics import Problem
 
 if TYPE_CHECKING:
     from clnrm.chaos.base import Fault, FaultConfig
-    from clnrm.scenario.layers import Chaos
-    from clnrm.scenario.layers import Fault as FaultSpec
+    from clnrm.scenario.layers import Chaos, FaultSpec
 
 
 @lru_cache(maxsize=1)

@@ -32,7 +32,7 @@ import structlog
 
 from clnrm.errors import ChaosError, ClnrmError
 from clnrm.results import ChaosEvent, ChaosReport, SteadyStateCheck
-from clnrm.scenario.layers import Chaos, Fault
+from clnrm.scenario.layers import Chaos, FaultSpec
 
 if TYPE_CHECKING:
     from clnrm.backends.base import Sandbox
@@ -58,7 +58,7 @@ class _Entry:
     """One ``[[chaos.faults]]`` entry, resolved: plugin class and validated config."""
 
     index: int
-    spec: Fault
+    spec: FaultSpec
     cls: type[FaultPlugin]
     config: FaultConfig
     port: int | None = None

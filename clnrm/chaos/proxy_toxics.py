@@ -230,7 +230,7 @@ def _ms(name: str, doc: str, default: Any = 0) -> Attr:
     return Attr(name, int, default, lo=0, doc=doc)
 
 
-class Latency(ToxicRun):
+class LatencyToxic(ToxicRun):
     """Each chunk leaves ``latency`` ± ``jitter`` ms (uniform) after it arrived."""
 
     ATTRS = (_ms("latency", "delay in ms"), _ms("jitter", "± random ms"))
@@ -245,7 +245,7 @@ class Latency(ToxicRun):
         await emit(t, data)
 
 
-class Bandwidth(ToxicRun):
+class BandwidthToxic(ToxicRun):
     """At most ``rate`` KB/s (1 KB = 1000 bytes, as Toxiproxy), sent in 100 ms slices."""
 
     ATTRS = (Attr("rate", int, _REQUIRED, lo=0, doc="KB/s; 0 = unlimited"),)
@@ -266,7 +266,7 @@ class Bandwidth(ToxicRun):
             await emit(t, piece)
 
 
-class SlowClose(ToxicRun):
+class SlowCloseToxic(ToxicRun):
     """The source's close reaches the other side ``delay`` ms late."""
 
     ATTRS = (_ms("delay", "ms the close is held"),)
@@ -277,7 +277,7 @@ class SlowClose(ToxicRun):
             await self.sleep_until(asyncio.get_running_loop().time() + self.a["delay"] / 1000)
 
 
-class Timeout(ToxicRun):
+class TimeoutToxic(ToxicRun):
     """Data is dropped; the connection is closed after ``timeout`` ms (0: held open,
     never closed: a black hole)."""
 
@@ -295,7 +295,7 @@ class Timeout(ToxicRun):
         self.hit()
 
 
-class ResetPeer(ToxicRun):
+class ResetPeerToxic(ToxicRun):
     """The first data after the toxic applies is dropped and, ``timeout`` ms later, the
     connection is reset (RST via SO_LINGER 0), as Toxiproxy's reset_peer."""
 
@@ -309,7 +309,7 @@ class ResetPeer(ToxicRun):
             self.later(self.a["timeout"] / 1000, self.conn.reset)
 
 
-class Slicer(ToxicRun):
+class SlicerToxic(ToxicRun):
     """Chunks are cut into pieces of about ``average_size`` ± ``size_variation`` bytes,
     ``delay`` µs apart (Toxiproxy's halving algorithm)."""
 
@@ -344,7 +344,7 @@ class Slicer(ToxicRun):
                 await self.sleep_until(loop.time() + self.a["delay"] / 1e6)
 
 
-class LimitData(ToxicRun):
+class LimitDataToxic(ToxicRun):
     """The connection is closed once ``bytes`` bytes have passed on this stream."""
 
     ATTRS = (Attr("bytes", int, _REQUIRED, lo=0, doc="bytes passed before the close"),)
@@ -361,7 +361,7 @@ class LimitData(ToxicRun):
             self.conn.close()
 
 
-class Loss(ToxicRun):
+class LossToxic(ToxicRun):
     """Packet loss as the application sees it over TCP.
 
     TCP never delivers missing or corrupted bytes: a lost segment is retransmitted and
@@ -387,7 +387,7 @@ class Loss(ToxicRun):
         await emit(t, data)
 
 
-class Corrupt(ToxicRun):
+class CorruptToxic(ToxicRun):
     """Each byte, with ``probability``, has one random bit flipped."""
 
     ATTRS = (Attr("probability", float, _REQUIRED, lo=0, hi=1, doc="per byte"),)
@@ -414,7 +414,7 @@ class Corrupt(ToxicRun):
         await emit(t, bytes(buf))
 
 
-class Down(ToxicRun):
+class DownToxic(ToxicRun):
     """The service is unreachable: connections it applies to are reset at once (new and
     existing).  With toxicity 1 and no sources the proxy also stops listening, so new
     connections are refused (RST to the SYN), as when nothing listens on the port."""
@@ -427,7 +427,7 @@ class Down(ToxicRun):
         return None
 
 
-class HttpError(ToxicRun):
+class HttpErrorToxic(ToxicRun):
     """HTTP/1.x requests on this connection are answered, with ``probability`` each, by
     ``status`` and ``body`` instead of being forwarded; the others pass intact.
 
@@ -557,10 +557,10 @@ class HttpExchange:
 
 
 KINDS: Final[dict[str, type[ToxicRun]]] = {
-    "latency": Latency, "bandwidth": Bandwidth, "slow_close": SlowClose,
-    "timeout": Timeout, "reset_peer": ResetPeer, "slicer": Slicer,
-    "limit_data": LimitData, "loss": Loss, "corrupt": Corrupt, "down": Down,
-    "http_error": HttpError,
+    "latency": LatencyToxic, "bandwidth": BandwidthToxic, "slow_close": SlowCloseToxic,
+    "timeout": TimeoutToxic, "reset_peer": ResetPeerToxic, "slicer": SlicerToxic,
+    "limit_data": LimitDataToxic, "loss": LossToxic, "corrupt": CorruptToxic, "down": DownToxic,
+    "http_error": HttpErrorToxic,
 }
 """Every toxic type the proxy knows, by its control-protocol name."""
 

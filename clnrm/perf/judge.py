@@ -29,7 +29,7 @@ from clnrm.results import ValidationResult, ValidationStatus
 
 if TYPE_CHECKING:
     from clnrm.otel.span import Span
-    from clnrm.perf.load import LoadResult
+    from clnrm.perf.load import LoadRunResult
     from clnrm.perf.metrics import PerfMeasurements, Window
     from clnrm.perf.regression import Thresholds, Verdict
     from clnrm.perf.sampler import ContainerSample
@@ -58,7 +58,7 @@ def in_window(spans: Iterable[Span], window: Window | None) -> list[Span]:
 
 def run_measurement(*, scenario: str, run_id: str, fingerprint: Fingerprint, file: str,
                     spans: Sequence[Span], measured: PerfMeasurements,
-                    window: Window | None, load: LoadResult | None = None,
+                    window: Window | None, load: LoadRunResult | None = None,
                     load_warmup_s: float = 0.0,
                     container_samples: Sequence[ContainerSample] = ()) -> RunMeasurement:
     """Every metric of one run (see the module docstring for the names)."""

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from clnrm.perf.metrics import percentile, summarize_ms
-from clnrm.perf.result import Arrival, LoadResult, RequestSample  # models live with results
+from clnrm.perf.result import Arrival, LoadRunResult, RequestSample  # models live with results
 
 if TYPE_CHECKING:
     import asyncio
@@ -95,13 +95,13 @@ class LoadDriver:
     def target(self) -> str:
         return f"http://{self.host}:{self.port}{self.path}"
 
-    def run(self) -> LoadResult:
+    def run(self) -> LoadRunResult:
         """Run the whole schedule on a private event loop and wait for every answer."""
         import asyncio
 
         return asyncio.run(self.run_async())
 
-    async def run_async(self) -> LoadResult:
+    async def run_async(self) -> LoadRunResult:
         """As :meth:`run`, inside an already running event loop."""
         import asyncio
 
@@ -165,7 +165,7 @@ class LoadDriver:
 
     def _result(self, origin: float, start_unix: int, sent: list[float | None],
                 ended: list[float | None], status: list[int | None],
-                errors: list[str | None], lag: list[float]) -> LoadResult:
+                errors: list[str | None], lag: list[float]) -> LoadRunResult:
         samples: list[RequestSample] = []
         for i, offset in enumerate(self.offsets):
             answered = status[i] is not None
@@ -191,7 +191,7 @@ class LoadDriver:
             warnings.append(f"the driver dispatched 1% of requests more than {lag_p99:.0f} ms "
                             "late (its own event loop was busy): latencies include that delay; "
                             "lower the rate or run the driver on a quieter machine")
-        return LoadResult(
+        return LoadRunResult(
             target=self.target, method=self.method, arrival=self.arrival,
             rate_rps=self.rate_rps, duration_s=self.duration_s, seed=self.seed,
             concurrency=self.concurrency, started_unix_nano=start_unix, sent=n_sent,

@@ -43,7 +43,7 @@ class RequestSample(BaseModel):
     error: str | None = None
 
 
-class LoadResult(BaseModel):
+class LoadRunResult(BaseModel):
     """What a load run did; ``latency`` is corrected, ``service_time`` is not.
 
     Both summaries cover requests that got a response (any status); transport
@@ -139,7 +139,7 @@ class PerformanceResult(BaseModel):
     critical_path: CriticalPathReport | None = None
     containers: dict[str, ContainerStatsSummary] = Field(default_factory=dict)
     container_samples: list[ContainerSample] = Field(default_factory=list)
-    load: LoadResult | None = None
+    load: LoadRunResult | None = None
     focus: list[str] = Field(default_factory=list)
 
     @property

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from clnrm.backends.base import Sandbox
     from clnrm.perf.baseline import Baseline, BaselineStore, RunMeasurement
     from clnrm.perf.fingerprint import Fingerprint
-    from clnrm.perf.load import LoadResult
+    from clnrm.perf.load import LoadRunResult
     from clnrm.perf.metrics import Window
     from clnrm.perf.result import MetricHistory
     from clnrm.perf.sampler import ContainerStatsSampler
@@ -85,7 +85,7 @@ class PerfSession:
         self._on_event = on_event or (lambda test, msg: None)
         self.fingerprint: Fingerprint | None = None
         self.window: Window | None = None
-        self.load: LoadResult | None = None
+        self.load: LoadRunResult | None = None
         self.load_error: str | None = None
         self.warnings: list[str] = []
         self._sampler: ContainerStatsSampler | None = None

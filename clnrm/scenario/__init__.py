@@ -36,7 +36,7 @@ from clnrm.scenario.expect import (
 )
 from clnrm.scenario.layers import (
     Chaos,
-    Fault,
+    FaultSpec,
     Intelligence,
     Layers,
     Orchestration,
@@ -68,7 +68,7 @@ __all__ = [
     "CountExpectation",
     "Determinism",
     "Expect",
-    "Fault",
+    "FaultSpec",
     "GraphExpectation",
     "HealthCheck",
     "HermeticityExpectation",

@@ -10,7 +10,7 @@ says otherwise or the table sets ``enabled = false``.
 
 Fault tables are the one deliberately open shape: every fault has a ``type``
 plus parameters that only its fault plugin understands, so extra keys are
-kept (``Fault.params``) for the plugin to validate.
+kept (``FaultSpec.params``) for the plugin to validate.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ SCHEDULE_KEYS: frozenset[str] = frozenset({
 """Keys of a ``[[chaos.faults]]`` entry the engine reads; every other key is the fault's."""
 
 
-class Fault(Model):
+class FaultSpec(Model):
     """One ``[[chaos.faults]]`` entry: ``type`` selects the fault plugin, the scheduling keys
     say when, and every other key is the plugin's typed config (checked on load against
     the plugin's own model, see :func:`clnrm.chaos.catalog.check_faults`).
@@ -193,7 +193,7 @@ class Fault(Model):
         return value
 
     @model_validator(mode="after")
-    def _trigger_and_repeat(self) -> Fault:
+    def _trigger_and_repeat(self) -> FaultSpec:
         if self.trigger is not None:
             match = _TRIGGER.fullmatch(self.trigger.strip())
             if not match:
@@ -274,7 +274,7 @@ class Chaos(Model):
 
     enabled: bool = True
     seed: int | None = Field(default=None, ge=0)
-    faults: list[Fault] = Field(default_factory=list)
+    faults: list[FaultSpec] = Field(default_factory=list)
     probes: list[ChaosProbe] = Field(default_factory=list)
     steady_state: list[str] = Field(default_factory=list)
     steady_state_samples: int = Field(default=3, ge=1, le=100)

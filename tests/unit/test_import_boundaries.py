@@ -43,7 +43,7 @@ def test_the_checker_sees_an_engine_when_one_is_imported() -> None:
 def test_perf_engines_still_offer_their_result_models() -> None:
     from clnrm.perf import load, result, sampler
 
-    assert load.LoadResult is result.LoadResult
+    assert load.LoadRunResult is result.LoadRunResult
     assert sampler.ContainerStatsSummary is result.ContainerStatsSummary
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from clnrm.perf.load import LoadDriver, LoadResult, schedule
+from clnrm.perf.load import LoadDriver, LoadRunResult, schedule
 
 
 class Server:
@@ -190,7 +190,7 @@ def test_a_request_over_the_timeout_is_an_error(server: Server) -> None:
 def test_the_result_is_plain_data(server: Server) -> None:
     result = LoadDriver(server.url(), rate_rps=40, duration_s=0.25, seed=3,
                         arrival="poisson").run()
-    again = LoadResult.model_validate_json(result.model_dump_json())
+    again = LoadRunResult.model_validate_json(result.model_dump_json())
     assert again == result
     start, end = result.window
     assert end - start == pytest.approx(0.25e9, rel=0.01)
