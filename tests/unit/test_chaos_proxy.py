@@ -733,12 +733,15 @@ def test_fault_configs_reject_bad_parameters(kind: str, params: dict[str, object
 
 
 def test_proxied_port_is_the_configured_or_the_only_declared_one() -> None:
+    from clnrm.chaos.catalog import proxied_port
     from clnrm.chaos.faults.toxics import Latency
+    from clnrm.scenario.layers import FaultSpec
 
-    assert Latency.proxied_port(Latency.Config(latency_ms=1, port=6380), [6379]) == 6380
-    assert Latency.proxied_port(Latency.Config(latency_ms=1), [6379]) == 6379
-    with pytest.raises(ChaosError, match=r"declares ports \[1, 2\]"):
-        Latency.proxied_port(Latency.Config(latency_ms=1), [1, 2])
+    spec = FaultSpec(type="latency", target="db")
+    assert proxied_port(spec, Latency.Config(latency_ms=1, port=6380), [6379]) == 6380
+    assert proxied_port(spec, Latency.Config(latency_ms=1), [6379]) == 6379
+    with pytest.raises(ChaosError, match=r"latency:db.*declares ports \[1, 2\]"):
+        proxied_port(spec, Latency.Config(latency_ms=1), [1, 2])
 
 
 def test_every_proxied_fault_is_in_the_catalog() -> None:

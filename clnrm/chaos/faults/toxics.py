@@ -28,7 +28,6 @@ from clnrm.chaos.base import Category, Fault, FaultConfig
 from clnrm.errors import ChaosError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
 
     from clnrm.chaos.context import ChaosContext
     from clnrm.chaos.proxy import ProxyControl
@@ -71,19 +70,6 @@ class _ToxicFault(Fault[PC]):
         super().__init__(config, ctx, target)
         self._name: str | None = None
         self._control: ProxyControl | None = None
-
-    @classmethod
-    def proxied_port(cls, config: FaultConfig, service_ports: Sequence[int]) -> int:
-        """The port to put behind the proxy when the target starts: ``port``, else the
-        service's only declared port (the engine passes the declared ones)."""
-        port = getattr(config, "port", None)
-        if port:
-            return int(port)
-        if len(service_ports) == 1:
-            return int(service_ports[0])
-        raise ChaosError("say which port to disturb: the target declares "
-                         + (f"ports {list(service_ports)}" if service_ports else "no ports"),
-                         fault=cls.type, hint="add port = <number> to the fault")
 
     def attributes(self) -> dict[str, Any]:
         """The toxic's attributes, in the proxy's (Toxiproxy's) names and units."""
