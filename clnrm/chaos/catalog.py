@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pydantic import ValidationError
 
@@ -31,7 +31,8 @@ def fault_types() -> dict[str, type[Fault]]:
     found: dict[str, type[Fault]] = {}
     owners: dict[str, str] = {}
     for impl in pm.hook.clnrm_fault_types.get_hookimpls():
-        for cls in impl.function() or []:
+        provided = cast("list[type[Fault]]", impl.function() or [])  # the hookspec's type
+        for cls in provided:
             if cls.type in found:
                 raise PluginError(f"fault type {cls.type!r} is provided by both "
                                   f"{owners[cls.type]} and {impl.plugin_name}",
