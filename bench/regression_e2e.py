@@ -36,6 +36,19 @@ bench (``bench/regression.py``) reads that file to simulate the measured noise.
 
 The machine is shared (2 cores, other work running): figures are under load.
 Ends with one JSON line ``{"bench": "regression_e2e", ...}``.
+
+Measured 2026-12-07 on the shared 2-core machine, 1-minute load average 13-16 (max
+31), policy of ``clnrm.perf.judge.judge_run`` (baseline of 10 runs, new run at alpha
+x 0.02, history check at alpha x 0.9), ``--aa-runs 20``:
+
+* calibration (32 runs each): on the 20 ms sleep, the per-run robust location drifts
+  12 % (SD of its log; sampling error only 2 %) and p95 47 %, while p10 drifts 1.2 %;
+  on the read path the location drifts 65 %, p95 96 %, even p10 36-61 %;
+* (a) 0/20 false alarms (twice); +10 % 0/8 (twice); +25 % 3/7 and 6/8; +50 % 7/8 and
+  6/8, every detection from the history check from the 2nd-5th shifted run on;
+* (b) 5/19 false alarms (runs during load spikes, p95 up to 4.6 s); +10 % 3/5 and
+  +25 % 3/5, all in runs with p95 ~1 s (load, not the delay); +50 % 0/4 although
+  the read's typical latency grew from ~15 to ~50 ms.
 """
 
 from __future__ import annotations
