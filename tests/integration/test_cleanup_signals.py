@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from clnrm.labels import LABEL_OWNER, LABEL_RUN
 from tests.conftest import REPO, clnrm_resources, run_cli
 
 pytestmark = pytest.mark.usefixtures("local_images")
@@ -36,16 +37,17 @@ def start_slow_run(tmp_path: Path, docker_client: Any) -> tuple[subprocess.Popen
     """Start a run and wait until its step is executing; return the process and run id."""
     f = tmp_path / "slow.clnrm.toml"
     f.write_text(SLOW, encoding="utf-8")
-    before = clnrm_resources(docker_client)["containers"]
     proc = subprocess.Popen([sys.executable, "-m", "clnrm", "run", str(f)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        new = clnrm_resources(docker_client)["containers"] - before
+        # this run's containers only (owner label host:pid:start names the child): another
+        # run sharing the engine starts containers of its own meanwhile
+        mine = [c for c in docker_client.api.containers(filters={"label": LABEL_OWNER})
+                if c["Labels"][LABEL_OWNER].split(":")[1:2] == [str(proc.pid)]]
         # svc, web and the step container: the step is running once all three exist
-        if len(new) >= 3:
-            cid = next(iter(new))
-            run_id = docker_client.api.inspect_container(cid)["Config"]["Labels"]["clnrm.run"]
+        if len(mine) >= 3:
+            run_id = mine[0]["Labels"][LABEL_RUN]
             time.sleep(0.5)
             return proc, run_id
         assert proc.poll() is None, proc.communicate()
