@@ -1,16 +1,19 @@
 """The performance layer on the real demo system: baseline, no regression, a slow database.
 
-Three runs of ``scenarios/performance/demo-perf.clnrm.toml`` (gateway -> api -> Redis and
-PostgreSQL under an open-loop load of 40 requests/s) share one embedded memory:
+Four runs of ``scenarios/performance/demo-perf.clnrm.toml`` (gateway -> api -> Redis and
+PostgreSQL under an open-loop load of 40 requests/s), with ``baseline_runs = 2`` so the
+default policy's fill (10 runs) does not make the test ten runs long, share one memory:
 
 1. ``clnrm perf baseline save FILE`` records the first baseline run;
-2. the same file again, as ``clnrm run`` runs it: judged against that baseline, no
-   regression, and it joins the baseline (a new baseline takes in passing runs up to 3);
-3. the same file with a ``latency`` chaos fault of 100 ms on the database: a failing
+2. the same file as ``clnrm run`` runs it: the baseline is filling (1 of 2), so the run
+   is not judged and joins it;
+3. the same file again: judged against the full baseline, no regression, recorded as
+   history (not baseline);
+4. the same file with a ``latency`` chaos fault of 100 ms on the database: a failing
    regression of the database span and of the gateway's requests, with ``SELECT items``
    dominating the critical path; a run under a fault is never recorded.
 
-About 55 s on a quiet 2-CPU machine.  The measured figures are printed (``-s``).
+About 70 s on a quiet 2-CPU machine.  The measured figures are printed (``-s``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from tests.conftest import REPO, clnrm_resources
 pytestmark = pytest.mark.slow
 
 PERF_FILE = REPO / "scenarios" / "performance" / "demo-perf.clnrm.toml"
+PERF_TEXT = PERF_FILE.read_text(encoding="utf-8").replace(
+    "[performance]\n", "[performance]\nbaseline_runs = 2\n", 1)
 SLOW_DB = """
 
 [[chaos.faults]]
@@ -51,16 +56,20 @@ def memory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def saved(demo_images: None, memory: Path) -> dict[str, Any]:
+def saved(demo_images: None, memory: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run 1, through the CLI: ``clnrm perf baseline save FILE --format json``."""
     import structlog
 
     from clnrm.logs import configure
     from clnrm.perf.cli import perf_app
 
+    assert "baseline_runs = 2" in PERF_TEXT
+    file = tmp_path_factory.mktemp("saved") / "demo-perf.clnrm.toml"
+    file.write_text(PERF_TEXT, encoding="utf-8")
     configure(0)
     try:
-        done = CliRunner().invoke(perf_app, ["baseline", "save", str(PERF_FILE), "--memory",
+        done = CliRunner().invoke(perf_app, ["baseline", "save", str(file), "--memory",
                                              str(memory), "--format", "json"])
     finally:
         structlog.reset_defaults()
@@ -93,17 +102,21 @@ def run(text: str, store: Any, tmp_path: Path, docker_client: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def unchanged(store: Any, tmp_path_factory: pytest.TempPathFactory,
+def filling(store: Any, tmp_path_factory: pytest.TempPathFactory,
+            docker_client: Any) -> Any:
+    return run(PERF_TEXT, store, tmp_path_factory.mktemp("filling"), docker_client)
+
+
+@pytest.fixture(scope="module")
+def unchanged(filling: Any, store: Any, tmp_path_factory: pytest.TempPathFactory,
               docker_client: Any) -> Any:
-    return run(PERF_FILE.read_text(encoding="utf-8"), store,
-               tmp_path_factory.mktemp("unchanged"), docker_client)
+    return run(PERF_TEXT, store, tmp_path_factory.mktemp("unchanged"), docker_client)
 
 
 @pytest.fixture(scope="module")
 def slow_db(unchanged: Any, store: Any, tmp_path_factory: pytest.TempPathFactory,
             docker_client: Any) -> Any:
-    return run(PERF_FILE.read_text(encoding="utf-8") + SLOW_DB, store,
-               tmp_path_factory.mktemp("slow-db"), docker_client)
+    return run(PERF_TEXT + SLOW_DB, store, tmp_path_factory.mktemp("slow-db"), docker_client)
 
 
 def verdicts(test: Any) -> dict[str, dict[str, Any]]:
@@ -132,6 +145,20 @@ def test_save_records_the_first_baseline_run(saved: dict[str, Any], store: Any) 
     assert first.metrics["load:latency"].count >= 80  # 40 rps for 3 s, warm-up left out
 
 
+def test_a_filling_baseline_judges_nothing_and_takes_the_run_in(
+        filling: Any, store: Any, saved: dict[str, Any]) -> None:
+    from clnrm.perf.baseline import BaselineStore
+    from clnrm.results import ValidationStatus
+
+    assert not filling.performance.verdicts
+    skipped = [v for v in filling.validations if v.validator == "performance"
+               and v.expectation == "baseline"]
+    assert [v.status for v in skipped] == [ValidationStatus.SKIP]
+    assert "not judged yet" in skipped[0].message, skipped[0].message
+    baseline = BaselineStore(store).baseline("demo_perf", saved["fingerprint"])
+    assert baseline is not None and len(baseline.runs) == 2  # it joined the baseline
+
+
 def test_the_same_system_again_is_not_a_regression(unchanged: Any, store: Any,
                                                    saved: dict[str, Any]) -> None:
     from clnrm.perf.baseline import BaselineStore
@@ -146,7 +173,9 @@ def test_the_same_system_again_is_not_a_regression(unchanged: Any, store: Any,
            and v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
     assert not bad, [v.seen or v.message for v in bad]
     baseline = BaselineStore(store).baseline("demo_perf", saved["fingerprint"])
-    assert baseline is not None and len(baseline.runs) == 2  # it joined the baseline
+    assert baseline is not None and len(baseline.runs) == 2  # full: history, not baseline
+    stored = BaselineStore(store).runs("demo_perf", saved["fingerprint"])
+    assert [r.baseline for r in stored] == [True, True, False]
 
 
 def test_a_slow_database_is_a_regression_with_the_db_span_on_the_critical_path(
@@ -176,7 +205,7 @@ def test_a_slow_database_is_a_regression_with_the_db_span_on_the_critical_path(
     assert "performance: this run was not recorded (it ran under injected chaos faults)" \
         in slow_db.warnings
     assert [r.baseline for r in BaselineStore(store).runs("demo_perf", saved["fingerprint"])] \
-        == [True, True]
+        == [True, True, False]
     page = tmp_path / "slow-db.html"
     reports.write_html(RunResult(run_id="r", backend="docker", started_at="now",
                                  tests=[slow_db]), page)
