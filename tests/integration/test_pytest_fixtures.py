@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_pytest_plugin import counts, run_pytest
+from tests.scenario_texts import FAILING
 
 IN_CONTAINER = """
     [meta]
@@ -24,14 +25,7 @@ IN_CONTAINER = """
     expected_output_regex = "^inside-a-container$"
 """
 
-FAILING = """
-    [meta]
-    name = "exits_three"
 
-    [[steps]]
-    name = "boom"
-    command = ["sh", "-c", "echo went-wrong >&2; exit 3"]
-"""
 
 USER_TESTS = '''
     from pathlib import Path

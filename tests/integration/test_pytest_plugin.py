@@ -15,34 +15,7 @@ from pathlib import Path
 
 import pytest
 
-PASSING = """
-    [meta]
-    name = "greets"
-
-    [[steps]]
-    name = "greet"
-    command = ["sh", "-c", "echo hello-from-step"]
-    expected_output_regex = "^hello-from-step$"
-"""
-
-FAILING = """
-    [meta]
-    name = "exits_three"
-
-    [[steps]]
-    name = "boom"
-    command = ["sh", "-c", "echo about-to-fail; echo went-wrong >&2; exit 3"]
-"""
-
-BROKEN = """
-    [meta]
-    name = "broken"
-
-    [[steps]]
-    name = "x"
-    command = ["true"]
-    expected_exit_code = "zero"
-"""
+from tests.scenario_texts import BROKEN, FAILING, PASSING  # noqa: F401 (re-exported)
 
 
 def project(tmp_path: Path, ini: str = "", **files: str) -> Path:

@@ -17,35 +17,7 @@ import pytest
 import clnrm
 from clnrm.errors import ClnrmError, ScenarioError
 from clnrm.results import Outcome, RunResult
-
-PASSING = """
-    [meta]
-    name = "greets"
-
-    [[steps]]
-    name = "greet"
-    command = ["sh", "-c", "echo hello-from-api"]
-    expected_output_regex = "^hello-from-api$"
-"""
-
-FAILING = """
-    [meta]
-    name = "exits_three"
-
-    [[steps]]
-    name = "boom"
-    command = ["sh", "-c", "echo went-wrong >&2; exit 3"]
-"""
-
-BROKEN = """
-    [meta]
-    name = "broken"
-
-    [[steps]]
-    name = "x"
-    command = ["true"]
-    expected_exit_code = "zero"
-"""
+from tests.scenario_texts import BROKEN, FAILING, PASSING
 
 
 def write(folder: Path, **files: str) -> Path:
