@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scenario_texts import BROKEN, FAILING, PASSING  # noqa: F401 (re-exported)
+from tests.scenario_texts import BROKEN, FAILING, PASSING
 
 
 def project(tmp_path: Path, ini: str = "", **files: str) -> Path:
