@@ -7,6 +7,7 @@ other runs on the same engine cannot make these tests fail.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ CALL_GATEWAY = """
 # -- start order and scale -------------------------------------------------------------
 
 
-def dag_file(tmp_path: Path, name: str = "dag") -> Path:
+def dag_file(tmp_path: Path, name: str = "dag", *, orders: bool = True) -> Path:
     """12 services on 4 levels; 'slow' takes 4 s, so 'quick_child' (its level-mate's
     dependant) must start after 'quick' is ready and before the level is complete.
 
@@ -139,7 +140,10 @@ name = "frontend_serves"
 service = "frontend"
 command = ["wget", "-q", "-O", "-", "http://frontend/"]
 expected_output_regex = "^frontend$"
-
+"""
+    if not orders:
+        return write(tmp_path, f"{name}.clnrm.toml", body)
+    body += """
 [[orchestration.temporal]]
 first = "quick.ready"
 then = "quick_child.start"
@@ -168,8 +172,13 @@ def test_twelve_services_start_as_soon_as_their_own_dependencies_are_ready(
 
 def test_parallel_runs_of_the_same_scenario_do_not_clash(
         tmp_path: Path, docker_client: Any) -> None:
-    """Two copies each of one DAG and one enforced topology (same test names), at once."""
-    dag = dag_file(tmp_path).read_text(encoding="utf-8")
+    """Two copies each of one DAG and one enforced topology (same test names), at once.
+
+    What is checked is that parallel runs do not clash (names, networks, leftovers); the
+    DAG's start orders are the twelve-service test's business: with -j 4 on a busy 2-core
+    machine a held container can take its full 5 s arming window, which delays a start
+    past 'slow' without any clash."""
+    dag = dag_file(tmp_path, orders=False).read_text(encoding="utf-8")
     topo = ('[meta]\nname = "same_topology"\n'
             + traced_service(tmp_path, "gateway", "api", ["api"])
             + traced_service(tmp_path, "api", "", [])
@@ -295,7 +304,9 @@ def test_violated_temporal_constraint_fails_with_both_moments(
     assert late["declared_at"].endswith("slow.clnrm.toml:14 [orchestration.temporal[0]]")
     assert "1 orchestration expectation(s) failed" in test["message"]
     assert "expected: api.ready 0..0.3 s after db.ready" in test["message"]
-    assert "seen:     api.ready 1." in test["message"]
+    # the api sleeps 1 s before it is ready: at least that, however busy the machine
+    seen = re.search(r"seen:     api\.ready (\d+\.\d+) s after db\.ready", test["message"])
+    assert seen is not None and float(seen.group(1)) >= 1.0, test["message"]
     assert_run_gone(docker_client, report)
 
 
