@@ -31,6 +31,31 @@ def add_trace_ids(logger: object, method: str, event: dict[str, Any]) -> dict[st
     return event
 
 
+class StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is when the line is logged.
+
+    ``PrintLoggerFactory(file=sys.stderr)`` keeps the stream that was current when
+    logging was configured; CLI runners (typer's ``CliRunner``, ``redirect_stderr`` in a
+    user's code) swap in a stream and close it afterwards, and every later log line then
+    raised ``ValueError: I/O operation on closed file`` in whatever code logged it.  A
+    line that cannot be written to a closed stream is dropped, never raised.
+    """
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        try:
+            stream.write(message + "\n")
+            stream.flush()
+        except ValueError:  # closed by whoever swapped it in
+            pass
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _stderr_logger(*args: Any) -> StderrLogger:
+    return StderrLogger()
+
+
 def configure(verbosity: int = 0, *, debug: bool = False) -> None:
     level = logging.DEBUG if debug or verbosity >= 2 else (
         logging.INFO if verbosity == 1 else logging.WARNING)
@@ -43,6 +68,6 @@ def configure(verbosity: int = 0, *, debug: bool = False) -> None:
             redacting(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

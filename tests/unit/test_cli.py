@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import run_cli
 
 HEAVY = ["docker", "ray", "chromadb", "sklearn", "networkx", "opentelemetry.sdk", "pydantic"]
@@ -153,3 +155,31 @@ def test_key_with_no_effect_warns_on_run_and_fails_strict(tmp_path) -> None:
     [outcome] = json.loads(run_cli("validate", "-f", "json", str(test)).stdout)["files"]
     [warning] = outcome["warnings"]
     assert (warning["line"], warning["key"]) == (5, "orchestration.retries")
+
+
+def test_logging_after_a_swapped_stderr_was_closed_does_not_raise(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A CLI runner swaps sys.stderr during configure() and closes its stream afterwards;
+    a later log line must reach the current stderr, not fail on the closed one."""
+    import io
+
+    import structlog
+
+    from clnrm.logs import configure
+
+    swapped = io.StringIO()
+    real = sys.stderr
+    sys.stderr = swapped
+    try:
+        configure(0)
+    finally:
+        sys.stderr = real
+    swapped.close()
+    try:
+        structlog.get_logger("clnrm.test").warning("after.close", detail="still fine")
+        assert "after.close" in capsys.readouterr().err
+        sys.stderr = swapped  # even the closed stream itself: the line is dropped, not raised
+        structlog.get_logger("clnrm.test").warning("on.closed")
+    finally:
+        sys.stderr = real
+        structlog.reset_defaults()
