@@ -2,16 +2,16 @@
 
 One module per agent (``architect``, ``orchestrator``, ``chaos``,
 ``performance``, ``healer``, ``intelligence``), the interface they share in
-:mod:`agents.base` (with :class:`ScenarioRunningAgent`, the life of the three
-that run a scenario), the negotiation records in :mod:`agents.blackboard` and
-the driver of the rounds in :mod:`agents.negotiation`.  Nothing here imports
+:mod:`clnrm.agents.base` (with :class:`ScenarioRunningAgent`, the life of the three
+that run a scenario), the negotiation records in :mod:`clnrm.agents.blackboard` and
+the driver of the rounds in :mod:`clnrm.agents.negotiation`.  Nothing here imports
 Ray or Chroma: ``ray_cluster/`` wraps agents in actors and ``memory/`` hides
 the store.
 """
 
 from __future__ import annotations
 
-from agents.base import (
+from clnrm.agents.base import (
     Bid,
     DecliningAgent,
     Layer,
@@ -24,8 +24,8 @@ from agents.base import (
     conflicts,
     precedence,
 )
-from agents.blackboard import Award, Blackboard, Claim, award
-from agents.negotiation import AgentHandle, Decision, LocalHandle, Swarm, SwarmReport
+from clnrm.agents.blackboard import Award, Blackboard, Claim, award
+from clnrm.agents.negotiation import AgentHandle, Decision, LocalHandle, Swarm, SwarmReport
 
 __all__ = [
     "AgentHandle",

@@ -1,6 +1,6 @@
 """The architect: reads a scenario and plans which layers work on it, in what order.
 
-The plan is data (a list of :class:`~agents.base.Task` with ``after`` edges)
+The plan is data (a list of :class:`~clnrm.agents.base.Task` with ``after`` edges)
 posted on the blackboard, with a reason for every layer it includes or leaves
 out, so a run can be explained from memory alone.  The architect decides
 nothing about *how* a layer works; it only reads which tables the file has
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from agents.base import (
+from clnrm.agents.base import (
     PRECEDENCE,
     Layer,
     SwarmAgent,
@@ -21,10 +21,11 @@ from agents.base import (
     conflicts,
     precedence,
 )
+from clnrm.memory import Agent
+
 from clnrm.errors import ClnrmError
 from clnrm.scenario import loads_scenario
 from clnrm.scenario.model import Scenario
-from memory import Agent
 
 PURPOSE: Final[dict[Layer, str]] = {
     Layer.orchestration: "run the scenario and judge it",
@@ -58,7 +59,7 @@ class Architect(SwarmAgent):
     def plan(self, task: Task, scenario: Scenario) -> tuple[list[Task], str]:
         """The layer tasks for ``scenario`` and the plan's reason; pure, nothing is written.
 
-        Order follows :data:`~agents.base.PRECEDENCE`.  Each task waits for the
+        Order follows :data:`~clnrm.agents.base.PRECEDENCE`.  Each task waits for the
         orchestration run; a conflicting pair is chained by the conflict rule;
         self-healing and intelligence wait for every layer planned before them.
         """

@@ -11,7 +11,7 @@ here and deployed there.  The life of a task, as every agent sees it::
     record(task, o)  -> the outcome lands on the board under a deterministic id
 
 ``work`` strings them together with the claim rule of
-:mod:`agents.blackboard`, so an agent restarted mid-task resumes its own claim
+:mod:`clnrm.agents.blackboard`, so an agent restarted mid-task resumes its own claim
 and a finished task is never recorded twice.
 
 Agents that run a scenario through clnrm's Runner (orchestration, performance,
@@ -31,12 +31,12 @@ from abc import ABC, abstractmethod
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from clnrm.memory import Agent, FailureRecord, Record, RunRecord
 from pydantic import BaseModel, ConfigDict, Field
 
-from memory import Agent, FailureRecord, Record, RunRecord
-
 if TYPE_CHECKING:
-    from agents.blackboard import Blackboard
+    from clnrm.agents.blackboard import Blackboard
+
     from clnrm.results import RunResult, TestResult
     from clnrm.runner import RunOptions
     from clnrm.scenario.model import Scenario

@@ -1,6 +1,6 @@
 """The agents' negotiation, kept as records in shared memory so a run can be explained later.
 
-Every move is a :class:`~memory.BlackboardEntry` with a deterministic id, so a
+Every move is a :class:`~clnrm.memory.BlackboardEntry` with a deterministic id, so a
 retried write lands on the same record and anyone can find a task's state by
 id, without a similarity search::
 
@@ -21,7 +21,7 @@ declined, and the decision quotes every decline.
 
 **Claim rule.** A task may be claimed once its ``after`` tasks are finished and
 no conflicting task of the same scenario is unfinished ahead of it (see
-:func:`agents.base.precedence`).  Only the awarded agent may claim it.  The
+:func:`clnrm.agents.base.precedence`).  Only the awarded agent may claim it.  The
 claim is an upsert of ``<task>:claim``, then read back: the claimer whose
 incarnation is read back holds it.  Memory has no compare-and-set, so two
 *different* claimers racing between the check and the put could both read
@@ -42,10 +42,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+from clnrm.agents.base import Bid, Scalar, Task, TaskOutcome, TaskStatus, conflicts, precedence
+from clnrm.memory import Agent, BlackboardAction, BlackboardEntry, MemoryStore
 from pydantic import BaseModel
-
-from agents.base import Bid, Scalar, Task, TaskOutcome, TaskStatus, conflicts, precedence
-from memory import Agent, BlackboardAction, BlackboardEntry, MemoryStore
 
 
 class Claim(BaseModel):
@@ -93,7 +92,7 @@ def _bb(record_id: str) -> str:
 
 
 class Blackboard:
-    """Negotiation records of the swarm over any :class:`~memory.MemoryStore`.
+    """Negotiation records of the swarm over any :class:`~clnrm.memory.MemoryStore`.
 
     One instance per process; its lock makes check-then-write atomic for the
     threads of that process (across processes, see the claim rule).

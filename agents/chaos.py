@@ -7,15 +7,22 @@ run, the fault timeline in words, and each resilience expectation that failed, s
 The plan's conflict rule still holds: the architect orders performance before
 chaos on one scenario (measurement before perturbation).
 
-A plain class: no Ray import; ``ray_cluster.actors`` wraps it like every agent.
+A plain class: no Ray import; ``clnrm.swarm.actors`` wraps it like every agent.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents.base import MESSAGE_LIMIT, Layer, Scalar, ScenarioRunningAgent, Task, failure_record
-from memory import Agent, Record
+from clnrm.agents.base import (
+    MESSAGE_LIMIT,
+    Layer,
+    Scalar,
+    ScenarioRunningAgent,
+    Task,
+    failure_record,
+)
+from clnrm.memory import Agent, Record
 
 if TYPE_CHECKING:
     from clnrm.results import RunResult, TestResult

@@ -7,8 +7,8 @@ a fix.  It is planned after the runs whose failures it would mend.
 
 from __future__ import annotations
 
-from agents.base import DecliningAgent, Layer
-from memory import Agent
+from clnrm.agents.base import DecliningAgent, Layer
+from clnrm.memory import Agent
 
 
 class Healer(DecliningAgent):

@@ -7,8 +7,8 @@ after every other layer of the scenario, because it reads all their results.
 
 from __future__ import annotations
 
-from agents.base import DecliningAgent, Layer
-from memory import Agent
+from clnrm.agents.base import DecliningAgent, Layer
+from clnrm.memory import Agent
 
 
 class IntelligenceAgent(DecliningAgent):

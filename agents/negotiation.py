@@ -1,13 +1,13 @@
 """The swarm's driver: intake, negotiation rounds and hand-out of work, through the board.
 
-Plain code like the agents it drives: no Ray here (``ray_cluster.launch`` starts
+Plain code like the agents it drives: no Ray here (``clnrm.swarm.launch`` starts
 the actors and hands their handles to :class:`Swarm`).  The driver owns no
 verdicts.  It posts one architecture task per file, asks every agent for bids
 on each task as it becomes ready, records the bids and the award
-(:func:`agents.blackboard.award`), and hands the task to the winner, whose
+(:func:`clnrm.agents.blackboard.award`), and hands the task to the winner, whose
 ``work`` claims, acts and records.  It talks to agents through
 :class:`AgentHandle` futures, so the same loop drives Ray actors
-(``ray_cluster.actors``) and, in unit tests, plain agents on threads.
+(``clnrm.swarm.actors``) and, in unit tests, plain agents on threads.
 
 Tasks become ready when their ``after`` tasks have outcomes (whatever the
 verdict: the healer exists for failures) and no conflicting task of the same
@@ -25,11 +25,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Protocol
 
+from clnrm.agents.base import Bid, Layer, SwarmAgent, Task, TaskOutcome, TaskStatus, conflicts
+from clnrm.agents.blackboard import Blackboard, award
+from clnrm.memory import Agent
 from pydantic import BaseModel, Field
-
-from agents.base import Bid, Layer, SwarmAgent, Task, TaskOutcome, TaskStatus, conflicts
-from agents.blackboard import Blackboard, award
-from memory import Agent
 
 SwarmEvent = Callable[[str, str], None]
 """``(scenario slug, message)`` for a progress display; cheap, called from the driver thread."""

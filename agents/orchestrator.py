@@ -13,14 +13,14 @@ constraints against the recorded timeline, the declared topology against the
 service graph in the spans).  ``run`` does both around a real run.
 
 A plain class over :mod:`clnrm.orchestration` and the Runner: no Ray, no store;
-``ray_cluster.actors`` wraps it like every agent.
+``clnrm.swarm.actors`` wraps it like every agent.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents.base import (
+from clnrm.agents.base import (
     MESSAGE_LIMIT,
     Layer,
     RunSettings,
@@ -30,14 +30,16 @@ from agents.base import (
     failure_record,
     run_options,
 )
+from clnrm.memory import Agent, Record, TestResultRecord
+
 from clnrm.errors import ClnrmError
 from clnrm.orchestration import OrchestrationPlan, judge_orchestration
 from clnrm.plugins.base import SpecContext
 from clnrm.results import Outcome, RunResult, TestResult, ValidationResult
-from memory import Agent, Record, TestResultRecord
 
 if TYPE_CHECKING:
-    from agents.blackboard import Blackboard
+    from clnrm.agents.blackboard import Blackboard
+
     from clnrm.runner import RunOptions
     from clnrm.scenario.model import Scenario
 

@@ -2,7 +2,7 @@
 
 It runs the file as ``clnrm run`` would, with the performance layer on and the chaos
 layer off (a baseline measured under injected faults would hide the very regressions
-it is for; the conflict rule in :mod:`agents.base` already orders performance before
+it is for; the conflict rule in :mod:`clnrm.agents.base` already orders performance before
 chaos on one scenario).  The layer itself keeps the measurements in the agent's own
 memory (``swarm/performance``: the baseline and history records); the agent adds the
 run in words and one failure record per regression, so ``clnrm memory query "why is
@@ -13,14 +13,14 @@ measured and nothing regressed (beyond what the file allows), ``failed`` when a
 regression fails, the steps failed (nothing worth measuring) or the run could not be
 set up.  Facts: regressions, the worst effect, baseline runs, the clnrm run id.
 
-A plain class: no Ray import; ``ray_cluster.actors`` wraps it like every agent.
+A plain class: no Ray import; ``clnrm.swarm.actors`` wraps it like every agent.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agents.base import (
+from clnrm.agents.base import (
     MESSAGE_LIMIT,
     Layer,
     Scalar,
@@ -29,7 +29,7 @@ from agents.base import (
     failure_record,
     run_options,
 )
-from memory import Agent, Record
+from clnrm.memory import Agent, Record
 
 if TYPE_CHECKING:
     from clnrm.results import RunResult, TestResult, ValidationResult

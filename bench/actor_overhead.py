@@ -43,11 +43,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
-
-    from agents.base import Layer, Task
-    from memory import Agent
-    from ray_cluster.actors import AgentActor, AgentSpec
-    from ray_cluster.session import ray_session
+    from clnrm.agents.base import Layer, Task
+    from clnrm.memory import Agent
+    from clnrm.swarm.actors import AgentActor, AgentSpec
+    from clnrm.swarm.session import ray_session
 
     task = Task(id="bench/demo/chaos", run_id="bench", layer=Layer.chaos, scenario="demo",
                 source=str(SCENARIO), text=SCENARIO.read_text(encoding="utf-8"))

@@ -36,8 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-
-from memory import (  # noqa: E402
+from clnrm.memory import (  # noqa: E402
     BaselineRecord,
     BlackboardEntry,
     FailureRecord,
@@ -49,7 +48,7 @@ from memory import (  # noqa: E402
     TestResultRecord,
     open_memory,
 )
-from memory.embedding import HashingEmbedder  # noqa: E402
+from clnrm.memory.embedding import HashingEmbedder  # noqa: E402
 
 TARGET_P95_MS = 50.0
 AGENTS = ["architect", "orchestration", "intelligence", "chaos", "performance", "self_healing"]
@@ -136,7 +135,7 @@ def brute_force(records: list[Record], texts: list[str]) -> tuple[list[float], l
 
 CLIENT = r"""
 import json, sys, time
-from memory import open_memory
+from clnrm.memory import open_memory
 store = open_memory(sys.argv[1])
 assert not store.is_writer
 texts = json.loads(sys.argv[2])

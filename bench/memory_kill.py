@@ -49,10 +49,10 @@ import os, sys, time
 from pathlib import Path
 location, log_path, who, batch = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 if os.environ.get("CLNRM_BENCH_LEGACY_UPSERT") == "1":
-    import memory._chroma as chroma
+    import clnrm.memory._chroma as chroma
     chroma.ChromaStore._write = lambda self, coll, items: self._send(coll.upsert, items)
-from memory import FailureRecord, open_memory
-from memory.errors import MemoryStoreError
+from clnrm.memory import FailureRecord, open_memory
+from clnrm.memory.errors import MemoryStoreError
 stop = Path(location).parent / "stop"
 def record(i):
     return FailureRecord(agent="chaos", run_id=who, test=f"t{i}",
@@ -119,9 +119,9 @@ def _acked_ids(logs: Path) -> list[str]:
 
 def one_repeat(base: Path, index: int, args: argparse.Namespace, rng: random.Random
                ) -> dict[str, Any]:
-    from memory import open_memory
-    from memory._repair import health, repairs_logged
-    from memory.errors import StoreWedged
+    from clnrm.memory import open_memory
+    from clnrm.memory._repair import health, repairs_logged
+    from clnrm.memory.errors import StoreWedged
 
     run = base / f"run{index}"
     store, logs = run / "store", run / "logs"

@@ -104,8 +104,8 @@ class _Group(typer.core.TyperGroup):
         return super().get_command(ctx, cmd_name)
 
 
-_DELEGATED = {"memory": ("memory.cli", "memory_app"), "perf": ("clnrm.perf.cli", "perf_app"),
-              "swarm": ("ray_cluster.cli", "swarm_app")}
+_DELEGATED = {"memory": ("clnrm.memory.cli", "memory_app"), "perf": ("clnrm.perf.cli", "perf_app"),
+              "swarm": ("clnrm.swarm.cli", "swarm_app")}
 
 app = typer.Typer(
     name="clnrm",
@@ -866,7 +866,7 @@ def memory_group(ctx: typer.Context) -> None:
     """Query and maintain the agents' shared memory (query, stats, export, import, forget)."""
     # Delegated, not mounted: importing the memory package loads pydantic models,
     # which `clnrm --help` must not pay for.
-    from memory.cli import memory_app
+    from clnrm.memory.cli import memory_app
 
     memory_app(args=ctx.args, prog_name="clnrm memory")
 
@@ -882,7 +882,7 @@ def perf_group(ctx: typer.Context) -> None:
 @app.command("swarm", context_settings=_PASS_THROUGH, add_help_option=False)
 def swarm_group(ctx: typer.Context) -> None:
     """Run test files through the agent swarm on Ray (embedded, or --address)."""
-    from ray_cluster.cli import swarm_app
+    from clnrm.swarm.cli import swarm_app
 
     swarm_app(args=ctx.args, prog_name="clnrm swarm")
 

@@ -211,7 +211,7 @@ def check_memory() -> DoctorCheck:
                            summary="the memory extra (chromadb, scikit-learn) is not installed; "
                                    "memory, perf baselines and the swarm need it",
                            fix="pip install 'clnrm[memory]'")
-    from memory._open import resolve_location
+    from clnrm.memory._open import resolve_location
 
     where = resolve_location(None)
     if isinstance(where, str):

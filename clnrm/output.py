@@ -144,7 +144,8 @@ def error_info(exc: BaseException | str) -> dict[str, Any]:
             "hint": getattr(exc, "hint", None) or getattr(where, "hint", None)}
 
 
-_GROUPS: Final = {"memory.cli": "memory", "clnrm.perf.cli": "perf", "ray_cluster.cli": "swarm"}
+_GROUPS: Final = {"clnrm.memory.cli": "memory", "clnrm.perf.cli": "perf",
+                   "clnrm.swarm.cli": "swarm"}
 
 
 def current_command() -> str | None:

@@ -169,19 +169,19 @@ def _memory_query() -> Schema:
 
 
 def _memory_stats() -> Schema:
-    from memory.types import MemoryStats
+    from clnrm.memory.types import MemoryStats
 
     return _renamed(_model(MemoryStats))
 
 
 def _memory_check() -> Schema:
-    from memory._repair import StoreHealth
+    from clnrm.memory._repair import StoreHealth
 
     return _renamed(_model(StoreHealth))
 
 
 def _memory_repair() -> Schema:
-    from memory._repair import RepairReport, StoreHealth
+    from clnrm.memory._repair import RepairReport, StoreHealth
 
     repair, health = _model(RepairReport), _model(StoreHealth)
     defs = {**repair.pop("$defs", {}), **health.pop("$defs", {})}
@@ -236,7 +236,7 @@ def _baseline_forget() -> Schema:
 
 
 def _swarm_run() -> Schema:
-    from agents.negotiation import SwarmReport
+    from clnrm.agents.negotiation import SwarmReport
 
     return _model(SwarmReport)
 

@@ -7,15 +7,15 @@ it and are imported only when a store is opened (``pip install 'clnrm[memory]'``
 
 from __future__ import annotations
 
-from memory._open import open_memory
-from memory.errors import (
+from clnrm.memory._open import open_memory
+from clnrm.memory.errors import (
     EmbeddingMismatch,
     MemoryStoreError,
     MemoryUnavailable,
     RecordImportError,
     SchemaVersionError,
 )
-from memory.records import (
+from clnrm.memory.records import (
     Agent,
     BaselineRecord,
     BlackboardAction,
@@ -30,7 +30,7 @@ from memory.records import (
     TestResultRecord,
     parse_record,
 )
-from memory.types import Hit, MemoryStats, MemoryStore, PutAck
+from clnrm.memory.types import Hit, MemoryStats, MemoryStore, PutAck
 
 __all__ = [
     "Agent",

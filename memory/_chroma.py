@@ -5,7 +5,7 @@ kind=...`` filter inside one shared collection took p95 ~75 ms (Chroma
 materialises the matching ids first), while querying the kind's own collection
 takes ~2 ms.  Cross-kind queries ask each collection and merge by score.
 
-Vectors are computed by :mod:`memory.embedding` and passed explicitly; the
+Vectors are computed by :mod:`clnrm.memory.embedding` and passed explicitly; the
 collections are also given that embedding function, so Chroma never falls back
 to its default one (which would download a model).
 """
@@ -27,13 +27,12 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.config import Settings
 from chromadb.errors import NotFoundError
 from chromadb.utils.embedding_functions import register_embedding_function
-
-from memory import schema
-from memory._common import StoreMixin, as_agent, as_instant, as_kind, where_clauses
-from memory.embedding import TextEmbedder, make_embedder
-from memory.errors import MemoryUnavailable, StoreWedged
-from memory.records import Agent, Kind, Record, flat_metadata, parse_record
-from memory.types import Hit, MemoryStats, PutAck
+from clnrm.memory import schema
+from clnrm.memory._common import StoreMixin, as_agent, as_instant, as_kind, where_clauses
+from clnrm.memory.embedding import TextEmbedder, make_embedder
+from clnrm.memory.errors import MemoryUnavailable, StoreWedged
+from clnrm.memory.records import Agent, Kind, Record, flat_metadata, parse_record
+from clnrm.memory.types import Hit, MemoryStats, PutAck
 
 PAGE: Final = 1000
 _OVERFETCH: Final = 20
@@ -126,16 +125,16 @@ def connect_server(url: str) -> Any:
     except Exception as exc:
         raise MemoryUnavailable(
             f"no Chroma server answers at {url}: {exc}", location=url,
-            hint="start one with `python -m memory.chroma_server --port PORT --path DIR` "
+            hint="start one with `python -m clnrm.memory.chroma_server --port PORT --path DIR` "
                  "(or `chroma run`), or drop --memory to use the embedded store") from exc
     return client
 
 
 class ChromaStore(StoreMixin):
-    """A :class:`~memory.types.MemoryStore` talking to Chroma directly.
+    """A :class:`~clnrm.memory.types.MemoryStore` talking to Chroma directly.
 
     Safe for threads (writes are serialised); for several processes use it only
-    behind a Chroma server or the elected writer of :mod:`memory._writer`.
+    behind a Chroma server or the elected writer of :mod:`clnrm.memory._writer`.
     """
 
     def __init__(self, client: Any, *, location: str, mode: str,
@@ -154,7 +153,7 @@ class ChromaStore(StoreMixin):
             self._collections = {kind: self.collection(f"clnrm_{kind.value}") for kind in Kind}
             schema.finish_open(self)
 
-    # -- plumbing shared with memory.schema ---------------------------------
+    # -- plumbing shared with clnrm.memory.schema ---------------------------
     def collection(self, name: str) -> Any:
         return self._client.get_or_create_collection(
             name, embedding_function=self._ef_or_default(),
@@ -237,7 +236,7 @@ class ChromaStore(StoreMixin):
 
     def check(self) -> Any:
         """Probe the index and count records (a server store: no SQLite file to read here)."""
-        from memory._repair import StoreHealth
+        from clnrm.memory._repair import StoreHealth
 
         error: StoreWedged | None = None
         try:

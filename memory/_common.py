@@ -14,11 +14,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from clnrm.memory.errors import RecordImportError
+from clnrm.memory.records import Agent, Kind, Record, parse_record
+from clnrm.memory.types import PutAck
 from pydantic import ValidationError
-
-from memory.errors import RecordImportError
-from memory.records import Agent, Kind, Record, parse_record
-from memory.types import PutAck
 
 IMPORT_BATCH = 1000
 

@@ -1,10 +1,10 @@
 """The embedded store as each process sees it: the elected writer, or a client of it.
 
-See :mod:`memory._writer` for the election.  Clients need neither Chroma nor
+See :mod:`clnrm.memory._writer` for the election.  Clients need neither Chroma nor
 scikit-learn; a client whose writer dies becomes the writer itself (or a client
 of the next one) and resends, which is safe because writes are idempotent.
 A new writer proves the index applies its log before serving, and rebuilds it
-from the records on disk if it does not (:mod:`memory._repair`).
+from the records on disk if it does not (:mod:`clnrm.memory._repair`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import TypeAdapter
-from pydantic_core import to_jsonable_python
-
-from memory._common import StoreMixin, as_instant
-from memory._writer import (
+from clnrm.memory._common import StoreMixin, as_instant
+from clnrm.memory._writer import (
     LOCK_FILE,
     PAGE,
     WriterServer,
@@ -34,9 +31,11 @@ from memory._writer import (
     store_key,
     try_lock,
 )
-from memory.errors import EmbeddingMismatch, MemoryStoreError, MemoryUnavailable, StoreWedged
-from memory.records import RECORDS_ADAPTER, Agent, Kind, Record
-from memory.types import Hit, MemoryStats, PutAck
+from clnrm.memory.errors import EmbeddingMismatch, MemoryStoreError, MemoryUnavailable, StoreWedged
+from clnrm.memory.records import RECORDS_ADAPTER, Agent, Kind, Record
+from clnrm.memory.types import Hit, MemoryStats, PutAck
+from pydantic import TypeAdapter
+from pydantic_core import to_jsonable_python
 
 _RESULTS: Final[dict[str, TypeAdapter[Any]]] = {
     "put": TypeAdapter(PutAck), "get": RECORDS_ADAPTER, "page": RECORDS_ADAPTER,
@@ -117,7 +116,7 @@ class ElectedStore(StoreMixin):
             time.sleep(0.05)
 
     def _become_writer(self, fd: int) -> None:
-        from memory._repair import open_healthy
+        from clnrm.memory._repair import open_healthy
 
         try:
             store, self.repaired_on_open = open_healthy(self.root, embedding=self._embedding,
@@ -132,7 +131,7 @@ class ElectedStore(StoreMixin):
     def _check_embedding(self, stored: str) -> None:
         if self._embedding is None:
             return
-        from memory.embedding import make_embedder
+        from clnrm.memory.embedding import make_embedder
 
         wanted = make_embedder(self._embedding).name
         if wanted != stored:
@@ -218,17 +217,17 @@ class ElectedStore(StoreMixin):
         return self._call("stats", {})
 
     def check(self) -> Any:
-        """Probe the index through the writer: a :class:`memory._repair.StoreHealth`."""
-        from memory._repair import StoreHealth
+        """Probe the index through the writer: a :class:`clnrm.memory._repair.StoreHealth`."""
+        from clnrm.memory._repair import StoreHealth
 
         return StoreHealth.model_validate(self._call("check", {}))
 
     def repair(self) -> Any:
-        """Rebuild the index from the records on disk: a :class:`memory._repair.RepairReport`.
+        """Rebuild the index from the records on disk: a :class:`clnrm.memory._repair.RepairReport`.
 
         If opening this store already rebuilt it, that rebuild is the answer.
         """
-        from memory._repair import RepairReport
+        from clnrm.memory._repair import RepairReport
 
         if self.repaired_on_open is not None:
             return self.repaired_on_open

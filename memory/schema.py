@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from memory.embedding import DIMENSIONS, make_embedder
-from memory.errors import EmbeddingMismatch, SchemaVersionError
+from clnrm.memory.embedding import DIMENSIONS, make_embedder
+from clnrm.memory.errors import EmbeddingMismatch, SchemaVersionError
 
 if TYPE_CHECKING:
-    from memory._chroma import ChromaStore
+    from clnrm.memory._chroma import ChromaStore
 
 CURRENT: Final = 1
 META: Final = "clnrm_meta"

@@ -14,9 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from clnrm.memory.records import Agent, Kind, Record
 from pydantic import BaseModel, Field
-
-from memory.records import Agent, Kind, Record
 
 
 class Hit(BaseModel):

@@ -18,12 +18,11 @@ from concurrent.futures import Future
 from typing import Any, Final
 
 import structlog
+from clnrm.agents.base import Bid, RunSettings, SwarmAgent, Task, TaskOutcome
+from clnrm.agents.blackboard import Blackboard
+from clnrm.memory import Agent
+from clnrm.swarm.session import ENGINE_RESOURCE
 from pydantic import BaseModel, Field
-
-from agents.base import Bid, RunSettings, SwarmAgent, Task, TaskOutcome
-from agents.blackboard import Blackboard
-from memory import Agent
-from ray_cluster.session import ENGINE_RESOURCE
 
 log = structlog.get_logger("clnrm.swarm")
 
@@ -62,12 +61,12 @@ def _agent(path: str, *, runs_scenarios: bool = False) -> AgentFactory:
 
 
 AGENT_FACTORIES: Final[dict[Agent, AgentFactory]] = {
-    Agent.architect: _agent("agents.architect:Architect"),
-    Agent.orchestration: _agent("agents.orchestrator:OrchestratorAgent", runs_scenarios=True),
-    Agent.performance: _agent("agents.performance:PerformanceAgent", runs_scenarios=True),
-    Agent.chaos: _agent("agents.chaos:ChaosAgent", runs_scenarios=True),
-    Agent.self_healing: _agent("agents.healer:Healer"),
-    Agent.intelligence: _agent("agents.intelligence:IntelligenceAgent"),
+    Agent.architect: _agent("clnrm.agents.architect:Architect"),
+    Agent.orchestration: _agent("clnrm.agents.orchestrator:OrchestratorAgent", runs_scenarios=True),
+    Agent.performance: _agent("clnrm.agents.performance:PerformanceAgent", runs_scenarios=True),
+    Agent.chaos: _agent("clnrm.agents.chaos:ChaosAgent", runs_scenarios=True),
+    Agent.self_healing: _agent("clnrm.agents.healer:Healer"),
+    Agent.intelligence: _agent("clnrm.agents.intelligence:IntelligenceAgent"),
 }
 
 
@@ -80,7 +79,7 @@ class AgentActor:
     """The body of every agent actor (``ray.remote`` is applied in :func:`start_agents`)."""
 
     def __init__(self, spec: AgentSpec) -> None:
-        from memory import open_memory
+        from clnrm.memory import open_memory
 
         self.spec = spec
         self.board = Blackboard(open_memory(spec.memory))
@@ -122,7 +121,7 @@ def _reconstructed() -> bool:
 
 
 class RayAgentHandle:
-    """An :class:`~agents.negotiation.AgentHandle` over one agent actor."""
+    """An :class:`~clnrm.agents.negotiation.AgentHandle` over one agent actor."""
 
     def __init__(self, agent: Agent, actor: Any) -> None:
         self.agent = agent

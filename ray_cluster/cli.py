@@ -16,7 +16,7 @@ import typer
 from clnrm.cli_types import BackendName, OutputFormat
 
 if TYPE_CHECKING:
-    from agents.negotiation import SwarmReport
+    from clnrm.agents.negotiation import SwarmReport
 
 
 swarm_app = typer.Typer(help="Run test files through the agent swarm on Ray.",
@@ -50,7 +50,9 @@ def run(
         min=0, help="Restarts of a dead agent actor before its task counts as lost.")] = 3,
 ) -> None:
     """Plan, negotiate and run test files through the agents; exit codes as `clnrm run`."""
-    from agents.base import RunSettings
+    from clnrm.agents.base import RunSettings
+    from clnrm.swarm.launch import SwarmOptions, run_swarm
+
     from clnrm.cli import (
         _console,
         _fail,
@@ -62,7 +64,6 @@ def run(
     )
     from clnrm.errors import ClnrmError, InterruptedRun
     from clnrm.extras import require
-    from ray_cluster.launch import SwarmOptions, run_swarm
 
     try:
         require("swarm", feature="clnrm swarm")  # one line, exit 2, before Ray is imported
@@ -91,10 +92,9 @@ def run(
 
 
 def _print_report(report: SwarmReport, fmt: OutputFormat) -> None:
+    from clnrm.agents.base import TaskStatus
     from rich.console import Console
     from rich.markup import escape
-
-    from agents.base import TaskStatus
 
     if fmt is OutputFormat.json:
         from clnrm.output import emit

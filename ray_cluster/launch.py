@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from clnrm.agents.base import RunSettings
+from clnrm.agents.blackboard import Blackboard
+from clnrm.agents.negotiation import Swarm, SwarmEvent, SwarmReport, new_swarm_run_id
+from clnrm.memory import open_memory
+from clnrm.memory._open import resolve_location
+from clnrm.swarm.session import RaySession, SwarmUnavailable, ray_session
 from pydantic import BaseModel, Field
-
-from agents.base import RunSettings
-from agents.blackboard import Blackboard
-from agents.negotiation import Swarm, SwarmEvent, SwarmReport, new_swarm_run_id
-from memory import open_memory
-from memory._open import resolve_location
-from ray_cluster.session import RaySession, SwarmUnavailable, ray_session
 
 log = structlog.get_logger("clnrm.swarm")
 
@@ -58,7 +57,7 @@ def run_swarm(files: Sequence[tuple[str, str]], options: SwarmOptions, *,
     ``on_started(run_id, session, handles)`` is called once every actor is up
     (tests use it to find an actor to kill).
     """
-    from ray_cluster.actors import start_agents
+    from clnrm.swarm.actors import start_agents
 
     location = memory_location(options.memory)
     run_id = options.run_id or new_swarm_run_id()

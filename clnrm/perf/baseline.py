@@ -1,7 +1,7 @@
 """Baselines and history in the shared memory: what a run measured, kept to compare with.
 
 One measured run is a :class:`RunMeasurement`: per metric its samples and summary.
-It is stored as one :class:`memory.BaselineRecord` per metric in ``swarm/performance``
+It is stored as one :class:`clnrm.memory.BaselineRecord` per metric in ``swarm/performance``
 (scenario, metric, run id; the samples, summary and fingerprint ride in the record's
 metadata), so ``clnrm memory query "baseline demo_system"`` finds them too.  Every
 stored run is *history* (for change points); runs marked ``baseline`` are the
@@ -11,7 +11,7 @@ runs saved with ``clnrm perf baseline save`` and runs of files with
 
 :class:`BaselineStore` is the only code that knows this layout; everything else
 reads and writes the typed models.  Nothing here imports Chroma: the store is any
-:class:`memory.MemoryStore`, opened by the caller.
+:class:`clnrm.memory.MemoryStore`, opened by the caller.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from clnrm.perf.fingerprint import Fingerprint
 
 if TYPE_CHECKING:
+    from clnrm.memory.records import BaselineRecord
+    from clnrm.memory.types import MemoryStore
     from clnrm.perf.metrics import PerfMeasurements
-    from memory.records import BaselineRecord
-    from memory.types import MemoryStore
 
 log = structlog.get_logger("clnrm.perf")
 
@@ -119,7 +119,7 @@ class BaselineSummary(BaseModel):
 
 
 class BaselineStore:
-    """Reads and writes :class:`RunMeasurement` s in a :class:`memory.MemoryStore`."""
+    """Reads and writes :class:`RunMeasurement` s in a :class:`clnrm.memory.MemoryStore`."""
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
@@ -148,7 +148,7 @@ class BaselineStore:
 
     def summaries(self) -> list[BaselineSummary]:
         """Every scenario and fingerprint the memory has measurements of."""
-        from memory.records import BaselineRecord, Kind
+        from clnrm.memory.records import BaselineRecord, Kind
 
         groups: dict[tuple[str, str], list[BaselineRecord]] = {}
         for record in self.store.records(Kind.baseline):
@@ -166,7 +166,7 @@ class BaselineStore:
         return out
 
     def _records(self, scenario: str, where: dict[str, Any]) -> list[BaselineRecord]:
-        from memory.records import BaselineRecord, Kind
+        from clnrm.memory.records import BaselineRecord, Kind
 
         hits = self.store.query(f"baseline {scenario}", kind=Kind.baseline,
                                 agent="performance", k=_FETCH, where=where)
@@ -232,7 +232,7 @@ _LAYOUT: Final = "perf-run-v1"
 
 def to_records(run: RunMeasurement) -> list[BaselineRecord]:
     """One record per metric; scalars in metadata, the samples as a JSON list."""
-    from memory.records import Agent, BaselineRecord
+    from clnrm.memory.records import Agent, BaselineRecord
 
     fp = run.fingerprint
     common: dict[str, str | int | float | bool] = {

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from memory.cli import FormatOpt, MemoryOpt, OutputFormat, fail, open_store
+from clnrm.memory.cli import FormatOpt, MemoryOpt, OutputFormat, fail, open_store
 
 if TYPE_CHECKING:
     from clnrm.perf.baseline import BaselineStore, RunMeasurement

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
-    from memory.types import MemoryStore
+    from clnrm.memory.types import MemoryStore
 
 MemoryRef: TypeAlias = "str | Path | MemoryStore | None"
 """A memory location, an open store, or None for the default location."""

@@ -403,7 +403,7 @@ class _opened:  # noqa: N801 - a context manager, reads like one
 
         ref = self.options.memory
         if ref is None or isinstance(ref, str | Path):
-            from memory import open_memory
+            from clnrm.memory import open_memory
 
             self._owned = open_memory(ref)
             return BaselineStore(self._owned)

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clnrm.agents import Layer, Task, TaskStatus
+from clnrm.agents.blackboard import Blackboard
+from clnrm.agents.chaos import ChaosAgent
+from clnrm.memory import open_memory
 
-from agents import Layer, Task, TaskStatus
-from agents.blackboard import Blackboard
-from agents.chaos import ChaosAgent
-from memory import open_memory
 from tests.conftest import REPO, clnrm_resources
 
 pytestmark = pytest.mark.usefixtures("local_images")

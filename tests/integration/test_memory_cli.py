@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from clnrm.memory import BlackboardEntry, FailureRecord, open_memory
 
-from memory import BlackboardEntry, FailureRecord, open_memory
-
-CLI = "from memory.cli import memory_app; memory_app(prog_name='clnrm memory')"
+CLI = "from clnrm.memory.cli import memory_app; memory_app(prog_name='clnrm memory')"
 
 
 def memory_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -101,7 +100,7 @@ def test_bad_date_and_bad_kind_exit_2_without_traceback(store_dir: Path) -> None
 
 
 def test_unreachable_server_is_one_clear_error() -> None:
-    from memory.chroma_server import free_port
+    from clnrm.memory.chroma_server import free_port
 
     result = memory_cli("stats", "--memory", f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 2

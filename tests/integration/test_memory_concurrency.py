@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from memory import FailureRecord, open_memory
+from clnrm.memory import FailureRecord, open_memory
 
 PROCESSES = 8
 PER_PROCESS = 2000
@@ -24,7 +23,7 @@ BATCH = 100
 
 WORKER = r"""
 import sys
-from memory import FailureRecord, open_memory
+from clnrm.memory import FailureRecord, open_memory
 location, who, count, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 def record(i):
     return FailureRecord(agent="chaos", run_id=who, test=f"t{i}", message=f"boom {i} in {who}")
@@ -38,7 +37,7 @@ print("done", who, flush=True)
 
 STREAMER = r"""
 import sys
-from memory import FailureRecord, open_memory
+from clnrm.memory import FailureRecord, open_memory
 location, who = sys.argv[1], sys.argv[2]
 store = open_memory(location)
 print("open", "writer" if getattr(store, "is_writer", False) else "client", flush=True)
@@ -52,7 +51,7 @@ while True:
 
 HOLDER = r"""
 import sys, time
-from memory import open_memory
+from clnrm.memory import open_memory
 store = open_memory(sys.argv[1])
 print("open", "writer" if store.is_writer else "client", flush=True)
 time.sleep(3600)
@@ -94,7 +93,7 @@ def test_eight_processes_through_the_elected_writer_lose_and_duplicate_nothing(
 @pytest.fixture
 def chroma_url(tmp_path: Path) -> Iterator[str]:
     """A fresh ``chroma run`` server per test (~1.5 s to start), always stopped."""
-    from memory.chroma_server import chroma_server
+    from clnrm.memory.chroma_server import chroma_server
 
     with chroma_server(tmp_path / "chroma-server") as url:
         yield url
@@ -175,7 +174,7 @@ def test_client_takes_over_when_the_writer_is_killed_and_loses_no_ack(tmp_path: 
 def test_server_store_offers_the_same_api(chroma_url: str, tmp_path: Path) -> None:
     from datetime import date
 
-    from memory import BlackboardEntry, MemoryStore
+    from clnrm.memory import BlackboardEntry, MemoryStore
 
     records = [FailureRecord(agent="healer", run_id="s", test="login", message="redis timeout"),
                BlackboardEntry(agent="orchestrator", topic="s", action="claim", reason="mine",

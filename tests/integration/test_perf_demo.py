@@ -80,7 +80,7 @@ def saved(demo_images: None, memory: Path,
 
 @pytest.fixture(scope="module")
 def store(saved: dict[str, Any], memory: Path) -> Iterator[Any]:
-    from memory import open_memory
+    from clnrm.memory import open_memory
 
     with open_memory(memory) as opened:
         yield opened

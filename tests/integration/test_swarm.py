@@ -82,7 +82,7 @@ def leftovers(client: Any, *, runs: set[str] = frozenset(), owner_pid: int | Non
 
 def swarm_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RAY_ADDRESS": ""}  # never join a cluster the machine happens to name
-    return subprocess.run([sys.executable, "-m", "ray_cluster", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "clnrm.swarm", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=REPO, env=env)
 
 
@@ -113,7 +113,7 @@ def test_swarm_run_records_plan_claims_results_and_decisions_for_a_new_process(
     # Another process, long after the swarm stopped, explains the run from memory alone.
     query = f"""
 import json, sys
-from memory import open_memory
+from clnrm.memory import open_memory
 with open_memory({str(memory)!r}) as m:
     hits = m.query("why did the swarm_smoke run fail", k=12)
     board = [r.id for r in m.records("blackboard") if r.run_id == {run_id!r}]
@@ -138,10 +138,9 @@ with open_memory({str(memory)!r}) as m:
 def test_killed_agent_actor_is_restarted_and_finishes_its_task_exactly_once(
         tmp_path: Path, local_images: None, docker_client: Any) -> None:
     import ray
-
-    from agents.blackboard import Blackboard
-    from memory import open_memory
-    from ray_cluster import SwarmOptions, run_swarm
+    from clnrm.agents.blackboard import Blackboard
+    from clnrm.memory import open_memory
+    from clnrm.swarm import SwarmOptions, run_swarm
 
     source = tmp_path / "slow.clnrm.toml"
     source.write_text(SLOW)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from clnrm.agents import Bid, Layer, Task, TaskStatus, award, conflicts, precedence
+from clnrm.agents.architect import Architect
+from clnrm.agents.chaos import ChaosAgent
+from clnrm.agents.healer import Healer
+from clnrm.agents.intelligence import IntelligenceAgent
+from clnrm.agents.performance import PerformanceAgent
+from clnrm.memory import Agent
 
-from agents import Bid, Layer, Task, TaskStatus, award, conflicts, precedence
-from agents.architect import Architect
-from agents.chaos import ChaosAgent
-from agents.healer import Healer
-from agents.intelligence import IntelligenceAgent
-from agents.performance import PerformanceAgent
 from clnrm.scenario import loads_scenario
-from memory import Agent
 
 BASE = """\
 [meta]

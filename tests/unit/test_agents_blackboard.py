@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from clnrm.agents import Blackboard, Layer, SwarmAgent, Task, TaskOutcome, TaskStatus
+from clnrm.agents.architect import Architect
+from clnrm.agents.blackboard import Award
+from clnrm.agents.healer import Healer
+from clnrm.agents.intelligence import IntelligenceAgent
+from clnrm.agents.negotiation import LocalHandle, Swarm, SwarmReport, intake_tasks
+from clnrm.agents.performance import PerformanceAgent
+from clnrm.memory import Agent, BlackboardEntry, MemoryStore, open_memory
 
-from agents import Blackboard, Layer, SwarmAgent, Task, TaskOutcome, TaskStatus
-from agents.architect import Architect
-from agents.blackboard import Award
-from agents.healer import Healer
-from agents.intelligence import IntelligenceAgent
-from agents.negotiation import LocalHandle, Swarm, SwarmReport, intake_tasks
-from agents.performance import PerformanceAgent
-from memory import Agent, BlackboardEntry, MemoryStore, open_memory
 from tests.unit.test_agents import BASE, EVERY_LAYER
 
 _runs = itertools.count(1)
@@ -225,7 +225,7 @@ def test_the_performance_agent_measures_and_records_in_its_own_memory(
         board: Blackboard) -> None:
     """The real agent on the local backend: a steps-only file measures no spans, so it is
     judged (nothing regressed) but not recorded, and the memory says why."""
-    from agents.base import RunSettings
+    from clnrm.agents.base import RunSettings
 
     text = BASE.replace('"planned"', '"measured"') + "\n[performance]\nstats = false\n"
     tasks = planned(board, text)
@@ -245,8 +245,8 @@ def test_the_orchestrator_agent_runs_the_scenario_and_remembers_each_failure(
         board: Blackboard) -> None:
     """The one orchestrator: in the swarm it runs the file on the Runner (local backend
     here) with the verdict unchanged, and files the run, the test and its failure."""
-    from agents.base import RunSettings
-    from agents.orchestrator import OrchestratorAgent
+    from clnrm.agents.base import RunSettings
+    from clnrm.agents.orchestrator import OrchestratorAgent
 
     text = BASE.replace('"planned"', '"broken"').replace('["true"]', '["false"]')
     tasks = planned(board, text)
@@ -269,7 +269,7 @@ def test_the_orchestrator_agent_runs_the_scenario_and_remembers_each_failure(
 
 def test_a_file_that_cannot_be_loaded_is_a_failed_task_with_exit_code_2(
         board: Blackboard) -> None:
-    from agents.chaos import ChaosAgent
+    from clnrm.agents.chaos import ChaosAgent
 
     tasks = planned(board)
     bad = tasks[Layer.chaos].model_copy(update={"text": "[meta\n"})
@@ -280,7 +280,7 @@ def test_a_file_that_cannot_be_loaded_is_a_failed_task_with_exit_code_2(
 
 def test_a_scenario_agent_declines_on_the_record_when_its_table_is_absent(
         board: Blackboard) -> None:
-    from agents.chaos import ChaosAgent
+    from clnrm.agents.chaos import ChaosAgent
 
     tasks = planned(board)
     plain = tasks[Layer.chaos].model_copy(update={"text": BASE})
@@ -291,7 +291,8 @@ def test_a_scenario_agent_declines_on_the_record_when_its_table_is_absent(
 
 
 def test_the_orchestrator_plans_without_a_board_but_cannot_negotiate_without_one() -> None:
-    from agents.orchestrator import OrchestratorAgent
+    from clnrm.agents.orchestrator import OrchestratorAgent
+
     from clnrm.errors import ClnrmError
     from clnrm.scenario import loads_scenario
 

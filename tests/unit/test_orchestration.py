@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from clnrm.agents.orchestrator import OrchestratorAgent
 
-from agents.orchestrator import OrchestratorAgent
 from clnrm.backends.base import STEPS_MEMBER
 from clnrm.errors import ClnrmError, ScenarioError
 from clnrm.orchestration import (

@@ -57,10 +57,10 @@ def test_every_schema_file_is_a_valid_draft_2020_12_schema() -> None:
 
 def test_every_command_with_format_json_has_a_schema() -> None:
     import typer
+    from clnrm.memory.cli import memory_app
 
     from clnrm.cli import app
     from clnrm.perf.cli import perf_app
-    from memory.cli import memory_app
 
     def walk(cmd: Any, prefix: str) -> list[str]:
         subs = getattr(cmd, "commands", None)
@@ -166,13 +166,13 @@ def store(tmp_path: Path) -> Path:
 
 
 def _memory(*args: str) -> Any:
-    from memory.cli import memory_app
+    from clnrm.memory.cli import memory_app
 
     return CliRunner().invoke(memory_app, list(args), env={"COLUMNS": "200"})
 
 
 def test_memory_commands_json(store: Path, tmp_path: Path) -> None:
-    from memory import FailureRecord
+    from clnrm.memory import FailureRecord
 
     m = ["--memory", str(store), "--format", "json"]
     records = tmp_path / "in.jsonl"

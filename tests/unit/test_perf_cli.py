@@ -158,7 +158,7 @@ def test_save_replace_starts_a_new_baseline_and_forget_removes_it(
                  "--fingerprint", FP)
     assert fresh.exit_code == 0, fresh.stderr
     assert "the baseline now has 1 run(s)" in fresh.stdout
-    from memory import open_memory
+    from clnrm.memory import open_memory
 
     with open_memory(memory) as store:
         runs = BaselineStore(store).runs("demo_perf", FP)

@@ -47,7 +47,7 @@ class _Box:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from memory import open_memory
+    from clnrm.memory import open_memory
 
     with open_memory(tmp_path_factory.mktemp("perf-memory")) as opened:
         yield opened
@@ -338,7 +338,7 @@ def test_a_memory_location_is_opened_and_closed_by_the_layer(tmp_path: Path) -> 
     test = judged(sc, request_spans(seed=1), None, run_id="loc-1",
                   options=PerfOptions(memory=str(tmp_path / "mem")))
     assert [v.status for v in test.validations] == [ValidationStatus.SKIP]
-    from memory import open_memory
+    from clnrm.memory import open_memory
 
     with open_memory(tmp_path / "mem") as reopened:
         assert [r.run_id for r in BaselineStore(reopened).runs("by_location")] == ["loc-1"]
