@@ -275,7 +275,21 @@ def run_trial(job: tuple[int, float, Noise, bool]) -> dict[str, Any]:
     alarms: dict[str, list[bool]] = {n: [] for n in names}
     pre_alarms = dict.fromkeys(names, 0)
     pre_judged = 0
-    p95s, medians, typical = [], [], []
+    p95s: list[float] = []
+    medians: list[float] = []
+    typical: list[float] = []
+
+    def keep(stored: list[RunMeasurement], run: RunMeasurement,
+             latencies: np.ndarray) -> list[RunMeasurement]:
+        """Store ``run`` and prune as the product's BaselineStore does; note its series."""
+        stored = [*stored, run]
+        gone = {r.run_id for r in pruned(stored, history=perf.history,
+                                         baseline_runs=perf.baseline_runs)}
+        p95s.append(p95(latencies))
+        medians.append(float(np.median(latencies)))
+        typical.append(run.metrics[METRIC].value)
+        return [r for r in stored if r.run_id not in gone]
+
     drift = noise.log_factors(rng, HISTORY + MONITORED)
     full = False
     for i in range(HISTORY + MONITORED):
@@ -285,13 +299,7 @@ def run_trial(job: tuple[int, float, Noise, bool]) -> dict[str, Any]:
             # Judged, but nobody looks: a judged run is stored as a history run whatever
             # its verdicts (judge_run's "judged" state never sets as_baseline), so
             # skipping the statistics here stores exactly what `clnrm run` stores.
-            stored.append(run)
-            gone = {r.run_id for r in pruned(stored, history=perf.history,
-                                             baseline_runs=perf.baseline_runs)}
-            stored = [r for r in stored if r.run_id not in gone]
-            p95s.append(p95(latencies))
-            medians.append(float(np.median(latencies)))
-            typical.append(run.metrics[METRIC].value)
+            stored = keep(stored, run, latencies)
             continue
         judged = judge_run(stored, run, perf, seed=seed)  # what `clnrm run` decides
         if judged.state == "judged":
@@ -313,13 +321,8 @@ def run_trial(job: tuple[int, float, Noise, bool]) -> dict[str, Any]:
         elif i >= HISTORY:
             raise SystemExit(f"run {i} was not judged ({judged.message}): HISTORY must "
                              f"exceed the fill ({FILL_RUNS})")
-        stored.append(run.model_copy(update={"baseline": judged.as_baseline}))
-        gone = {r.run_id for r in pruned(stored, history=perf.history,
-                                         baseline_runs=perf.baseline_runs)}
-        stored = [r for r in stored if r.run_id not in gone]
-        p95s.append(p95(latencies))
-        medians.append(float(np.median(latencies)))
-        typical.append(run.metrics[METRIC].value)
+        stored = keep(stored, run.model_copy(update={"baseline": judged.as_baseline}),
+                      latencies)
     return {"alarms": alarms, "pre_alarms": pre_alarms, "pre_judged": pre_judged,
             "p95": p95s, "median": medians, "typical": typical}
 
