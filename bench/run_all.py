@@ -91,13 +91,15 @@ def fmt(value: Any) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("benches", nargs="*", help=f"subset to run (default: all of "
+    parser.add_argument("benches", nargs="*", help=f"names or scripts to run (default: all of "
                                                    f"{', '.join(BENCHES)})")
     args = parser.parse_args()
-    unknown = [b for b in args.benches if b not in BENCHES]
+    # a bench is named as `overhead` or as its script, `bench/overhead.py` (the Makefile)
+    named = [Path(b).name.removesuffix(".py") for b in args.benches]
+    unknown = [b for b, n in zip(args.benches, named, strict=True) if n not in BENCHES]
     if unknown:
         parser.error(f"unknown bench(es): {', '.join(unknown)}; known: {', '.join(BENCHES)}")
-    chosen = args.benches or list(BENCHES)
+    chosen = named or list(BENCHES)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, str, str, str, str]] = []
     failed = False
