@@ -13,17 +13,77 @@ result and fail with clnrm's own explanation (:func:`assert_passed`)::
     def test_e2e(clnrm_run, path):
         assert_passed(clnrm_run(path))
 
+It also holds the test doubles clnrm's own tests (and a plugin's) need, so each is
+written once: :class:`FakeSandbox` (a sandbox with no engine behind it, for a layer's
+unit tests) and :class:`~clnrm.otel.sink.InMemorySpanSink` (the receiver's in-memory
+sink, re-exported here).
+
 Import-light: nothing from clnrm's runner or pydantic is imported until a helper runs.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Mapping
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from clnrm.otel.sink import InMemorySpanSink
     from clnrm.results import RunResult, TestResult
+
+__all__ = ["FakeSandbox", "InMemorySpanSink", "assert_passed", "describe", "scenario_files"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "InMemorySpanSink":  # lazily: the sink module is not needed to run a file
+        return import_module("clnrm.otel.sink").InMemorySpanSink
+    raise AttributeError(f"module 'clnrm.testing' has no attribute {name!r}")
+
+
+class FakeSandbox:
+    """The part of a sandbox that layers use (the chaos context, the perf session), with no
+    engine behind it: named services with container ids, a network name, an engine client
+    of the test's choosing.
+
+    Why: a layer's unit test needs "the services of this test" without Docker; one fake
+    that follows :class:`clnrm.backends.docker.DockerSandbox` keeps the tests' fakes from
+    drifting apart.  ``services`` maps a name to its container id, or lists names (their
+    ids are ``cid-<name>``).  ``api`` is what the context hands faults as the engine's
+    low-level client (``None``: a fault that needs one fails).  Restarts are recorded in
+    :attr:`restarted`, then ``on_restart`` runs.
+    """
+
+    supports_chaos = True  # the chaos engine refuses sandboxes without it (local backend)
+
+    def __init__(self, services: Mapping[str, str] | Iterable[str] = (), *, api: Any = None,
+                 network_name: str = "net", addresses: Mapping[str, str] | None = None,
+                 on_restart: Callable[[str], None] | None = None) -> None:
+        self.api = api
+        self.network_name = network_name
+        self._ids = (dict(services) if isinstance(services, Mapping)
+                     else {name: f"cid-{name}" for name in services})
+        self._addresses = dict(addresses or {})
+        self._on_restart = on_restart
+        self.restarted: list[str] = []
+
+    def service_names(self) -> list[str]:
+        return list(self._ids)
+
+    def container_id(self, service: str) -> str | None:
+        """The service's container id; ``None`` for a name that is not a service here."""
+        return self._ids.get(service)
+
+    def address_of(self, cid: str) -> str | None:
+        """The container's address on the test network, from ``addresses`` (by service)."""
+        service = next((s for s, c in self._ids.items() if c == cid), None)
+        return self._addresses.get(service) if service is not None else None
+
+    def restart_service(self, service: str) -> None:
+        self.restarted.append(service)
+        if self._on_restart is not None:
+            self._on_restart(service)
 
 
 def scenario_files(*folders: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
