@@ -7,15 +7,16 @@ imported inside each command so ``clnrm --help`` stays fast.  Every
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clnrm.cli_types import OutputFormat
+from clnrm.cli_support import OutputFormat, emit_or_print, fail, table
 
 if TYPE_CHECKING:
     from clnrm.memory.types import MemoryStore
@@ -30,19 +31,6 @@ MemoryOpt = Annotated[str | None, typer.Option(
     help="Store directory, or http://HOST:PORT of a Chroma server "
          "[default: $CLNRM_MEMORY or ~/.clnrm/memory]")]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="human or json")]
-
-
-def fail(exc: BaseException) -> NoReturn:
-    """One error line on stderr, exit 2 (shared by every CLI group on the memory)."""
-    from rich.console import Console
-    from rich.text import Text
-
-    from clnrm.output import emit_error
-
-    emit_error(exc)  # --format json: the document is printed even on exit 2
-    Console(stderr=True, highlight=False).print(
-        Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
-    raise typer.Exit(2)
 
 
 @contextmanager
@@ -66,25 +54,8 @@ def open_store(location: str | None) -> Iterator[MemoryStore]:
              + (f": {exc.filename}" if exc.filename else ""))
 
 
-def _emit(fmt: OutputFormat, data: Any, human: Callable[[], None]) -> None:
-    if fmt is OutputFormat.json:
-        from clnrm.output import current_command, emit
-
-        emit(current_command() or "memory", data, indent=None)  # one line, in the envelope
-    else:
-        human()
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    Console(highlight=False).print(table)
+# --format json: one line in the envelope (scripts read the last line)
+_emit = partial(emit_or_print, command="memory")
 
 
 @memory_app.command("query")
@@ -104,11 +75,11 @@ def query(
             fail(exc)
 
     def human() -> None:
-        _table(f"{len(hits)} hit(s) for {text!r}", ["score", "kind", "agent", "created", "id",
-                                                      "text"],
-               [[f"{h.score:.3f}", h.record.kind.value, h.record.agent.value,
-                 h.record.created_at.strftime("%Y-%m-%d %H:%M"), h.record.id,
-                 h.record.embedding_text()[:120]] for h in hits])
+        table(f"{len(hits)} hit(s) for {text!r}", ["score", "kind", "agent", "created", "id",
+                                                     "text"],
+              [[f"{h.score:.3f}", h.record.kind.value, h.record.agent.value,
+                h.record.created_at.strftime("%Y-%m-%d %H:%M"), h.record.id,
+                h.record.embedding_text()[:120]] for h in hits])
 
     _emit(fmt, [{"score": h.score, "record": h.record} for h in hits], human)
 
@@ -122,9 +93,9 @@ def stats(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None
     def human() -> None:
         typer.echo(f"{result.location} ({result.mode}, schema v{result.schema_version}, "
                    f"embedding {result.embedding}): {result.total} records")
-        _table("by kind", ["kind", "records"], [[k, str(v)] for k, v in result.by_kind.items()])
-        _table("by agent", ["namespace", "records"],
-               [[f"swarm/{a}", str(v)] for a, v in result.by_agent.items()])
+        table("by kind", ["kind", "records"], [[k, str(v)] for k, v in result.by_kind.items()])
+        table("by agent", ["namespace", "records"],
+              [[f"swarm/{a}", str(v)] for a, v in result.by_agent.items()])
 
     _emit(fmt, result, human)
 
@@ -214,13 +185,13 @@ def check(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None
             typer.echo(f"  {result.probe_error}\n  Hint: run `clnrm memory repair` (no record is "
                        "lost: they are all in chroma/chroma.sqlite3)")
         if result.collections:
-            _table("collections", ["collection", "records (sqlite)", "indexed (on disk)",
-                                   "pending log"],
-                   [[c.name, str(c.records), "-" if c.indexed_on_disk is None
-                     else str(c.indexed_on_disk), str(c.pending_log)]
-                    for c in result.collections])
-        _table("by namespace", ["namespace", "records"],
-               [[n, str(v)] for n, v in sorted(result.by_namespace.items())])
+            table("collections", ["collection", "records (sqlite)", "indexed (on disk)",
+                                  "pending log"],
+                  [[c.name, str(c.records), "-" if c.indexed_on_disk is None
+                    else str(c.indexed_on_disk), str(c.pending_log)]
+                   for c in result.collections])
+        table("by namespace", ["namespace", "records"],
+              [[n, str(v)] for n, v in sorted(result.by_namespace.items())])
         for backup in result.backups:
             typer.echo(f"backup kept: {backup}")
 

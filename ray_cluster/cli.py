@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clnrm.cli_types import BackendName, OutputFormat
+from clnrm.cli_support import BackendName, OutputFormat
 
 if TYPE_CHECKING:
     from clnrm.agents.negotiation import SwarmReport
@@ -53,14 +53,14 @@ def run(
     from clnrm.agents.base import RunSettings
     from clnrm.swarm.launch import SwarmOptions, run_swarm
 
-    from clnrm.cli import (
-        _console,
-        _fail,
-        _load_all,
-        _parse_map,
-        _progress,
-        _signals_as_interrupts,
-        _styled,
+    from clnrm.cli_support import (
+        console,
+        fail,
+        load_all,
+        parse_map,
+        progress,
+        signals_as_interrupts,
+        styled,
     )
     from clnrm.errors import ClnrmError, InterruptedRun
     from clnrm.extras import require
@@ -68,25 +68,25 @@ def run(
     try:
         require("swarm", feature="clnrm swarm")  # one line, exit 2, before Ray is imported
         require("memory", feature="clnrm swarm")  # the agents share a Chroma memory
-        scenarios = _load_all(paths, strict=strict)  # every file valid before Ray starts
+        scenarios = load_all(paths, strict=strict)  # every file valid before Ray starts
         files = [(str(sc.source), Path(str(sc.source)).read_text(encoding="utf-8"))
                  for sc in scenarios]
         options = SwarmOptions(
             address=address, memory=memory, max_restarts=max_restarts,
             max_task_retries=max_restarts,
             settings=RunSettings(backend=backend.value, seed=seed, default_image=default_image,
-                                 image_map=_parse_map(image_map or [])))
+                                 image_map=parse_map(image_map or [])))
         if address and memory is not None and not memory.startswith(("http://", "https://")):
-            _console(stderr=True).print(_styled(
+            console(stderr=True).print(styled(
                 "warning: ", "yellow", "agents on other hosts cannot reach an embedded memory "
                 "directory; use --memory http://HOST:PORT of a Chroma server"), soft_wrap=True)
-        with _signals_as_interrupts() as received, _progress(fmt, len(files)) as on_event:
+        with signals_as_interrupts() as received, progress(fmt, len(files)) as on_event:
             try:
                 report = run_swarm(files, options, on_event=on_event)
             except KeyboardInterrupt:
                 raise InterruptedRun(received.get("name", "SIGINT")) from None
     except (ClnrmError, OSError) as exc:
-        _fail(exc)
+        fail(exc)
     _print_report(report, fmt)
     raise typer.Exit(report.exit_code)
 

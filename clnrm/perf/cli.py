@@ -10,14 +10,16 @@ files (with the performance layer on, whether or not the files have
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from clnrm.memory.cli import FormatOpt, MemoryOpt, OutputFormat, fail, open_store
+from clnrm.cli_support import OutputFormat, emit_or_print, fail, table
+from clnrm.memory.cli import FormatOpt, MemoryOpt, open_store
 
 if TYPE_CHECKING:
     from clnrm.perf.baseline import BaselineStore, RunMeasurement
@@ -55,25 +57,7 @@ def _baselines(location: str | None) -> Iterator[BaselineStore]:
         yield BaselineStore(store)
 
 
-def _emit(fmt: OutputFormat, data: Any, human: Callable[[], None]) -> None:
-    if fmt is OutputFormat.json:
-        from clnrm.output import current_command, emit
-
-        emit(current_command() or "perf", data, indent=None)  # one line, in the envelope
-    else:
-        human()
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    Console(highlight=False).print(table)
+_emit = partial(emit_or_print, command="perf")  # --format json: one line, in the envelope
 
 
 def _fingerprint(key: str | None, backend: str = "docker") -> Fingerprint:
@@ -104,7 +88,7 @@ def list_(memory: MemoryOpt = None, fmt: FormatOpt = OutputFormat.human) -> None
     """Every scenario and fingerprint with stored measurements."""
     with _baselines(memory) as store:
         rows = store.summaries()
-    _emit(fmt, rows, lambda: _table(
+    _emit(fmt, rows, lambda: table(
         f"{len(rows)} baseline(s)", ["scenario", "fingerprint", "baseline runs", "history runs",
                                      "metrics", "last run"],
         [[r.scenario, r.fingerprint, str(r.baseline_runs), str(r.history_runs), str(r.metrics),
@@ -149,8 +133,8 @@ def show(
             rows.append([metric, unit, str(len(baseline.samples(metric))), str(len(pooled)),
                          *(_fmt(percentile(pooled, q)) for q in (50, 95, 99)),
                          _fmt(pooled[-1]), _fmt(sum(pooled) / len(pooled))])
-        _table(f"{name} baseline", ["metric", "unit", "runs", "n", "p50", "p95", "p99", "max",
-                                    "mean"], rows)
+        table(f"{name} baseline", ["metric", "unit", "runs", "n", "p50", "p95", "p99", "max",
+                                   "mean"], rows)
 
     _emit(fmt, baseline, human)
 
@@ -344,7 +328,7 @@ def _diffs_of(store: BaselineStore, result: RunResult,
 def _run(paths: list[Path] | None, *, memory: Any, record: bool, save: bool, backend: str,
          seed: int | None, image_map: list[str] | None = None) -> RunResult:
     """Run the files with the performance layer on, as ``clnrm run`` would."""
-    from clnrm.cli import _load_all, _parse_map, _signals_as_interrupts
+    from clnrm.cli_support import load_all, parse_map, signals_as_interrupts
     from clnrm.errors import ClnrmError, InterruptedRun
     from clnrm.perf.options import PerfOptions
     from clnrm.runner import Runner, RunOptions
@@ -354,10 +338,10 @@ def _run(paths: list[Path] | None, *, memory: Any, record: bool, save: bool, bac
         raise ClnrmError("give test files to run, or --from-report REPORT.json")
     scenarios = [sc if sc.performance is not None and sc.performance.enabled
                  else sc.model_copy(update={"performance": Performance()})
-                 for sc in _load_all(list(paths), strict=False)]
-    options = RunOptions(backend=backend, seed=seed, image_map=_parse_map(image_map or []),
+                 for sc in load_all(list(paths), strict=False)]
+    options = RunOptions(backend=backend, seed=seed, image_map=parse_map(image_map or []),
                          perf=PerfOptions(memory=memory, record=record, save_baseline=save))
-    with _signals_as_interrupts() as received:
+    with signals_as_interrupts() as received:
         try:
             return Runner(options).run(scenarios)
         except KeyboardInterrupt:

@@ -16,7 +16,8 @@ import typer
 from typer.testing import CliRunner
 
 from clnrm import __version__
-from clnrm.cli import _DELEGATED, _aligned, app
+from clnrm.cli import _DELEGATED, app
+from clnrm.commands.images import aligned as _aligned
 
 CLNRM = Path(sys.executable).with_name("clnrm")
 HELP_ARGVS = [[], ["--help"], ["chaos", "run", "--help"], ["memory", "--help"],
