@@ -1,0 +1,400 @@
+"""Mine what a system always (or reliably) does, per request type.
+
+The generated files are judged with ``clnrm run FILE --traces EXPORT``, where
+every validator looks at the whole export, so two scopes are mined:
+
+- per request type, *existential* patterns the type's traces show (a span of
+  this name under that parent, a constant attribute on it, sibling order),
+  each with its support among that type's traces;
+- over the whole corpus, *universal* rules for the names the type uses
+  (statuses, time windows, order, forbidden edges): a rule is only kept when
+  no trace of any type breaks it, since the validators judge every span of a
+  name, whichever request made it.
+
+Noise (ids, timestamps, user names) is told apart from invariants the way
+Diffy does: the traces are split into two independent halves with the seed,
+and a value that differs between halves, or is new on most spans, is noise.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+from clnrm.intelligence.corpus import Corpus, RequestType, Trace
+from clnrm.intelligence.patterns import (
+    AttributeProfile,
+    CountPattern,
+    ErrorRatePattern,
+    Evidence,
+    ForbiddenEdge,
+    LatencyPattern,
+    MinedPatterns,
+    MiningOptions,
+    OrderPattern,
+    RequestTypePatterns,
+    SpanPattern,
+    StatusPattern,
+    WindowPattern,
+    existential_confidence,
+    universal_confidence,
+)
+from clnrm.otel.span import Span
+from clnrm.validators._text import attr_text
+from clnrm.validators.index import is_glob
+
+log = structlog.get_logger("clnrm.intelligence")
+
+NOISY_KEY_TOKENS: Final = frozenset({
+    "id", "ids", "uuid", "guid", "session", "sessionid", "timestamp", "time", "date",
+    "datetime", "nonce", "token", "requestid", "userid", "traceid", "spanid", "correlation",
+    "ip", "peer", "port", "pid", "thread", "host", "hostname", "addr", "address"})
+"""Key words that name per-request or per-process values, whatever they hold."""
+_NOISY_VALUE: Final = re.compile(
+    r"^(?:[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{16,}|\d{10,}|\d{4}-\d\d-\d\dT.*)$")
+"""UUIDs, long hex ids, epoch timestamps and ISO datetimes."""
+MISS_PROBABILITY: Final = 1e-6
+"""Latency envelopes: chance that a same-sized export of the unchanged system has no
+span under the bound (before the tolerance widens it)."""
+MIN_LATENCY_SPANS: Final = 8
+MAX_ENUMERATION: Final = 8
+SPREAD_TOLERANCE: Final = 0.15
+"""The smallest latency tolerance; the halves' spread, doubled, widens it."""
+
+
+@dataclass(slots=True)
+class _Global:
+    """Corpus-wide facts: what every validator will see in a same-shaped export."""
+
+    half: dict[str, int]
+    name_types: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    statuses: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    durations: dict[str, list[tuple[int, float]]] = field(
+        default_factory=lambda: defaultdict(list))
+    traces_with: dict[str, list[Trace]] = field(default_factory=lambda: defaultdict(list))
+    calls: set[tuple[str, str]] = field(default_factory=set)
+    edges: set[tuple[str, str]] = field(default_factory=set)
+    entries: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+
+def _collect(corpus: Corpus, seed: int) -> _Global:
+    ids = [t.trace_id for t in corpus.traces]
+    random.Random(seed).shuffle(ids)
+    facts = _Global(half={tid: i % 2 for i, tid in enumerate(ids)})
+    for rt in corpus.types:
+        for trace in rt.traces:
+            seen: set[str] = set()
+            for span in trace.spans:
+                facts.name_types[span.name].add(rt.key)
+                facts.statuses[span.name][span.status] += 1
+                if span.duration_ms is not None:
+                    facts.durations[span.name].append((facts.half[trace.trace_id],
+                                                       span.duration_ms))
+                if span.name not in seen:
+                    seen.add(span.name)
+                    facts.traces_with[span.name].append(trace)
+                parent = trace.parent_of.get(span.span_id)
+                if parent is not None:
+                    facts.edges.add((parent.name, span.name))
+                svc = span.service_name
+                if svc is None:
+                    continue
+                if parent is None:
+                    facts.entries[svc].add(span.name)
+                elif parent.service_name is not None and parent.service_name != svc:
+                    facts.calls.add((parent.service_name, svc))
+                    facts.entries[svc].add(span.name)
+    return facts
+
+
+def mine(corpus: Corpus, options: MiningOptions | None = None) -> MinedPatterns:
+    """Every request type's patterns; the same corpus, options and seed give the same result."""
+    options = options or MiningOptions()
+    facts = _collect(corpus, options.seed)
+    types = [_mine_type(rt, facts, options) for rt in corpus.types]
+    log.info("mined", source=corpus.source, traces=len(corpus.traces), types=len(types))
+    return MinedPatterns(source=corpus.source, options=options, traces=len(corpus.traces),
+                         spans=corpus.span_count, request_types=types)
+
+
+def _mine_type(rt: RequestType, facts: _Global, options: MiningOptions) -> RequestTypePatterns:
+    n = len(rt.traces)
+    groups: dict[tuple[str, str | None, str], list[tuple[int, Span]]] = defaultdict(list)
+    support: Counter[tuple[str, str | None, str]] = Counter()
+    for trace in rt.traces:
+        keys: set[tuple[str, str | None, str]] = set()
+        for span in trace.spans:
+            key = (span.name, trace.parent_name(span), span.kind)
+            groups[key].append((facts.half[trace.trace_id], span))
+            keys.add(key)
+        support.update(keys)
+    spans: list[SpanPattern] = []
+    profiles: list[AttributeProfile] = []
+    for key in sorted(groups, key=lambda k: (k[0], k[1] or "", k[2])):
+        k = support[key]
+        if k / n < options.min_pattern_frequency:
+            continue
+        name, parent, kind = key
+        shape = _attribute_profiles(name, parent, groups[key])
+        profiles.extend(shape)
+        constants = {p.key: p.values[0] for p in shape if p.verdict == "constant"
+                     and p.evidence.confidence >= options.confidence_threshold}
+        constants.update({p.key: p.dominant for p in shape if p.dominant is not None
+                          and p.dominant_confidence >= options.confidence_threshold})
+        spans.append(SpanPattern(
+            name=name, parent=parent, kind=kind, service=groups[key][0][1].service_name,
+            attrs=constants,
+            evidence=Evidence(support=k, total=n, confidence=existential_confidence(k, n))))
+    names = sorted({p.name for p in spans})
+    return RequestTypePatterns(
+        key=rt.key, root=rt.root, service=rt.service, traces=n, spans=spans,
+        attributes=profiles, order=_order(rt, facts), counts=_counts(rt, facts, names, options),
+        status=_status(facts, names), error_rates=_error_rates(facts, names, options),
+        windows=_windows(rt, facts, names), latency=_latency(facts, names),
+        forbidden=_forbidden(rt, facts, options))
+
+
+def _noisy_key(key: str) -> bool:
+    tokens = [t for t in re.split(r"[._\-\s]+", key.lower()) if t]
+    return any(t in NOISY_KEY_TOKENS or (len(t) > 2 and t.endswith("id") and t[:-2].isalpha()
+                                         and t not in {"paid", "valid", "void", "android"})
+               for t in tokens)
+
+
+def _attribute_profiles(name: str, parent: str | None,
+                        samples: list[tuple[int, Span]]) -> list[AttributeProfile]:
+    """Each attribute key on every span of one shape: constant, enumeration or noise."""
+    m = len(samples)
+    keys = sorted(set().union(*(s.attributes for _, s in samples)))
+    out: list[AttributeProfile] = []
+    for key in keys:
+        values = [(half, attr_text(s.attributes.get(key))) for half, s in samples]
+        present = [(h, v) for h, v in values if v is not None]
+        if len(present) < m:
+            continue  # an optional attribute asserts nothing
+        texts = [v for _, v in present]
+        distinct = sorted(set(texts))
+        halves = [{v for h, v in present if h == i} for i in (0, 1)]
+        evidence = Evidence(support=m, total=m, unit="spans", confidence=universal_confidence(m))
+        verdict, reason = _classify(key, texts, distinct, halves)
+        dominant, dominant_confidence = None, 0.0
+        if verdict == "enumeration":
+            value, count = Counter(texts).most_common(1)[0]
+            if count * 2 > m:
+                dominant, dominant_confidence = value, existential_confidence(count, m)
+        out.append(AttributeProfile(
+            span=name, parent=parent, key=key, verdict=verdict,
+            values=distinct if verdict != "noise" else [], distinct=len(distinct),
+            reason=reason, dominant=dominant, dominant_confidence=dominant_confidence,
+            evidence=evidence))
+    return out
+
+
+def _classify(key: str, texts: list[str], distinct: list[str],
+              halves: list[set[str]]) -> tuple[str, str]:
+    if _noisy_key(key):
+        return "noise", "its name says it identifies a request, user, time or process"
+    if any(_NOISY_VALUE.match(v) for v in distinct):
+        return "noise", "its values look like ids or timestamps"
+    if len(distinct) == 1:
+        return "constant", "one value on every span, in both halves" if all(halves) else \
+            "one value on every span (too few traces to compare halves)"
+    if len(texts) >= 4 and len(distinct) / len(texts) > 0.5:
+        return "noise", f"{len(distinct)} values on {len(texts)} spans (high cardinality)"
+    a, b = halves
+    if a and b and len(a & b) / len(a | b) < 0.5:
+        return "noise", "the two independent halves show different values"
+    if len(distinct) <= MAX_ENUMERATION:
+        return "enumeration", "the same few values in both halves"
+    return "noise", f"{len(distinct)} different values"
+
+
+def _sequential(trace: Trace, first: str, then: str) -> bool | None:
+    """Within ``trace``: True when every ``first`` ends before any ``then`` starts."""
+    firsts = [s for s in trace.spans if s.name == first]
+    thens = [s for s in trace.spans if s.name == then]
+    if not firsts or not thens:
+        return None
+    ends = [s.end_time_unix_nano for s in firsts]
+    starts = [s.start_time_unix_nano for s in thens]
+    if None in ends or None in starts:
+        return False
+    return max(e for e in ends if e is not None) <= min(s for s in starts if s is not None)
+
+
+def _order(rt: RequestType, facts: _Global) -> list[OrderPattern]:
+    """Consecutive siblings whose order no trace of the corpus ever breaks."""
+    candidates: Counter[tuple[str, str, str]] = Counter()
+    for trace in rt.traces:
+        children: dict[str, list[Span]] = defaultdict(list)
+        names: dict[str, str] = {}
+        for span in trace.spans:
+            parent = trace.parent_of.get(span.span_id)
+            if parent is not None:
+                children[parent.span_id].append(span)
+                names[parent.span_id] = parent.name
+        pairs: set[tuple[str, str, str]] = set()
+        for pid, kids in children.items():
+            for a, b in zip(kids, kids[1:], strict=False):
+                if a.name != b.name:
+                    pairs.add((names[pid], a.name, b.name))
+        candidates.update(pairs)
+    out: list[OrderPattern] = []
+    for (parent, first, then), _ in sorted(candidates.items()):
+        if is_glob(first) or is_glob(then):
+            continue
+        with_then = {t.trace_id for t in facts.traces_with[then]}
+        shared = [t for t in facts.traces_with[first] if t.trace_id in with_then]
+        verdicts = [_sequential(t, first, then) for t in shared]
+        if not shared or not all(verdicts):
+            continue
+        out.append(OrderPattern(first=first, then=then, parent=parent, evidence=Evidence(
+            support=len(shared), total=len(shared),
+            confidence=universal_confidence(len(shared)))))
+    return out
+
+
+def _counts(rt: RequestType, facts: _Global, names: list[str],
+            options: MiningOptions) -> list[CountPattern]:
+    """Totals of the names only this request type makes (others would blur the total)."""
+    if not options.counts:
+        return []
+    n = len(rt.traces)
+    out: list[CountPattern] = []
+    for name in names:
+        if facts.name_types[name] != {rt.key} or is_glob(name):
+            continue
+        per = [sum(1 for s in t.spans if s.name == name) for t in rt.traces]
+        total = sum(per)
+        spread = 4 * statistics.pstdev(per) * math.sqrt(n)
+        out.append(CountPattern(
+            name=name, per_trace_min=min(per), per_trace_max=max(per),
+            gte=max(0, math.floor(total - spread)), lte=math.ceil(total + spread),
+            evidence=Evidence(support=sum(1 for c in per if c), total=n,
+                              confidence=universal_confidence(n))))
+    return out
+
+
+def _status(facts: _Global, names: list[str]) -> list[StatusPattern]:
+    out: list[StatusPattern] = []
+    for name in names:
+        seen = facts.statuses[name]
+        if len(seen) == 1 and not is_glob(name):
+            status, m = next(iter(seen.items()))
+            out.append(StatusPattern(name=name, status=status, evidence=Evidence(  # type: ignore[arg-type]
+                support=m, total=m, unit="spans", confidence=universal_confidence(m))))
+    return out
+
+
+def _error_rates(facts: _Global, names: list[str],
+                 options: MiningOptions) -> list[ErrorRatePattern]:
+    out: list[ErrorRatePattern] = []
+    for name in names:
+        seen = facts.statuses[name]
+        errors, m = seen.get("ERROR", 0), sum(seen.values())
+        if not errors:
+            continue
+        miss = (1 - errors / m) ** m  # chance a same-sized export shows no error at all
+        out.append(ErrorRatePattern(
+            name=name, errors=errors, spans=m, rate=round(errors / m, 4),
+            assert_error_path=options.include_error_scenarios
+            and 1 - miss >= options.confidence_threshold,
+            evidence=Evidence(support=errors, total=m, unit="spans",
+                              confidence=round(1 - miss, 4))))
+    return out
+
+
+def _inside(trace: Trace, span: Span, outer: str) -> bool:
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if start is None or end is None:
+        return False
+    return any(o.name == outer and o.start_time_unix_nano is not None
+               and o.end_time_unix_nano is not None
+               and o.start_time_unix_nano <= start and end <= o.end_time_unix_nano
+               for o in trace.spans)
+
+
+def _windows(rt: RequestType, facts: _Global, names: list[str]) -> list[WindowPattern]:
+    """The names every span of which, in any trace, lies inside this type's root span."""
+    if is_glob(rt.root):
+        return []
+    inside: list[str] = []
+    checked = 0
+    for name in names:
+        if name == rt.root or is_glob(name):
+            continue
+        spans = [(t, s) for t in facts.traces_with[name] for s in t.spans if s.name == name]
+        if all(_inside(t, s, rt.root) for t, s in spans):
+            inside.append(name)
+            checked += len(spans)
+    if not inside:
+        return []
+    return [WindowPattern(outer=rt.root, contains=inside, evidence=Evidence(
+        support=checked, total=checked, unit="spans", confidence=universal_confidence(checked)))]
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _latency(facts: _Global, names: list[str]) -> list[LatencyPattern]:
+    out: list[LatencyPattern] = []
+    for name in names:
+        timed = facts.durations.get(name, [])
+        n = len(timed)
+        if n < MIN_LATENCY_SPANS or is_glob(name):
+            continue
+        values = [d for _, d in timed]
+        q = min(0.95, max(0.05, 1 - MISS_PROBABILITY ** (1 / n)))
+        at_q = _quantile(values, q)
+        halves = [[d for h, d in timed if h == i] for i in (0, 1)]
+        spread = 0.0
+        if all(len(h) >= 4 for h in halves) and at_q > 0:
+            spread = abs(_quantile(halves[0], q) - _quantile(halves[1], q)) / at_q
+        tolerance = round(max(SPREAD_TOLERANCE, 2 * spread), 3)
+        max_ms = round(max(at_q * (1 + tolerance), at_q + 0.05), 3)
+        out.append(LatencyPattern(
+            name=name, spans=n, p50_ms=round(_quantile(values, 0.5), 3),
+            p95_ms=round(_quantile(values, 0.95), 3), quantile=round(q, 3),
+            quantile_ms=round(at_q, 3), tolerance=tolerance, max_ms=max_ms,
+            evidence=Evidence(support=sum(1 for v in values if v <= max_ms), total=n,
+                              unit="spans", confidence=round(1 - (1 - q) ** n, 4))))
+    return out
+
+
+def _forbidden(rt: RequestType, facts: _Global, options: MiningOptions) -> list[ForbiddenEdge]:
+    """Callers of this type × entry spans of services their service never called."""
+    callers: dict[str, set[str]] = defaultdict(set)
+    for trace in rt.traces:
+        for span in trace.spans:
+            parent = trace.parent_of.get(span.span_id)
+            if parent is not None and parent.service_name is not None:
+                callers[parent.service_name].add(parent.name)
+    n = len(rt.traces)
+    evidence = Evidence(support=n, total=n, confidence=universal_confidence(n))
+    out: list[ForbiddenEdge] = []
+    pairs: set[tuple[str, str]] = set()
+    for source in sorted(callers):
+        for target in sorted(facts.entries):
+            if target == source or (source, target) in facts.calls:
+                continue
+            for parent in sorted(callers[source]):
+                for child in sorted(facts.entries[target]):
+                    if len(out) >= options.max_forbidden_edges:
+                        return out
+                    if not (is_glob(parent) or is_glob(child) or (parent, child) in pairs
+                            or (parent, child) in facts.edges):
+                        pairs.add((parent, child))
+                        out.append(ForbiddenEdge(parent=parent, child=child,
+                                                 from_service=source, to_service=target,
+                                                 evidence=evidence))
+    return out
