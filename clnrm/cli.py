@@ -27,6 +27,7 @@ from clnrm.commands.plugins import plugins
 from clnrm.commands.run import run, self_test
 from clnrm.commands.scaffold import import_app, init
 from clnrm.commands.validate import validate
+from clnrm.intelligence.cli import generate
 
 help_as_written()
 
@@ -110,6 +111,7 @@ app.command()(doctor)
 app.command()(gc)
 app.command()(plugins)
 app.command()(init)
+app.command()(generate)
 delegate("memory", "clnrm.memory.cli", "memory_app",
          "Query and maintain the agents' shared memory (query, stats, export, import, forget).")
 delegate("perf", "clnrm.perf.cli", "perf_app",
