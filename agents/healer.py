@@ -1,17 +1,126 @@
-"""The healer: applies ``[self_healing]`` remediations to the failures of a run.
+"""The healer: heals the failed scenarios of a swarm run and remembers what worked.
 
-Remediation is its own issue and has not landed, so today the healer declines
-its tasks on the record; it never reruns a failed scenario and calls the rerun
-a fix.  It is planned after the runs whose failures it would mend.
+Its task comes after the scenario's orchestration task.  It runs the scenario
+again (an agent on another node has only the task's text), and when it fails,
+heals it exactly as ``clnrm run --heal`` does: classify with quoted evidence,
+the rerun policy for flakiness, remediations that change only the environment,
+chosen by the Thompson-sampling bandit rebuilt from the shared memory's
+``RemediationRecord``s.  Every try is put to memory the moment it ends, so a
+killed healer actor loses no learned outcome and the next healer (in this
+swarm, another process, another swarm on the same memory) starts from it.
+
+Its bid says what it knows: high when the orchestrator's failure falls in a class
+the memory has healed before, lower for a class it has never healed, low when the
+scenario passed (there is nothing to heal, only to confirm).
+
+A plain class: no Ray import; ``clnrm.swarm.actors`` wraps it like every agent.
 """
 
 from __future__ import annotations
 
-from clnrm.agents.base import DecliningAgent, Layer
+from typing import TYPE_CHECKING
+
+from clnrm.agents.base import (
+    MESSAGE_LIMIT,
+    Bid,
+    Layer,
+    RunSettings,
+    SwarmAgent,
+    Task,
+    TaskOutcome,
+    TaskStatus,
+    run_options,
+)
 from clnrm.memory import Agent
 
+if TYPE_CHECKING:
+    from clnrm.agents.blackboard import Blackboard
 
-class Healer(DecliningAgent):
-    pending_issue = "none filed yet (self-healing layer)"
+    from clnrm.healing.bandit import RemediationLedger
+    from clnrm.healing.model import Classification
+
+
+class Healer(SwarmAgent):
+    """One self-healing task = one scenario run, healed if it fails."""
+
     agent = Agent.self_healing
     layer = Layer.self_healing
+
+    def __init__(self, board: Blackboard | None = None, *, name: str | None = None,
+                 settings: RunSettings | None = None, seed: int = 0) -> None:
+        super().__init__(board, name=name)
+        self.settings = settings or RunSettings()
+        self.seed = seed
+
+    def _ledger(self, run_id: str) -> RemediationLedger:
+        from clnrm.healing.bandit import RemediationLedger
+
+        return RemediationLedger(self.board.store, run_id=run_id)
+
+    def _prior_failure(self, task: Task) -> TaskOutcome | None:
+        """The failed outcome of a task this one waits for (the orchestrator's run)."""
+        if not task.after:
+            return None
+        done = self.board.outcomes(list(task.after))
+        return next((o for o in done.values() if o.status is TaskStatus.failed), None)
+
+    def _known(self, diag: Classification, run_id: str) -> tuple[str, float] | None:
+        stats = self._ledger(run_id).bandit(self.seed).stats().get(diag.failure_class.value)
+        if not stats:
+            return None
+        name, figures = max(stats.items(), key=lambda kv: kv[1]["preference"])
+        return (name, figures["preference"]) if figures["successes"] else None
+
+    def propose(self, task: Task) -> Bid | None:
+        if task.layer is not self.layer:
+            return None
+        from clnrm.healing.classify import classify
+        from clnrm.results import Outcome, TestResult
+
+        prior = self._prior_failure(task)
+        if prior is None:
+            return Bid(task_id=task.id, agent=self.agent, value=0.2,
+                       reason=f"{self.name}: no failure of {task.scenario} on the board yet; "
+                              "will run it and heal it if it fails")
+        diag = classify(TestResult(name=task.scenario, file=task.source,
+                                   outcome=Outcome.ERROR, message=prior.reason))
+        known = self._known(diag, task.run_id)
+        if known is not None:
+            return Bid(task_id=task.id, agent=self.agent, value=0.9,
+                       reason=f"{self.name}: {diag.failure_class.value} is a known failure "
+                              f"class; {known[0]} healed it before (preference "
+                              f"{known[1]:.2f})")
+        return Bid(task_id=task.id, agent=self.agent, value=0.5,
+                   reason=f"{self.name}: {diag.failure_class.value} has not been healed "
+                          "before; will explore the catalog")
+
+    def act(self, task: Task) -> TaskOutcome:
+        from clnrm.errors import ClnrmError
+        from clnrm.healing.heal import heal_test
+        from clnrm.healing.runs import rebuild_images, scenario_runner
+        from clnrm.scenario import loads_scenario
+
+        try:
+            sc = loads_scenario(task.text, source=task.source)
+            run_one = scenario_runner(run_options(self.settings))
+            first = run_one(sc)
+            if first.outcome.value == "passed":
+                return TaskOutcome(task_id=task.id, agent=self.agent, status=TaskStatus.done,
+                                   exit_code=0, reason=f"{sc.name} passed: nothing to heal",
+                                   facts={"healed": False, "attempts": 0})
+            ledger = self._ledger(task.run_id)
+            final = heal_test(sc, first, run_one, ledger.bandit(self.seed), ledger=ledger,
+                              rebuild=rebuild_images)
+        except ClnrmError as exc:
+            return TaskOutcome(task_id=task.id, agent=self.agent, status=TaskStatus.failed,
+                               exit_code=2, reason=f"healer could not run {task.scenario} "
+                                                   f"({task.source}): {exc}")
+        report = final.healing
+        assert report is not None
+        return TaskOutcome(
+            task_id=task.id, agent=self.agent,
+            status=TaskStatus.done if report.healed else TaskStatus.failed,
+            exit_code=0 if report.healed else 1,
+            reason=f"{sc.name}: {report.human()}; evidence: {report.evidence}"[:MESSAGE_LIMIT],
+            facts={"failure_class": report.failure_class, "healed": report.healed,
+                   "attempts": report.attempts, "remediation": report.remediation or ""})

@@ -118,6 +118,8 @@ delegate("perf", "clnrm.perf.cli", "perf_app",
          "Performance baselines in the shared memory (perf baseline save, show, list, diff).")
 delegate("swarm", "clnrm.swarm.cli", "swarm_app",
          "Run test files through the agent swarm on Ray (embedded, or --address).")
+delegate("heal", "clnrm.healing.cli", "heal_app",
+         "Self-healing: the remediation catalog, what was learned, proposed file fixes.")
 app.add_typer(images_app, name="images")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(import_app, name="import")

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clnrm.healing.model import HealingReport
 from clnrm.otel.span import Span
 from clnrm.perf.result import PerformanceResult
 
@@ -158,6 +159,7 @@ class TestResult(BaseModel):
     services_timeline: list[ServiceTimeline] = Field(default_factory=list)
     chaos: ChaosReport | None = None
     performance: PerformanceResult | None = None  # clnrm.perf: measured, judged, explained
+    healing: HealingReport | None = None  # clnrm run --heal: class, what was tried, healed
 
     @property
     def failed_validations(self) -> list[ValidationResult]:

@@ -65,7 +65,7 @@ AGENT_FACTORIES: Final[dict[Agent, AgentFactory]] = {
     Agent.orchestration: _agent("clnrm.agents.orchestrator:OrchestratorAgent", runs_scenarios=True),
     Agent.performance: _agent("clnrm.agents.performance:PerformanceAgent", runs_scenarios=True),
     Agent.chaos: _agent("clnrm.agents.chaos:ChaosAgent", runs_scenarios=True),
-    Agent.self_healing: _agent("clnrm.agents.healer:Healer"),
+    Agent.self_healing: _agent("clnrm.agents.healer:Healer", runs_scenarios=True),
     Agent.intelligence: _agent("clnrm.agents.intelligence:IntelligenceAgent"),
 }
 

@@ -32,6 +32,8 @@ class ServiceState:
     running: bool
     exit_code: int | None = None
     status: str = ""  # the engine's word for it: running, exited, dead, ...
+    oom_killed: bool = False  # the kernel killed it at its memory limit (State.OOMKilled)
+    restarts: int = 0  # how often the engine restarted it (its restart policy)
 
 
 class ServiceHandle(ABC):

@@ -87,6 +87,23 @@ def docker_client() -> DockerClient:
     return client
 
 
+def _limits(spec: ServiceSpec | None) -> dict[str, Any]:
+    """Compose's ``memory``/``cpus``/``restart`` as engine host-config arguments; swap is
+    capped at the memory limit, so a limit means what it says (an OOM kill, not swapping)."""
+    if spec is None:
+        return {}
+    out: dict[str, Any] = {}
+    if spec.memory is not None:
+        out["mem_limit"] = spec.memory
+        out["memswap_limit"] = spec.memory
+    if spec.cpus is not None:
+        out["nano_cpus"] = int(spec.cpus * 1e9)
+    if spec.restart is not None and spec.restart != "no":
+        name, _, count = spec.restart.partition(":")
+        out["restart_policy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
+    return out
+
+
 def _short(exc: BaseException) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
@@ -192,7 +209,7 @@ class DockerSandbox(Sandbox):
         assert spec.image is not None
         cid = self._create(spec.name, spec.image, command=command, entrypoint=entrypoint,
                            env=self._service_env(spec), workdir=spec.workdir,
-                           volumes=spec.volumes)
+                           volumes=spec.volumes, resources=spec)
         self._api.start(cid)
         return DockerService(self, self._api, spec.name, cid)
 
@@ -223,7 +240,7 @@ class DockerSandbox(Sandbox):
             cid = self._create(spec.name, spec.image or "", command=argv,
                                entrypoint=["/bin/sh", "-c", _GATE, "clnrm-gate"],
                                env=self._service_env(spec), workdir=spec.workdir,
-                               volumes=spec.volumes)
+                               volumes=spec.volumes, resources=spec)
             self._api.start(cid)
             deadline = time.monotonic() + _GATE_ARM_S
             while time.monotonic() < deadline and not self._closed:
@@ -273,12 +290,13 @@ class DockerSandbox(Sandbox):
 
     def _create(self, service: str, image: str, *, command: list[str] | None,
                 entrypoint: list[str] | None, env: dict[str, str], workdir: str | None,
-                volumes: tuple[tuple[str, str, bool], ...] = ()) -> str:
+                volumes: tuple[tuple[str, str, bool], ...] = (),
+                resources: ServiceSpec | None = None) -> str:
         binds = {host: {"bind": ctr, "mode": "ro" if ro else "rw"} for host, ctr, ro in volumes}
         host_config = self._api.create_host_config(
             network_mode=self.network_name, init=True, binds=binds or None,
             privileged=False, auto_remove=False,
-            dns_opt=_LINKED_DNS_OPTS if self._linked else None)
+            dns_opt=_LINKED_DNS_OPTS if self._linked else None, **_limits(resources))
         # linked: the service's name must not resolve on the shared network, where a
         # forbidden peer would find it (the engine publishes the hostname there too, and a
         # dotted one costs every program that resolves it a DNS timeout)

@@ -30,11 +30,14 @@ class DockerService(ServiceHandle):
         from docker.errors import NotFound
 
         try:
-            st = self._api.inspect_container(self._cid)["State"]
+            info = self._api.inspect_container(self._cid)
         except NotFound:  # removed under us (interrupt, reap)
             return ServiceState(running=False, status="removed")
+        st = info["State"]
         return ServiceState(running=bool(st.get("Running")), exit_code=st.get("ExitCode"),
-                            status=str(st.get("Status") or ""))
+                            status=str(st.get("Status") or ""),
+                            oom_killed=bool(st.get("OOMKilled")),
+                            restarts=int(info.get("RestartCount") or 0))
 
     def address(self) -> str | None:
         if self._address is None:

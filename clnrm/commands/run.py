@@ -59,6 +59,13 @@ def run(
     report_html: Annotated[Path | None, typer.Option(
         help="Write a self-contained HTML report (waterfall, service graph).")] = None,
     allow_host_mounts: Annotated[bool, typer.Option(help=HOST_MOUNTS_HELP)] = False,
+    heal: Annotated[bool | None, typer.Option(
+        "--heal/--no-heal", help="Classify each failed test, remediate its environment and "
+        "rerun it (default: each file's [self_healing] table); exit 0 when every test "
+        "passed or was healed.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(
+        min=0, max=20, help="Remediations tried per failed test with --heal "
+                            "[default: [self_healing] max_attempts, 3].")] = None,
 ) -> None:
     """Run test files (exit 0 all passed, 1 a test failed, 2 bad input or set-up)."""
     from clnrm.api import run_options  # the options clnrm.run builds too
@@ -69,14 +76,16 @@ def run(
     with allowing_host_mounts(allow_host_mounts):
         run_files(paths, options, strict=strict, image_map=image_map or [], traces=traces,
                   fmt=fmt, digest=digest, reports=(report_json, report_junit, report_html),
-                  command="run", otel=(otel_endpoint, otel_protocol))
+                  command="run", otel=(otel_endpoint, otel_protocol),
+                  heal=(heal, max_attempts))
 
 
 def run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[str],
               fmt: OutputFormat, reports: tuple[Path | None, Path | None, Path | None],
               traces: Path | None = None, digest: bool = False,
               require: Any = None, command: str = "run",
-              otel: tuple[str | None, str | None] = (None, None)) -> NoReturn:
+              otel: tuple[str | None, str | None] = (None, None),
+              heal: tuple[bool | None, int | None] = (False, None)) -> NoReturn:
     """Load every file, run (or judge traces), write reports, print, exit with the verdict.
     ``require(scenarios)`` may refuse the set before anything runs.  Loading, image maps
     and reports are clnrm.api's, so ``clnrm.run()`` and the CLI agree."""
@@ -106,6 +115,13 @@ def run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[
                 runner = Runner(options, on_event=on_event)
                 try:
                     result = runner.run(scenarios)
+                    healing = heal[0] is not False and result.exit_code != 0
+                    if healing:  # clnrm.healing: only failed tests, only their environment
+                        from clnrm.healing.runs import heal_run
+
+                        result = heal_run(result, scenarios, options, flag=heal[0],
+                                          max_attempts=heal[1], seed=options.seed or 0,
+                                          on_event=on_event)
                 except KeyboardInterrupt:
                     raise InterruptedRun(received.get("name", "SIGINT")) from None
             if export_to is not None:
@@ -116,7 +132,8 @@ def run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[
     except (ClnrmError, OSError) as exc:
         fail(exc)
     print_result(result, fmt, digest=digest, command=command)
-    raise typer.Exit(result.exit_code)
+    healed_run = any(t.healing is not None for t in result.tests)
+    raise typer.Exit(min(result.exit_code, 1) if healed_run else result.exit_code)
 
 
 def _forward_spans(runner: Any, result: RunResult, target: Any) -> None:
@@ -180,6 +197,14 @@ def print_result(result: RunResult, fmt: OutputFormat, *, digest: bool = False,
 
             for line in summary_lines(t):
                 out.print("    " + line, markup=False, soft_wrap=True)
+        if t.healing is not None:
+            out.print(Text("    " + t.healing.human(),
+                           style="green" if t.healing.healed else "yellow"), soft_wrap=True)
+            if t.healing.patch:
+                out.print("    proposed patch (clnrm heal propose --apply writes it):",
+                          soft_wrap=True)
+                for line in t.healing.patch.splitlines():
+                    out.print("      " + line, markup=False, soft_wrap=True)
         if digest and t.digest:
             out.print(f"    digest {t.digest}", markup=False, soft_wrap=True)
     counts = ", ".join(f"{result.count(o)} {o.value}" for o in Outcome if result.count(o))

@@ -91,7 +91,7 @@ class ReadinessCheck(ABC):
 
 def ensure_running(service: ServiceHandle) -> None:
     state = service.state()
-    if not state.running:
+    if not state.running and state.status != "restarting":  # its restart policy acts
         raise ServiceExited(state.exit_code)
 
 
@@ -366,9 +366,12 @@ def await_ready(service: ServiceHandle, checks: Sequence[ReadinessCheck], *, tim
         try:
             seen = check.wait(service, limit, env)
         except ServiceExited as exc:
+            after = service.state()  # what the healer classifies on: OOM kill, restarts
+            flags = "".join([", OOMKilled" if after.oom_killed else "",
+                             f", restarted {after.restarts}x" if after.restarts else ""])
             raise ReadinessError(
                 f"service {service.name!r} exited with code {exc.exit_code} before it was "
-                f"ready (waiting for: {check.describe()})", service=service.name,
+                f"ready (waiting for: {check.describe()}{flags})", service=service.name,
                 logs=service.logs(),
                 hint="its command must keep running; check the command and the logs above"
             ) from None

@@ -37,6 +37,9 @@ class ServiceSpec:
     readiness: Readiness = "running"
     keep_alive: bool = False  # replace a shell CMD with a sleeper so steps can exec into it
     checks: tuple[ReadinessProbe, ...] = ()  # declared probes (readiness, wait_for_span)
+    memory: int | None = None  # bytes (compose's ``memory``); None: no limit
+    cpus: float | None = None  # cores (compose's ``cpus``); None: no limit
+    restart: str | None = None  # compose's restart policy ("on-failure:3"...)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ def container_spec(service: str, config: ServiceConfig, ctx: SpecContext, *,
         readiness="health_check" if config.health_check else fallback_readiness,
         keep_alive=keep_alive,
         checks=probes_of(config),
+        memory=config.memory,
+        cpus=config.cpus,
+        restart=config.restart,
     )
 
 

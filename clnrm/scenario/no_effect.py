@@ -55,15 +55,10 @@ INERT_KEYS: Final[tuple[InertKey, ...]] = (
     InertKey(("orchestration", "shard"), "files are not sharded",
              "split the run by naming the files or folders to run"),
     # layers that do not exist yet: one warning for the whole table
-    InertKey(("self_healing",),
-             _NOT_BUILT.format("self-healing", "nothing is remediated or retried"),
-             "remove the table, or set enabled = false to keep it for later"),
+    # [self_healing] acts: clnrm run --heal (clnrm.healing)
     InertKey(("intelligence",),
              _NOT_BUILT.format("intelligence", "no analysis is made"),
              "remove the table, or set enabled = false to keep it for later"),
-    InertKey(("layers", "self_healing"),
-             _NOT_BUILT.format("self-healing", "this switch changes nothing"),
-             quiet_value=False),
     InertKey(("layers", "intelligence"),
              _NOT_BUILT.format("intelligence", "this switch changes nothing"),
              quiet_value=False),

@@ -1,0 +1,198 @@
+"""One failed test healed or not: classify, rerun policy, remediate, rerun, learn.
+
+:func:`heal_test` is the loop ``clnrm run --heal``, the bench and the healer agent
+share.  It never calls a test healed unless a rerun *passed* with every expectation
+unchanged (the change went through :func:`~clnrm.healing.environment.apply_change`);
+``product_defect`` is never remediated, and each try's outcome goes to the chooser
+and the memory ledger the moment it is known.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+from pydantic import BaseModel, Field
+
+from clnrm.healing.classify import classify
+from clnrm.healing.environment import HealingRuleError, apply_change
+from clnrm.healing.model import (
+    Classification,
+    FailureClass,
+    HealingReport,
+    TriedRemediation,
+)
+from clnrm.healing.remedies import candidates
+
+if TYPE_CHECKING:
+    from clnrm.healing.bandit import RemediationLedger
+    from clnrm.results import TestResult
+    from clnrm.scenario.model import Scenario
+
+log = structlog.get_logger("clnrm.healing")
+
+RERUN_CLASSES: frozenset[FailureClass] = frozenset({
+    FailureClass.product_defect, FailureClass.timeout, FailureClass.unknown})
+"""Failures rerun unchanged before the verdict: the classes that would otherwise stay red,
+so a flaky test is told apart from a defect (any pass on a rerun: ``flaky``)."""
+
+WHY_NOT: dict[FailureClass, str] = {
+    FailureClass.product_defect: "product defect: an expectation failed while the "
+                                 "environment was healthy; the healer never hides a defect",
+    FailureClass.timeout: "a step's own timeout is an expectation; the healer extends only "
+                          "set-up limits",
+    FailureClass.port_or_config_mismatch: "the test file names a wrong port or host: a patch "
+                                          "is proposed (clnrm heal propose), never applied",
+    FailureClass.unknown: "no failure class fits the evidence, so no remediation is safe",
+}
+
+
+class Chooser(Protocol):
+    def suggest(self, diag: Classification, names: list[str]) -> str | None: ...
+
+    def observe(self, diag: Classification, name: str, success: bool, cost_s: float, *,
+                record_id: str | None = None) -> None: ...
+
+
+class HealingPolicy(BaseModel):
+    """``[self_healing]`` as the loop reads it (CLI flags override)."""
+
+    max_attempts: int = Field(default=3, ge=0)
+    strategies: list[str] = Field(default_factory=list)  # allow-list; empty: all
+    backoff_s: float = Field(default=0.0, ge=0)  # wait before each remediated rerun
+    reruns: int = Field(default=3, ge=0)  # the rerun policy for flakiness
+    configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sc: Scenario, *, max_attempts: int | None = None,
+           reruns: int | None = None) -> HealingPolicy:
+        sh = sc.self_healing
+        policy = cls() if sh is None else cls(max_attempts=sh.max_attempts,
+                                              strategies=list(sh.strategies),
+                                              backoff_s=float(sh.backoff or 0.0))
+        if max_attempts is not None:
+            policy.max_attempts = max_attempts
+        if reruns is not None:
+            policy.reruns = reruns
+        return policy
+
+
+RunOne = Callable[["Scenario"], "TestResult"]
+
+
+def heal_test(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
+              policy: HealingPolicy | None = None, ledger: RemediationLedger | None = None,
+              rebuild: Callable[[list[str]], None] | None = None,
+              sleep: Callable[[float], None] = time.sleep,
+              clock: Callable[[], float] = time.monotonic) -> TestResult:
+    """The test's final result, carrying its ``healing`` report (``first`` if not healed)."""
+    policy = policy or HealingPolicy.of(sc)
+    diag = classify(first, sc)
+    report = HealingReport(failure_class=diag.failure_class.value, healed=False,
+                           evidence=diag.evidence_text, confidence=diag.confidence)
+    if diag.failure_class in RERUN_CLASSES and policy.reruns:
+        reruns: list[bool] = []
+        for _ in range(policy.reruns):
+            started = clock()
+            again = run_one(sc)
+            reruns.append(again.outcome.value == "passed")
+            if reruns[-1]:
+                diag = classify(first, sc, reruns=reruns)
+                cost = clock() - started
+                report = _report(diag, healed=True, attempts=len(reruns),
+                                 remediation="retry_step",
+                                 tried=[TriedRemediation(remediation="retry_step",
+                                                         outcome="passed" if ok else "failed")
+                                        for ok in reruns])
+                _learn(chooser, ledger, diag, sc, first, "retry_step", True, cost,
+                       len(reruns), "rerun unchanged passed")
+                again.warnings.append(f"flaky: failed first, passed on unchanged rerun "
+                                      f"{len(reruns)} (confidence {diag.confidence:g})")
+                again.healing = report
+                return again
+        diag = classify(first, sc, reruns=reruns)
+        report = _report(diag, healed=False, attempts=0)
+    if not diag.failure_class.healable:
+        return _not_healable(sc, first, diag, report, policy)
+    current = first
+    tried: list[TriedRemediation] = []
+    for attempt in range(1, policy.max_attempts + 1):
+        usable = [r for r in candidates(diag, sc, allow=policy.strategies,
+                                        configs=policy.configs)
+                  if r.name not in {t.remediation for t in tried} and not r.proposal]
+        name = chooser.suggest(diag, [r.name for r in usable])
+        if name is None:
+            break
+        remedy = next(r for r in usable if r.name == name)
+        change = remedy.change(diag, sc)
+        try:
+            changed = apply_change(sc, change)
+        except HealingRuleError as exc:  # a plugin overstepped: a failed try, said loudly
+            tried.append(TriedRemediation(remediation=name, outcome="failed", detail=str(exc)))
+            continue
+        if policy.backoff_s:
+            sleep(policy.backoff_s * attempt)
+        started = clock()
+        if change.rebuild_images and rebuild is not None:
+            rebuild(change.rebuild_images)
+        current = run_one(changed)
+        cost = clock() - started
+        ok = current.outcome.value == "passed"
+        tried.append(TriedRemediation(remediation=name, outcome="passed" if ok else "failed",
+                                      detail=change.summary, cost_s=round(cost, 3)))
+        _learn(chooser, ledger, diag, sc, first, name, ok, cost, attempt, change.summary)
+        log.info("healing.try", test=first.name, failure_class=diag.failure_class.value,
+                 remediation=name, passed=ok, attempt=attempt)
+        if ok:
+            report = _report(diag, healed=True, attempts=attempt, remediation=name, tried=tried)
+            current.warnings.append(f"healed by {name} after {attempt} attempt(s): "
+                                    f"{diag.failure_class.value} ({change.summary})")
+            current.healing = report
+            return current
+    report = _report(diag, healed=False, attempts=len(tried), tried=tried,
+                     why_not=("no remediation fits" if not tried else
+                              f"{len(tried)} remediation(s) tried, none passed"))
+    first.healing = report
+    return first
+
+
+def _not_healable(sc: Scenario, first: TestResult, diag: Classification,
+                  report: HealingReport, policy: HealingPolicy) -> TestResult:
+    tried: list[TriedRemediation] = []
+    patch = None
+    if diag.failure_class is FailureClass.port_or_config_mismatch:
+        for remedy in candidates(diag, sc, allow=policy.strategies, configs=policy.configs):
+            change = remedy.change(diag, sc)
+            if change.patch:
+                patch = change.patch
+                tried.append(TriedRemediation(remediation=remedy.name, outcome="proposed",
+                                              detail=change.summary))
+                break
+    first.healing = report.model_copy(update={
+        "why_not": WHY_NOT.get(diag.failure_class, "not healable"), "tried": tried,
+        "patch": patch})
+    return first
+
+
+def _report(diag: Classification, **fields: Any) -> HealingReport:
+    return HealingReport(failure_class=diag.failure_class.value, evidence=diag.evidence_text,
+                         confidence=diag.confidence, **fields)
+
+
+def _learn(chooser: Chooser, ledger: RemediationLedger | None, diag: Classification,
+           sc: Scenario, first: TestResult, name: str, ok: bool, cost: float, attempt: int,
+           detail: str) -> None:
+    record_id = None
+    if ledger is not None:
+        try:
+            record_id = ledger.remember(diag, test=first.name, scenario=sc.source or sc.name,
+                                        action=name, success=ok, cost_s=cost,
+                                        attempt=attempt, detail=detail).id
+        except Exception as exc:  # memory down: learn in-process, say so, keep healing
+            log.warning("healing.memory_unavailable", error=str(exc))
+    chooser.observe(diag, name, ok, cost, record_id=record_id)
+
+
+__all__ = ["RERUN_CLASSES", "WHY_NOT", "Chooser", "HealingPolicy", "heal_test"]

@@ -1,0 +1,104 @@
+"""Remediations are plugins: a small base class, a hook, and the catalog built from it.
+
+A plugin ships classes derived from :class:`Remediation` through the
+``clnrm_remediation_types`` hook (entry point group ``clnrm``), exactly as fault
+types are shipped; each has a typed ``Config`` (``[self_healing.config.NAME]``
+keys or a healer's defaults), names the failure classes it may address, and
+returns an :class:`~clnrm.healing.environment.EnvironmentChange`, never a scenario:
+what it can express is only environment, and :func:`apply_change` checks it again.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from pydantic import BaseModel, ConfigDict
+
+from clnrm.errors import PluginError
+from clnrm.healing.model import Classification, FailureClass
+
+if TYPE_CHECKING:
+    from clnrm.healing.environment import EnvironmentChange
+    from clnrm.scenario.model import Scenario
+
+
+class RemediationConfig(BaseModel):
+    """A remediation's parameters; subclasses add typed fields with defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Remediation(ABC):
+    """One way to mend an environment: which classes it addresses and what it changes."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    classes: ClassVar[frozenset[FailureClass]]
+    proposal: ClassVar[bool] = False  # only proposes a patch to the test file
+    Config: ClassVar[type[RemediationConfig]] = RemediationConfig
+
+    def __init__(self, config: RemediationConfig | None = None) -> None:
+        self.config = config or self.Config()
+
+    def why_not(self, diag: Classification, sc: Scenario) -> str | None:
+        """Why this remediation cannot act on this failure (None: it can)."""
+        return None
+
+    @abstractmethod
+    def change(self, diag: Classification, sc: Scenario) -> EnvironmentChange:
+        """The environment change for one rerun."""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {"name": cls.name, "summary": cls.summary,
+                "classes": sorted(c.value for c in cls.classes), "proposal": cls.proposal,
+                "parameters": {k: f.default for k, f in cls.Config.model_fields.items()}}
+
+
+@lru_cache(maxsize=1)
+def remediation_types() -> dict[str, type[Remediation]]:
+    """Every remediation by name, from every plugin; a name claimed twice is an error."""
+    from clnrm.plugins import plugin_manager
+
+    pm = plugin_manager()
+    found: dict[str, type[Remediation]] = {}
+    owners: dict[str, str] = {}
+    for impl in pm.hook.clnrm_remediation_types.get_hookimpls():
+        for cls in cast("list[type[Remediation]]", impl.function() or []):
+            if cls.name in found:
+                raise PluginError(f"remediation {cls.name!r} is provided by both "
+                                  f"{owners[cls.name]} and {impl.plugin_name}",
+                                  plugin=cls.name, hint="uninstall one of the two plugins")
+            found[cls.name] = cls
+            owners[cls.name] = impl.plugin_name
+    return found
+
+
+def candidates(diag: Classification, sc: Scenario, *,
+               allow: list[str] | None = None,
+               configs: dict[str, dict[str, Any]] | None = None) -> list[Remediation]:
+    """The remediations that may act on ``diag`` in ``sc``, in catalog order.
+
+    ``allow`` is ``[self_healing] strategies`` (empty: all).  ``product_defect`` gets
+    none, whatever a plugin claims: the rule the healer exists under.
+    """
+    if diag.failure_class is FailureClass.product_defect:
+        return []
+    out: list[Remediation] = []
+    for name, cls in remediation_types().items():
+        if diag.failure_class not in cls.classes or (allow and name not in allow):
+            continue
+        remedy = cls(cls.Config.model_validate((configs or {}).get(name, {})))
+        if remedy.why_not(diag, sc) is None:
+            out.append(remedy)
+    return out
+
+
+def unknown_strategies(names: list[str]) -> list[str]:
+    return [n for n in names if n not in remediation_types()]
+
+
+__all__ = ["Remediation", "RemediationConfig", "candidates", "remediation_types",
+           "unknown_strategies"]
