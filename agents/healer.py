@@ -57,12 +57,16 @@ class Healer(SwarmAgent):
 
         return RemediationLedger(self.board.store, run_id=run_id)
 
-    def _prior_failure(self, task: Task) -> TaskOutcome | None:
-        """The failed outcome of a task this one waits for (the orchestrator's run)."""
+    def _prior(self, task: Task) -> tuple[TaskOutcome | None, bool]:
+        """The failed outcome of a task this one waits for (the orchestrator's run), and
+        whether every such task finished without failing (then there is nothing to heal)."""
         if not task.after:
-            return None
+            return None, False
         done = self.board.outcomes(list(task.after))
-        return next((o for o in done.values() if o.status is TaskStatus.failed), None)
+        failed = next((o for o in done.values() if o.status is TaskStatus.failed), None)
+        passed = len(done) == len(task.after) and all(
+            o.status is TaskStatus.done for o in done.values())
+        return failed, passed
 
     def _known(self, diag: Classification, run_id: str) -> tuple[str, float] | None:
         stats = self._ledger(run_id).bandit(self.seed).stats().get(diag.failure_class.value)
@@ -77,11 +81,13 @@ class Healer(SwarmAgent):
         from clnrm.healing.classify import classify
         from clnrm.results import Outcome, TestResult
 
-        prior = self._prior_failure(task)
+        prior, passed = self._prior(task)
         if prior is None:
             return Bid(task_id=task.id, agent=self.agent, value=0.2,
-                       reason=f"{self.name}: no failure of {task.scenario} on the board yet; "
-                              "will run it and heal it if it fails")
+                       reason=f"{self.name}: {task.scenario} "
+                              + ("passed: nothing to heal" if passed else
+                                 "has no failure on the board yet; will run it and heal it "
+                                 "if it fails"))
         diag = classify(TestResult(name=task.scenario, file=task.source,
                                    outcome=Outcome.ERROR, message=prior.reason))
         known = self._known(diag, task.run_id)
@@ -100,6 +106,11 @@ class Healer(SwarmAgent):
         from clnrm.healing.runs import rebuild_images, scenario_runner
         from clnrm.scenario import loads_scenario
 
+        _, passed = self._prior(task)
+        if passed:  # the runs this task waits for passed: no rerun, nothing pretended
+            return TaskOutcome(task_id=task.id, agent=self.agent, status=TaskStatus.done,
+                               exit_code=0, reason=f"{task.scenario} passed: nothing to heal",
+                               facts={"healed": False, "attempts": 0})
         try:
             sc = loads_scenario(task.text, source=task.source)
             run_one = scenario_runner(run_options(self.settings))

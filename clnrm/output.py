@@ -52,6 +52,8 @@ LIST_KEYS: Final[dict[str, str]] = {
     "perf baseline list": "baselines",
     "perf baseline save": "saved",
     "perf baseline diff": "diffs",
+    "heal list": "remediations",
+    "heal stats": "arms",
 }
 """Commands whose payload is a list, and the key it is printed under."""
 

@@ -251,6 +251,31 @@ def _doctor() -> Schema | None:
     return _renamed(_model(model)) if model is not None else None
 
 
+def _heal_list() -> Schema:
+    return _obj(["name", "summary", "classes", "proposal", "parameters"], {
+        "name": {"type": "string"}, "summary": {"type": "string"},
+        "classes": {"type": "array", "items": {"type": "string"},
+                    "description": "failure classes the remediation addresses"},
+        "proposal": {"type": "boolean", "description": "only proposes a patch to the file"},
+        "parameters": {"type": "object", "description": "typed config and its defaults"}})
+
+
+def _heal_stats() -> Schema:
+    number = {"type": "number"}
+    return _obj(["failure_class", "remediation", "tries", "successes", "mean_cost_s",
+                 "preference"], {
+        "failure_class": {"type": "string"}, "remediation": {"type": "string"},
+        "tries": number, "successes": number, "mean_cost_s": number,
+        "preference": {"type": "number", "description": "posterior mean of healing"}})
+
+
+def _heal_propose() -> Schema:
+    text = {"type": ["string", "null"]}
+    return _obj(["file", "outcome", "failure_class", "patch", "applied", "evidence"], {
+        "file": {"type": "string"}, "outcome": {"type": "string"}, "failure_class": text,
+        "patch": text, "applied": {"type": "boolean"}, "evidence": {"type": "string"}})
+
+
 def _renamed(schema: Schema) -> Schema:
     """Payload fields that clash with the envelope, under their ``store_`` names."""
     props = schema.get("properties", {})
@@ -283,6 +308,9 @@ PAYLOADS: dict[str, Callable[[], Schema | None]] = {
     "perf baseline forget": _baseline_forget,
     "swarm run": _swarm_run,
     "doctor": _doctor,
+    "heal list": _heal_list,
+    "heal stats": _heal_stats,
+    "heal propose": _heal_propose,
 }
 """Every command with ``--format json``, and how its payload's schema is made."""
 

@@ -206,7 +206,7 @@ class RemediationLedger:
         failure_id = _digest(self.run_id, scenario, test, attempt, action,
                              datetime.now(UTC).isoformat())
         service = diag.context.service or "-"
-        outcome = "fixed" if success else "did not fix"
+        outcome = "fixed" if success else "not fixed"
         record = RemediationRecord(
             agent=Agent.self_healing, run_id=self.run_id, failure_id=failure_id,
             action=action,

@@ -180,7 +180,7 @@ class RaiseMemoryLimit(Remediation):
 
 
 class _CpuConfig(RemediationConfig):
-    factor: float = Field(default=8.0, gt=1.0, le=64.0)
+    factor: float = Field(default=10.0, gt=1.0, le=100.0)
     ceiling: float = Field(default=2.0, gt=0)
 
 

@@ -45,6 +45,9 @@ _PROGRESS: Final = re.compile(
     r"progress|compiling|waiting)\b", re.I)
 _IMAGE_MISSING: Final = re.compile(r"image '([^']+)' is not present")
 _STEP_TIMEOUT: Final = re.compile(r"timed out after [\d.]+ s|test timeout of [\d.]+ s reached")
+_EXEC_FAILED: Final = re.compile(
+    r"OCI runtime exec failed|executable file not found|exec format error|"
+    r"chdir to cwd|no such file or directory", re.I)
 _NOT_RUNNING: Final = re.compile(r"service '([^']+)' is not running")
 LOW_CPUS: Final = 0.25
 """A ``cpus`` limit below this, on a service that timed out, reads as CPU starvation."""
@@ -117,6 +120,10 @@ def _first_run(test: TestResult, sc: Scenario | None) -> Classification:
 def _exited(verdict, sc: Scenario | None, svc: str, code: str, head: str,  # type: ignore[no-untyped-def]
             logs: str) -> Classification:
     first = head.splitlines()[0]
+    if code == "0":  # it ended normally: not a crash, and no restart policy re-runs it
+        return verdict(FailureClass.unknown, first, "exit code 0 is a normal end, not a crash",
+                       _last_line(logs) and f"last log line: {_last_line(logs)}", service=svc,
+                       confidence=0.5)
     if _OOM.search(head) or (code == "137" and _memory_mb(sc, svc) is not None):
         return verdict(FailureClass.oom_killed, first, _limit_text(sc, svc), service=svc,
                        confidence=0.95)
@@ -173,6 +180,10 @@ def _step(verdict, sc: Scenario | None, step) -> Classification:  # type: ignore
     if _STEP_TIMEOUT.search(msg):
         return verdict(FailureClass.timeout, where, "a step's own limit is an expectation",
                        service=svc)
+    if step.exit_code in (126, 127) and (r := _EXEC_FAILED.search(text + msg)) is not None:
+        return verdict(FailureClass.port_or_config_mismatch, where, _line_of(text + msg, r),
+                       "the file names a program or folder the image does not have",
+                       service=svc, confidence=0.8)
     if step.exit_code == 137 and (_OOM.search(text) or _memory_mb(sc, svc) is not None
                                   or "Killed" in text):
         return verdict(FailureClass.oom_killed, where, _limit_text(sc, svc) or "exit 137",

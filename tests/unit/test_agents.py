@@ -122,8 +122,17 @@ def test_award_with_only_declines_quotes_every_decline() -> None:
     assert decided.reason == "chaos for planned declined: no faults yet"
 
 
-@pytest.mark.parametrize(("cls", "layer"), [(Healer, Layer.self_healing),
-                                            (IntelligenceAgent, Layer.intelligence)])
+def test_healer_bids_to_heal_a_scenario_and_has_no_opinion_on_other_layers() -> None:
+    agent = Healer(board=None, name="self_healing@t")
+    task = arch_task(EVERY_LAYER).model_copy(update={"layer": Layer.self_healing,
+                                                     "id": "swarm-t/planned/self_healing"})
+    bid = agent.propose(task)
+    assert bid is not None and not bid.declined and bid.value == 0.2
+    assert "heal it if it fails" in bid.reason
+    assert agent.propose(arch_task(BASE)) is None  # no opinion on other layers' work
+
+
+@pytest.mark.parametrize(("cls", "layer"), [(IntelligenceAgent, Layer.intelligence)])
 def test_unbuilt_layers_decline_with_their_reason_and_never_pretend(cls: type, layer: Layer
                                                                     ) -> None:
     agent = cls(board=None, name=f"{layer.value}@t")

@@ -68,7 +68,7 @@ def test_oom_flag_or_137_under_a_memory_limit_is_oom_killed() -> None:
     in_step = classify(_step("exit code 137, expected 0", exit_code=137, service="svc"),
                        _sc("oom_killed_3"))
     assert in_step.failure_class is FailureClass.oom_killed
-    assert "memory = 12 MiB" in in_step.evidence_text
+    assert "memory = 16 MiB" in in_step.evidence_text
 
 
 def test_plain_exit_before_ready_is_crashed_on_start() -> None:
@@ -124,6 +124,14 @@ def test_a_passing_rerun_makes_it_flaky_with_a_stated_confidence() -> None:
     assert classify(first, reruns=[False, False]).failure_class is FailureClass.product_defect
 
 
+def test_a_program_the_image_lacks_is_a_config_mismatch_and_exit_0_is_no_crash() -> None:
+    missing = _step("exit code 127, expected 0; output: OCI runtime exec failed: exec "
+                    "failed: executable file not found in $PATH", exit_code=127)
+    assert classify(missing).failure_class is FailureClass.port_or_config_mismatch
+    ended = _error("service 'svc' exited with code 0 before it was ready (waiting for: x)")
+    assert classify(ended).failure_class is FailureClass.unknown
+
+
 def test_unexplained_error_is_unknown() -> None:
     assert classify(_error("OCI runtime exec failed: chdir")).failure_class is \
         FailureClass.unknown
@@ -143,3 +151,5 @@ def test_labelled_set_has_at_least_40_scenarios_each_with_a_class() -> None:
     cases = labelled_set(SET)
     assert len(cases) >= 40
     assert {c.expected for c in cases} == {c.value for c in FailureClass}
+    assert all(c.healable == FailureClass(c.expected).healable for c in cases
+               if c.expected != "image_missing")  # a foreign image: healable only by hand
