@@ -18,7 +18,7 @@ A plain class: no Ray import; ``clnrm.swarm.actors`` wraps it like every agent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clnrm.agents.base import (
     MESSAGE_LIMIT,
@@ -32,6 +32,7 @@ from clnrm.agents.base import (
 from clnrm.memory import Agent, Record
 
 if TYPE_CHECKING:
+    from clnrm.perf.verdict import Verdict
     from clnrm.results import RunResult, TestResult, ValidationResult
     from clnrm.runner import RunOptions
     from clnrm.scenario.model import Scenario
@@ -77,8 +78,8 @@ class PerformanceAgent(ScenarioRunningAgent):
 
     def facts(self, result: RunResult) -> dict[str, Scalar]:
         verdicts = _verdicts(result)
-        regressed = [v for v in verdicts if v.get("regressed")]
-        worst = max((float(v.get("effect_pct", 0.0)) for v in regressed or verdicts),
+        regressed = [v for v in verdicts if v.regressed]
+        worst = max((v.effect_pct for v in regressed or verdicts),
                     default=0.0)
         return {"regressions": len(regressed),
                 "failing_regressions": sum(len(_failing(t)) for t in result.tests),
@@ -98,7 +99,7 @@ class PerformanceAgent(ScenarioRunningAgent):
         return 2 if result.exit_code == 2 else 1
 
 
-def _verdicts(result: RunResult) -> list[dict[str, Any]]:
+def _verdicts(result: RunResult) -> list[Verdict]:
     return [v for t in result.tests if t.performance for v in t.performance.verdicts]
 
 

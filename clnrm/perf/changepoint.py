@@ -23,29 +23,14 @@ from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+
+# The model lives in a numpy-free module (a result carries it); imported here by name.
+from clnrm.perf.verdict import ChangePoint as ChangePoint
 
 PERMUTATION_CHUNK: Final = 100
 """Permutations are drawn in chunks; testing stops once significance is out of reach."""
 MAX_BATCH_CELLS: Final = 4_000_000
 """Upper bound on permutations x length^2 held in memory at once."""
-
-
-class ChangePoint(BaseModel):
-    """A shift in a history: ``index`` is the first run after it.
-
-    ``before_mean`` / ``after_mean`` are the means of the segments on either side
-    (bounded by the neighbouring change points); ``change_pct`` is the relative step.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    index: int
-    run_id: str | None
-    before_mean: float
-    after_mean: float
-    change_pct: float
-    p_value: float
 
 
 def change_points(

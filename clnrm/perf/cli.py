@@ -321,7 +321,7 @@ def _diffs_of(store: BaselineStore, result: RunResult,
                                    scenario=t.name, fingerprint=fingerprint.key)
         out.append({"scenario": t.name, "run_id": result.run_id,
                     "fingerprint": fingerprint.key, "baseline_runs": len(baseline.runs),
-                    "verdicts": perf.verdicts})
+                    "verdicts": [v.model_dump() for v in perf.verdicts]})
     return out
 
 

@@ -35,10 +35,11 @@ import numpy as np
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-log = structlog.get_logger("clnrm.perf")
+# The models live in a numpy-free module (a result carries them); imported here by name.
+from clnrm.perf.verdict import Direction as Direction
+from clnrm.perf.verdict import Verdict as Verdict
 
-Direction: TypeAlias = Literal["higher_is_worse", "lower_is_worse"]
-"""Which way is worse for a metric: latency grows, throughput shrinks."""
+log = structlog.get_logger("clnrm.perf")
 
 Samples: TypeAlias = Sequence[float] | Sequence[Sequence[float]]
 """Measurements of one metric: flat samples, or one sequence of samples per run."""
@@ -77,41 +78,6 @@ class Thresholds(BaseModel):
         if direction == "higher_is_worse":
             return self.p95_latency_increase_max_percent
         return self.throughput_decrease_max_percent
-
-
-class Verdict(BaseModel):
-    """The judgement of one metric; plain data that reports render as they are.
-
-    ``effect_pct`` is signed (+ = the statistic grew); ``shift_pct`` is the change of
-    the robust location the test is about.  ``p_value`` is one-sided towards
-    *worse*, ``p_adjusted`` corrected across the metrics of one ``compare`` call.
-    ``regressed`` = significant, beyond the floor and beyond the allowed threshold;
-    ``fails`` = regressed and ``fail_on_regression``.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    metric: str
-    direction: Direction
-    regressed: bool
-    fails: bool
-    significant: bool
-    effect_pct: float
-    ci_low_pct: float
-    ci_high_pct: float
-    shift_pct: float
-    p_value: float
-    p_adjusted: float
-    confidence: float
-    statistic: str
-    test: str
-    n_baseline: int
-    n_current: int
-    runs_baseline: int
-    runs_current: int
-    dropped: int = 0
-    allowed_pct: float | None = None
-    message: str
 
 
 class _Side:

@@ -6,23 +6,24 @@ histograms against the baseline, metric histories with change points, the
 critical path on the waterfall).  Every part is optional, so a test that only
 sampled containers, or only ran a load, still reports what it has.
 
-Verdicts and change points are stored as the plain dicts of
-``Verdict.model_dump()`` and ``ChangePoint.model_dump()``: loading or
-rendering a result must not import numpy, which :mod:`clnrm.perf.regression`
-and :mod:`clnrm.perf.changepoint` need.  For the same reason the models of the
-load run and the container stats live here, not beside the engines that
-produce them: :mod:`clnrm.results` imports this module, and loading a result
-must not load the load driver (asyncio) or the stats sampler (sockets, threads).
+Verdicts and change points are the typed models of :mod:`clnrm.perf.verdict`,
+which imports no numpy: loading or rendering a result must not import it, though
+:mod:`clnrm.perf.regression` and :mod:`clnrm.perf.changepoint` (which make them)
+need it.  For the same reason the models of the load run and the container stats
+live here, not beside the engines that produce them: :mod:`clnrm.results` imports this
+module, and loading a result must not load the load driver (asyncio) or the stats
+sampler (sockets, threads).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from clnrm.perf.critical_path import CriticalPathReport
 from clnrm.perf.metrics import LatencySummary, PerfMeasurements
+from clnrm.perf.verdict import ChangePoint, Verdict
 
 Arrival = Literal["constant", "poisson"]
 """How intended send times are spaced: evenly, or exponential gaps from the seed."""
@@ -122,7 +123,7 @@ class MetricHistory(BaseModel):
     unit: str = "ms"
     run_ids: list[str] = Field(default_factory=list)
     values: list[float] = Field(default_factory=list)
-    change_points: list[dict[str, Any]] = Field(default_factory=list)  # ChangePoint dumps
+    change_points: list[ChangePoint] = Field(default_factory=list)
 
 
 class PerformanceResult(BaseModel):
@@ -134,7 +135,7 @@ class PerformanceResult(BaseModel):
 
     measurements: PerfMeasurements | None = None
     baseline: PerfMeasurements | None = None
-    verdicts: list[dict[str, Any]] = Field(default_factory=list)  # Verdict dumps
+    verdicts: list[Verdict] = Field(default_factory=list)
     history: list[MetricHistory] = Field(default_factory=list)
     critical_path: CriticalPathReport | None = None
     containers: dict[str, ContainerStatsSummary] = Field(default_factory=dict)

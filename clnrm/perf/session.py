@@ -311,7 +311,7 @@ class PerfSession:
                                   alpha=self.perf.alpha * NEW_RUN_ALPHA_SHARE)
             out += judge_verdicts(judged.shifts, baseline, self.perf, where,
                                   alpha=self.perf.alpha * HISTORY_ALPHA_SHARE, history=True)
-            result.verdicts = [v.model_dump() for v in judged.all_verdicts]
+            result.verdicts = list(judged.all_verdicts)
             test.warnings += [f"performance regression (not failing: fail_on_regression = "
                               f"false): {v.message}" for v in judged.all_verdicts
                               if v.regressed and not v.fails]
@@ -377,7 +377,7 @@ def histories(stored: list[RunMeasurement], run: RunMeasurement, perf: Performan
         points = change_points(values, run_ids=ids, alpha=CHANGE_POINT_ALPHA, seed=seed) \
             if len(values) >= 4 else []
         out.append(MetricHistory(metric=name, unit=metric.unit, run_ids=ids, values=values,
-                                 change_points=[p.model_dump() for p in points]))
+                                 change_points=points))
     return out
 
 

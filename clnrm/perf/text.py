@@ -26,12 +26,11 @@ def summary_lines(test: TestResult) -> list[str]:
              if v.validator == "performance" and v.expectation == "baseline" and v.message]
     lines += [f"performance: {n}" for n in notes]
     for v in perf.verdicts:
-        mark = "✗" if v.get("fails") else ("!" if v.get("regressed") else "✓")
-        if v.get("test") == "none":
+        mark = "✗" if v.fails else ("!" if v.regressed else "✓")
+        if v.test == "none":
             mark = "-"
-        conf = "" if v.get("test") == "none" else \
-            f"; confidence it got worse {float(v.get('confidence', 0)):.1%}"
-        lines.append(f"{mark} {v.get('message')}{conf}")
+        conf = "" if v.test == "none" else f"; confidence it got worse {v.confidence:.1%}"
+        lines.append(f"{mark} {v.message}{conf}")
     m = perf.measurements
     if m is not None and m.requests:
         lat = m.request_latency

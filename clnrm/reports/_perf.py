@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from clnrm.perf.metrics import LatencySummary, percentile
 from clnrm.perf.result import MetricHistory, PerformanceResult
+from clnrm.perf.verdict import Verdict
 from clnrm.results import TestResult
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class Histogram:
     y_label: str  # the tallest bin's share, at the top of the axis
     log_scale: bool
     caption: str
-    verdict: dict[str, Any] | None
+    verdict: Verdict | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,7 @@ def render_perf(test: TestResult) -> Markup | None:
 
 
 def perf_view(perf: PerformanceResult) -> PerfView:
-    verdicts = {str(v.get("metric")): v for v in perf.verdicts}
+    verdicts = {v.metric: v for v in perf.verdicts}
     view = PerfView(perf=perf, verdicts=[_verdict_row(v) for v in perf.verdicts])
     current = perf.measurements.latency if perf.measurements else {}
     base = perf.baseline.latency if perf.baseline else {}
@@ -168,7 +169,7 @@ def perf_view(perf: PerformanceResult) -> PerfView:
 
 
 def histogram(name: str, current: LatencySummary | None, baseline: LatencySummary | None,
-              *, verdict: dict[str, Any] | None = None, bins: int = _BINS) -> Histogram:
+              *, verdict: Verdict | None = None, bins: int = _BINS) -> Histogram:
     """Bars for ``current`` and an outline for ``baseline`` on shared bins."""
     cur = current.samples_ms if current else []
     base = baseline.samples_ms if baseline else []
@@ -245,19 +246,16 @@ def history_chart(history: MetricHistory) -> HistoryChart:
                            current=i == n - 1) for i, v in enumerate(values)]
     changes = []
     cuts = [0]
-    for cp in sorted(history.change_points, key=lambda c: int(c.get("index", 0))):
-        k = int(cp.get("index", 0))
+    for cp in sorted(history.change_points, key=lambda c: c.index):
+        k = cp.index
         if not 0 < k < n:
             continue
         cuts.append(k)
-        pct = cp.get("change_pct")
-        label = f"{pct:+.0f}%" if isinstance(pct, int | float) else "change"
-        p = cp.get("p_value")
-        title = (f"change point before run {cp.get('run_id') or run_ids[k]}: "
-                 f"{_value(cp.get('before_mean'), history.unit)} → "
-                 f"{_value(cp.get('after_mean'), history.unit)}"
-                 + (f" (p = {p:.3g})" if isinstance(p, int | float) else ""))
-        changes.append(ChangeMark(x=x_of(k - 0.5), label=label, title=title))
+        title = (f"change point before run {cp.run_id or run_ids[k]}: "
+                 f"{_value(cp.before_mean, history.unit)} → "
+                 f"{_value(cp.after_mean, history.unit)} (p = {cp.p_value:.3g})")
+        changes.append(ChangeMark(x=x_of(k - 0.5), label=f"{cp.change_pct:+.0f}%",
+                                  title=title))
     cuts.append(n)
     means = []
     for a, b in zip(cuts, cuts[1:], strict=False):
@@ -270,13 +268,13 @@ def history_chart(history: MetricHistory) -> HistoryChart:
                         changes=changes, means=means, y_ticks=ticks)
 
 
-def _focus(perf: PerformanceResult, verdicts: dict[str, dict[str, Any]]) -> list[str]:
+def _focus(perf: PerformanceResult, verdicts: dict[str, Verdict]) -> list[str]:
     names = list(perf.focus)
     current = perf.measurements.latency if perf.measurements else {}
     known = set(current) | set(perf.baseline.latency if perf.baseline else {})
     if not names:
         names = [n for n in known if _verdict_for(n, verdicts) is not None]
-        names.sort(key=lambda n: (not (_verdict_for(n, verdicts) or {}).get("regressed"), n))
+        names.sort(key=lambda n: (not _regressed(_verdict_for(n, verdicts)), n))
         # a distribution needs a few samples: one-off spans (the test, a start-up) are skipped
         busiest = sorted((n for n in current if current[n].count >= 3),
                          key=lambda n: (-current[n].count * current[n].mean_ms, n))
@@ -284,34 +282,30 @@ def _focus(perf: PerformanceResult, verdicts: dict[str, dict[str, Any]]) -> list
     return names[:HISTOGRAMS]
 
 
-def _verdict_for(name: str, verdicts: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def _regressed(verdict: Verdict | None) -> bool:
+    return verdict is not None and verdict.regressed
+
+
+def _verdict_for(name: str, verdicts: dict[str, Verdict]) -> Verdict | None:
     """The verdict about span ``name``: metric ``name`` itself or ``<kind>:<name>``."""
     if name in verdicts:
         return verdicts[name]
     return next((v for m, v in verdicts.items() if m.partition(":")[2] == name), None)
 
 
-def _verdict_row(v: dict[str, Any]) -> VerdictRow:
-    effect, low, high = v.get("effect_pct"), v.get("ci_low_pct"), v.get("ci_high_pct")
-    if v.get("fails"):
+def _verdict_row(v: Verdict) -> VerdictRow:
+    if v.fails:
         state = "fail"
-    elif v.get("regressed"):
+    elif v.regressed:
         state = "regressed"
-    elif v.get("significant") and isinstance(effect, int | float) and (
-            (effect < 0) == (v.get("direction", "higher_is_worse") == "higher_is_worse")):
+    elif v.significant and (v.effect_pct < 0) == (v.direction == "higher_is_worse"):
         state = "improved"
-    elif "regressed" in v:
-        state = "ok"
     else:
-        state = "unknown"
-    p = v.get("p_adjusted", v.get("p_value"))
-    number = (int, float)
+        state = "ok"
     return VerdictRow(
-        metric=str(v.get("metric", "?")), state=state,
-        effect=f"{effect:+.1f}%" if isinstance(effect, number) else "",
-        ci=f"{low:+.1f}% … {high:+.1f}%" if isinstance(low, number) and isinstance(
-            high, number) else "",
-        p=f"{p:.3g}" if isinstance(p, number) else "", message=str(v.get("message", "")))
+        metric=v.metric, state=state, effect=f"{v.effect_pct:+.1f}%",
+        ci=f"{v.ci_low_pct:+.1f}% … {v.ci_high_pct:+.1f}%", p=f"{v.p_adjusted:.3g}",
+        message=v.message)
 
 
 def _edges(lo: float, hi: float, n: int, log_scale: bool) -> list[float]:

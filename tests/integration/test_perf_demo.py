@@ -120,11 +120,11 @@ def slow_db(unchanged: Any, store: Any, tmp_path_factory: pytest.TempPathFactory
 
 
 def verdicts(test: Any) -> dict[str, dict[str, Any]]:
-    return {v["metric"]: v for v in test.performance.verdicts}
+    return {v.metric: v.model_dump() for v in test.performance.verdicts}
 
 
 def show(label: str, test: Any) -> None:
-    for v in test.performance.verdicts:
+    for v in (verdict.model_dump() for verdict in test.performance.verdicts):
         print(f"{label}: {v['metric']}: effect {v['effect_pct']:+.1f}% "
               f"(CI {v['ci_low_pct']:+.1f}..{v['ci_high_pct']:+.1f}%), p={v['p_value']:.2g}, "
               f"p_adj={v['p_adjusted']:.2g}, regressed={v['regressed']}, test={v['test']}")

@@ -33,16 +33,13 @@ from clnrm.results import (
 from clnrm.results import TestResult as RunOfATest
 from clnrm.scenario import loads_scenario
 from clnrm.scenario.model import Scenario
+from clnrm.testing import FakeSandbox
 from tests.unit.perf_data import request_spans
 
 pytest.importorskip("chromadb")
 
 FP_A = Fingerprint(backend="docker", cpus=2, engine="27.3.1", kernel="6.8")
 FP_B = Fingerprint(backend="docker", cpus=32, engine="27.3.1", kernel="6.8")
-
-
-class _Box:
-    """A sandbox with no engine behind it: the session measures spans only."""
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +69,7 @@ def judged(sc: Scenario, spans: list[Any], store: Any, *, run_id: str,
            chaos: ChaosReport | None = None, step_failed: bool = False,
            validations: list[ValidationResult] | None = None) -> RunOfATest:
     """One test of ``sc`` whose system produced ``spans``, judged and recorded."""
-    session = PerfSession(sc, _Box(), run_id=run_id, seed=0,
+    session = PerfSession(sc, FakeSandbox(), run_id=run_id, seed=0,
                           options=options or PerfOptions(memory=store))
     session.begin()
     session.fingerprint = fingerprint
@@ -125,7 +122,7 @@ def test_baseline_round_trip_keeps_the_samples_and_catches_a_slowdown(store: Any
 
     same = judged(sc, request_spans(seed=2), store, run_id="rt-2")
     assert not failed(same)
-    assert all(not v["regressed"] for v in same.performance.verdicts)  # type: ignore[union-attr]
+    assert all(not v.regressed for v in same.performance.verdicts)  # type: ignore[union-attr]
 
     slow = judged(sc, request_spans(seed=3, db_ms=20.0), store, run_id="rt-3")
     bad = {v.expectation.split(" vs ")[0]: v for v in failed(slow)}
@@ -150,9 +147,9 @@ def test_noisy_runs_that_did_not_slow_down_are_not_flagged(store: Any) -> None:
         assert not failed(test), f"run {i} flagged: {[v.seen for v in failed(test)]}"
         if i >= 3:  # the baseline has its three runs: the run-level test is in charge
             verdicts = test.performance.verdicts  # type: ignore[union-attr]
-            assert all(v["runs_baseline"] == 3 for v in verdicts
-                       if not v["message"].startswith("shift since"))
-            assert all(not v["regressed"] for v in verdicts)
+            assert all(v.runs_baseline == 3 for v in verdicts
+                       if not v.message.startswith("shift since"))
+            assert all(not v.regressed for v in verdicts)
 
 
 def test_noise_without_a_threshold_is_not_flagged_either(store: Any) -> None:
@@ -221,10 +218,10 @@ def test_thresholds_from_the_toml_decide_what_fails(store: Any, toml: str, fails
     slower = judged(sc, request_spans(seed=410, db_ms=7.5, app_ms=4.0), store,
                     run_id=f"{name}-slow")
     assert bool(failed(slower)) is fails
-    verdicts = {v["metric"]: v for v in slower.performance.verdicts}  # type: ignore[union-attr]
-    assert verdicts["latency:SELECT items"]["significant"]
+    verdicts = {v.metric: v for v in slower.performance.verdicts}  # type: ignore[union-attr]
+    assert verdicts["latency:SELECT items"].significant
     if "fail_on_regression = false" in toml:
-        assert verdicts["latency:SELECT items"]["regressed"]
+        assert verdicts["latency:SELECT items"].regressed
         assert any("not failing: fail_on_regression = false" in w for w in slower.warnings)
     elif not fails:
         assert "within the 80% allowed" in perf_results(slower)["latency:SELECT items"].message
@@ -263,8 +260,8 @@ def test_history_shows_a_change_point_where_the_runs_got_slower(store: Any) -> N
     hist = {h.metric: h for h in test.performance.history}["latency:SELECT items"]
     assert hist.run_ids == [f"h-{i}" for i in range(8)]
     [point] = hist.change_points
-    assert point["index"] == 4 and point["run_id"] == "h-4"
-    assert point["change_pct"] > 150
+    assert point.index == 4 and point.run_id == "h-4"
+    assert point.change_pct > 150
 
 
 def test_expect_performance_bounds_and_regressions(store: Any) -> None:

@@ -14,6 +14,7 @@ from clnrm.perf.critical_path import critical_paths
 from clnrm.perf.metrics import measure, summarize_ms
 from clnrm.perf.result import MetricHistory, PerformanceResult
 from clnrm.perf.sampler import ContainerStatsSummary
+from clnrm.perf.verdict import ChangePoint, Verdict
 from clnrm.reports import render_html, render_json, waterfall
 from clnrm.reports._perf import histogram, history_chart
 from clnrm.reports.example import example_run, span
@@ -40,15 +41,17 @@ def perf_test(**extra: object) -> results.TestResult:
     current, baseline = requests(40, 1.3, 1), requests(40, 1.0, 2)
     perf = PerformanceResult(
         measurements=measure(current), baseline=measure(baseline),
-        verdicts=[{"metric": "SELECT items", "direction": "higher_is_worse", "regressed": True,
-                   "fails": True, "significant": True, "effect_pct": 31.0, "ci_low_pct": 22.0,
-                   "ci_high_pct": 40.5, "p_adjusted": 0.0002,
-                   "message": f"p95 rose 31% {HOSTILE}"}],
+        verdicts=[Verdict(metric="SELECT items", direction="higher_is_worse", regressed=True,
+                          fails=True, significant=True, effect_pct=31.0, ci_low_pct=22.0,
+                          ci_high_pct=40.5, shift_pct=28.0, p_value=0.0001, p_adjusted=0.0002,
+                          confidence=0.9998, statistic="p95", test="run-level t",
+                          n_baseline=40, n_current=40, runs_baseline=3, runs_current=1,
+                          message=f"p95 rose 31% {HOSTILE}")],
         history=[MetricHistory(metric="SELECT items p95", run_ids=[f"r{i}" for i in range(8)],
                                values=[15, 15.2, 14.9, 15.1, 19.8, 20.1, 19.9, 20.3],
-                               change_points=[{"index": 4, "run_id": "r4", "before_mean": 15.05,
-                                               "after_mean": 20.0, "change_pct": 32.9,
-                                               "p_value": 0.004}])],
+                               change_points=[ChangePoint(index=4, run_id="r4", before_mean=15.05,
+                                                          after_mean=20.0, change_pct=32.9,
+                                                          p_value=0.004)])],
         critical_path=critical_paths(current),
         containers={"db": ContainerStatsSummary(service="db", container_id="c", samples=4,
                                                 cpu_pct_mean=40, cpu_pct_peak=91.5,
@@ -159,7 +162,9 @@ def test_histogram_bins_are_logarithmic_for_long_tails() -> None:
 
 def test_history_change_mark_sits_between_the_runs_it_separates() -> None:
     chart = history_chart(MetricHistory(metric="m", values=[1, 1, 5, 5],
-                                        change_points=[{"index": 2, "change_pct": 400.0}]))
+                                        change_points=[ChangePoint(
+                                            index=2, run_id=None, before_mean=1.0,
+                                            after_mean=5.0, change_pct=400.0, p_value=0.01)]))
     xs = [p.x for p in chart.points]
     assert xs[1] < chart.changes[0].x < xs[2]
     assert chart.changes[0].label == "+400%"
