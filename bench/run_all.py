@@ -38,6 +38,8 @@ BENCHES: dict[str, tuple[str, str, str]] = {
     "regression_e2e": ("regression_e2e.py", "", "end to end through clnrm run"),
     "memory_kill": ("memory_kill.py", "wedged", "0 wedged stores after SIGKILLs"),
     "startup": ("startup.py", "ratio_vs_bare_python", "<= target x python -c pass"),
+    "healing": ("healing.py", "macro_f1",
+                "classifier macro-F1; heal rate, false heals, pass-2 attempts in the line"),
 }
 
 

@@ -111,8 +111,12 @@ def _first_run(test: TestResult, sc: Scenario | None) -> Classification:
                        f"{bad.validator} expectation failed: {bad.expectation}",
                        f"expected {bad.expected}; seen {bad.seen}" if bad.expected else "",
                        "every service started and every step passed")
-    if _RESOURCE.search(message):
-        return verdict(FailureClass.resource_starvation, _RESOURCE.search(message).group(0))  # type: ignore[union-attr]
+    if (r := _RESOURCE.search(message)) is not None:
+        return verdict(FailureClass.resource_starvation, _line_of(message, r))
+    if (r := _EXEC_FAILED.search(message)) is not None:  # the engine refused the exec itself
+        return verdict(FailureClass.port_or_config_mismatch, _line_of(message, r),
+                       "the file names a program or folder the image does not have",
+                       confidence=0.7)
     return verdict(FailureClass.unknown, message.splitlines()[0] if message else "no message",
                    confidence=0.3)
 

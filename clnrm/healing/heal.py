@@ -24,7 +24,7 @@ from clnrm.healing.model import (
     HealingReport,
     TriedRemediation,
 )
-from clnrm.healing.remedies import candidates
+from clnrm.healing.remedies import candidates, unknown_strategies
 
 if TYPE_CHECKING:
     from clnrm.healing.bandit import RemediationLedger
@@ -89,6 +89,19 @@ def heal_test(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser
               clock: Callable[[], float] = time.monotonic) -> TestResult:
     """The test's final result, carrying its ``healing`` report (``first`` if not healed)."""
     policy = policy or HealingPolicy.of(sc)
+    final = _heal(sc, first, run_one, chooser, policy=policy, ledger=ledger, rebuild=rebuild,
+                  sleep=sleep, clock=clock)
+    unknown = unknown_strategies(policy.strategies)
+    if unknown:  # an allow-list naming nothing real must not silently heal nothing
+        final.warnings.append(f"[self_healing] strategies names unknown remediation(s) "
+                              f"{', '.join(unknown)}; `clnrm heal list` shows the catalog")
+    return final
+
+
+def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
+          policy: HealingPolicy, ledger: RemediationLedger | None,
+          rebuild: Callable[[list[str]], None] | None, sleep: Callable[[float], None],
+          clock: Callable[[], float]) -> TestResult:
     diag = classify(first, sc)
     report = HealingReport(failure_class=diag.failure_class.value, healed=False,
                            evidence=diag.evidence_text, confidence=diag.confidence)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from clnrm.healing import FailureClass, classify, macro_f1
-from clnrm.results import Outcome, StepResult, TestResult, ValidationResult, ValidationStatus
+from clnrm.results import Outcome, StepResult, ValidationResult, ValidationStatus
+from clnrm.results import TestResult as Result
 from clnrm.scenario import load_scenario
 
 SET = Path(__file__).resolve().parents[1] / "healing"
@@ -18,15 +19,15 @@ def _sc(name: str):  # type: ignore[no-untyped-def]
     return load_scenario(SET / f"{name}.clnrm.toml")
 
 
-def _error(message: str, logs: str = "") -> TestResult:
+def _error(message: str, logs: str = "") -> Result:
     if logs:
         message = f"{message}\n--- last log lines of svc ---\n{logs}"
-    return TestResult(name="t", file="f", outcome=Outcome.ERROR, message=message)
+    return Result(name="t", file="f", outcome=Outcome.ERROR, message=message)
 
 
 def _step(message: str, *, exit_code: int | None = 1, stdout: str = "",
-          service: str | None = None) -> TestResult:
-    return TestResult(name="t", file="f", outcome=Outcome.FAILED, steps=[StepResult(
+          service: str | None = None) -> Result:
+    return Result(name="t", file="f", outcome=Outcome.FAILED, steps=[StepResult(
         name="s", service=service, command=["x"], outcome=Outcome.FAILED,
         exit_code=exit_code, stdout=stdout, message=message)])
 
@@ -109,7 +110,7 @@ def test_wrong_answer_on_a_healthy_system_is_a_product_defect() -> None:
     diag = classify(_step("stdout does not match /^42$/; stdout was: '41'", exit_code=0),
                     _sc("product_defect_2"))
     assert diag.failure_class is FailureClass.product_defect
-    span = TestResult(name="t", file="f", outcome=Outcome.FAILED, validations=[
+    span = Result(name="t", file="f", outcome=Outcome.FAILED, validations=[
         ValidationResult(validator="span", expectation="span 'orders.create'",
                          status=ValidationStatus.FAIL, expected="1", seen="0")])
     assert classify(span).failure_class is FailureClass.product_defect
@@ -133,7 +134,7 @@ def test_a_program_the_image_lacks_is_a_config_mismatch_and_exit_0_is_no_crash()
 
 
 def test_unexplained_error_is_unknown() -> None:
-    assert classify(_error("OCI runtime exec failed: chdir")).failure_class is \
+    assert classify(_error("engine answered 500: internal error")).failure_class is \
         FailureClass.unknown
 
 

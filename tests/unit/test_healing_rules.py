@@ -24,7 +24,8 @@ from clnrm.healing.bandit import FixedOrder, RemediationBandit
 from clnrm.healing.environment import expectation_view
 from clnrm.healing.heal import HealingPolicy, heal_test
 from clnrm.healing.labelled import labelled_set
-from clnrm.results import Outcome, StepResult, TestResult
+from clnrm.results import Outcome, StepResult
+from clnrm.results import TestResult as Result
 from clnrm.scenario import load_scenario
 from clnrm.scenario.model import Scenario
 
@@ -82,8 +83,8 @@ def test_product_defect_gets_no_remediation_even_if_a_plugin_claims_it() -> None
     assert candidates(_diag(FailureClass.product_defect, sc), sc) == []
 
 
-def _failed(sc: Scenario) -> TestResult:
-    return TestResult(name=sc.name, file=sc.source or "", outcome=Outcome.FAILED, steps=[
+def _failed(sc: Scenario) -> Result:
+    return Result(name=sc.name, file=sc.source or "", outcome=Outcome.FAILED, steps=[
         StepResult(name="s", command=["x"], outcome=Outcome.FAILED, exit_code=4,
                    message="exit code 4, expected 0")])
 
@@ -92,7 +93,7 @@ def test_product_defect_stays_red_and_says_why() -> None:
     sc = load_scenario(SET / "product_defect_1.clnrm.toml")
     runs: list[Scenario] = []
 
-    def run_one(s: Scenario) -> TestResult:
+    def run_one(s: Scenario) -> Result:
         runs.append(s)
         return _failed(s)
 
@@ -109,9 +110,9 @@ def test_flaky_is_healed_by_a_rerun_and_reported() -> None:
     sc = load_scenario(SET / "flaky_1.clnrm.toml")
     answers = iter([False, True])
 
-    def run_one(s: Scenario) -> TestResult:
+    def run_one(s: Scenario) -> Result:
         ok = next(answers)
-        return TestResult(name=s.name, file="", outcome=Outcome.PASSED) if ok else _failed(s)
+        return Result(name=s.name, file="", outcome=Outcome.PASSED) if ok else _failed(s)
 
     final = heal_test(sc, _failed(sc), run_one, RemediationBandit(0))
     assert final.healing is not None and final.healing.healed
@@ -120,15 +121,15 @@ def test_flaky_is_healed_by_a_rerun_and_reported() -> None:
     assert [t.outcome for t in final.healing.tried] == ["failed", "passed"]
 
 
-def _readiness_failure(sc: Scenario) -> TestResult:
-    return TestResult(name=sc.name, file="", outcome=Outcome.ERROR, message=(
+def _readiness_failure(sc: Scenario) -> Result:
+    return Result(name=sc.name, file="", outcome=Outcome.ERROR, message=(
         "service 'svc' exited with code 3 before it was ready (waiting for: x)"))
 
 
-def _restart_fixes(s: Scenario) -> TestResult:
+def _restart_fixes(s: Scenario) -> Result:
     """Fake runner: passes only when svc restarts on failure (as the real container does)."""
     if s.services["svc"].restart:
-        return TestResult(name=s.name, file="", outcome=Outcome.PASSED)
+        return Result(name=s.name, file="", outcome=Outcome.PASSED)
     return _readiness_failure(s)
 
 
@@ -181,7 +182,7 @@ def test_the_heal_json_shape() -> None:
 def test_port_mismatch_is_proposed_as_a_patch_not_applied() -> None:
     sc = load_scenario(SET / "port_mismatch_1.clnrm.toml")
     text_before = Path(sc.source or "").read_text()
-    first = TestResult(name=sc.name, file="", outcome=Outcome.ERROR, message=(
+    first = Result(name=sc.name, file="", outcome=Outcome.ERROR, message=(
         "service 'web' not ready: tcp probe failed: x did not hold within 2 s (the probe "
         "timeout); last seen: 1.2.3.4:8080: Connection refused; container status: running"))
     final = heal_test(sc, first, lambda s: pytest.fail("no rerun"), FixedOrder())  # type: ignore[arg-type,return-value]

@@ -66,9 +66,9 @@ def test_layers_that_are_not_built_warn_once_per_table() -> None:
         [intelligence]
         provider = "heuristic"
     """)
-    assert inert(scenario) == [(4, "self_healing"), (7, "intelligence")]
+    assert inert(scenario) == [(7, "intelligence")]  # [self_healing] acts: clnrm.healing
     message = scenario.warnings[0].message
-    assert "self-healing layer is not built yet" in message and "issue" not in message
+    assert "intelligence layer is not built yet" in message and "issue" not in message
 
 
 def test_values_that_ask_for_nothing_and_switched_off_tables_are_quiet() -> None:
