@@ -66,7 +66,8 @@ AGENT_FACTORIES: Final[dict[Agent, AgentFactory]] = {
     Agent.performance: _agent("clnrm.agents.performance:PerformanceAgent", runs_scenarios=True),
     Agent.chaos: _agent("clnrm.agents.chaos:ChaosAgent", runs_scenarios=True),
     Agent.self_healing: _agent("clnrm.agents.healer:Healer", runs_scenarios=True),
-    Agent.intelligence: _agent("clnrm.agents.intelligence:IntelligenceAgent"),
+    Agent.intelligence: _agent("clnrm.agents.intelligence:IntelligenceAgent",
+                               runs_scenarios=True),  # reads the runs' artifacts folder
 }
 
 

@@ -13,13 +13,8 @@ import typer
 
 
 def _fail(exc: BaseException | str) -> NoReturn:
-    try:
-        from clnrm.cli_support import fail
-    except ImportError:  # pragma: no cover - the CLI split has not landed
-        from clnrm.errors import ClnrmError
+    from clnrm.cli_support import fail
 
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code if isinstance(exc, ClnrmError) else 2) from None
     fail(exc)
 
 
@@ -36,9 +31,10 @@ def generate(
     min_frequency: Annotated[float, typer.Option(
         "--min-pattern-frequency", min=0.0001, max=1.0,
         help="Drop patterns seen in fewer than this share of a request type's traces.")] = 0.05,
-    confidence: Annotated[float, typer.Option(
+    confidence: Annotated[float | None, typer.Option(
         "--confidence-threshold", min=0.0, max=1.0,
-        help="Assert only patterns at least this confident.")] = 0.95,
+        help="Assert only patterns at least this confident [default: 0.95 for --traces, "
+        "0.75 for --from (a few runs)].")] = None,
     include_errors: Annotated[bool, typer.Option(
         "--include-error-scenarios/--no-error-scenarios",
         help="Also assert that frequent error paths keep appearing.")] = False,
@@ -57,7 +53,8 @@ def generate(
     try:
         result = _generate(out, traces, from_test, runs=runs, backend=backend,
                            options=dict(min_pattern_frequency=min_frequency,
-                                        confidence_threshold=confidence,
+                                        confidence_threshold=confidence if confidence
+                                        is not None else 0.95 if from_test is None else 0.75,
                                         include_error_scenarios=include_errors,
                                         counts=counts, seed=seed))
     except Exception as exc:
@@ -82,7 +79,9 @@ def _generate(out: Path, traces: Path | None, from_test: Path | None, *, runs: i
         load_scenario(from_test)  # a bad file fails here, located, before anything runs
         steps = scenario_body(read_text(from_test))
         spans = record_scenario(from_test, runs=runs, backend=backend)
-        generation = generate_tests(spans, MiningOptions(**options), steps_toml=steps)
+        # each run is judged alone: confidences, counts and envelopes are for one run
+        generation = generate_tests(spans, MiningOptions(**options, export_share=1 / runs),
+                                    steps_toml=steps)
     else:
         assert traces is not None
         generation = generate_tests(traces, MiningOptions(**options))

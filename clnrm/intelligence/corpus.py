@@ -1,6 +1,8 @@
 """Spans grouped into traces and traces into request types: what mining walks over.
 
-A request type is the root span's service and name (``frontend GET /users``).
+A request type is the root span's service and name (``frontend GET /users``); a root
+named only by its HTTP method (``GET``, as some instrumentations name server spans) adds
+its ``http.route`` (or ``url.path``), so requests to different routes stay apart.
 A trace's root is its span without a parent in the trace (the earliest one if a
 broken export has several).  Orphans whose parent is missing are kept, with no
 parent name, so a partial export still mines.
@@ -69,9 +71,18 @@ def build_trace(trace_id: str, spans: list[Span]) -> Trace:
                  parent_of=parent_of)
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
 def type_key(root: Span) -> str:
+    """``service name``; a root named only by its HTTP method adds its route (or path)."""
+    name = root.name
+    if name in HTTP_METHODS:
+        route = root.attributes.get("http.route") or root.attributes.get("url.path")
+        if isinstance(route, str) and route:
+            name = f"{name} {route}"
     service = root.service_name
-    return f"{service} {root.name}" if service else root.name
+    return f"{service} {name}" if service else name
 
 
 def build_corpus(spans: list[Span], source: str | Path = "<spans>") -> Corpus:

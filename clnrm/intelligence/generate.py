@@ -24,7 +24,8 @@ log = structlog.get_logger("clnrm.intelligence")
 
 PATTERNS_FILE: Final = "patterns.json"
 _HEADER: Final = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_\"'.\- ]+?)\s*\]\]?\s*(?:#.*)?$")
-_DROPPED_TABLES: Final = ("expect", "meta", "test")
+_DROPPED_TABLES: Final = ("expect", "test")
+_META_KEY: Final = re.compile(r"^\s*(name|description)\s*=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,19 +74,21 @@ def _table_name(header: str) -> str:
 
 
 def scenario_body(text: str) -> str:
-    """A test file's text without its ``[meta]``/``[test]`` and ``[expect.*]`` tables.
+    """A test file's text without its ``[test]`` and ``[expect.*]`` tables and without
+    ``[meta]``'s name and description (its timeout and the rest stay).
 
     What is kept (services, steps, scenarios, settings) is copied line for line, so
-    comments and layout survive; the generated file supplies its own metadata and the
+    comments and layout survive; the generated file supplies its own name and the
     mined expectations.
     """
     kept: list[str] = []
-    dropping = False
+    dropping = in_meta = False
     for line in text.splitlines():
         match = _HEADER.match(line)
         if match:
-            dropping = _table_name(match.group(1)) in _DROPPED_TABLES
-        if not dropping:
+            table = _table_name(match.group(1))
+            dropping, in_meta = table in _DROPPED_TABLES, match.group(1).strip() == "meta"
+        if not dropping and not (in_meta and _META_KEY.match(line)):
             kept.append(line)
     return "\n".join(kept).strip("\n") + "\n"
 

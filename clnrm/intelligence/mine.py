@@ -55,11 +55,11 @@ log = structlog.get_logger("clnrm.intelligence")
 NOISY_KEY_TOKENS: Final = frozenset({
     "id", "ids", "uuid", "guid", "session", "sessionid", "timestamp", "time", "date",
     "datetime", "nonce", "token", "requestid", "userid", "traceid", "spanid", "correlation",
-    "ip", "peer", "port", "pid", "thread", "host", "hostname", "addr", "address"})
+    "ip", "peer", "pid", "thread", "hostname"})
 """Key words that name per-request or per-process values, whatever they hold."""
 _NOISY_VALUE: Final = re.compile(
     r"^(?:[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
-    r"|[0-9a-fA-F]{16,}|\d{10,}|\d{4}-\d\d-\d\dT.*)$")
+    r"|[0-9a-fA-F]{12,}|\d{10,}|\d{4}-\d\d-\d\dT.*)$")
 """UUIDs, long hex ids, epoch timestamps and ISO datetimes."""
 MISS_PROBABILITY: Final = 1e-6
 """Latency envelopes: chance that a same-sized export of the unchanged system has no
@@ -75,6 +75,7 @@ class _Global:
     """Corpus-wide facts: what every validator will see in a same-shaped export."""
 
     half: dict[str, int]
+    types: dict[str, RequestType] = field(default_factory=dict)
     name_types: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     statuses: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     durations: dict[str, list[tuple[int, float]]] = field(
@@ -88,7 +89,8 @@ class _Global:
 def _collect(corpus: Corpus, seed: int) -> _Global:
     ids = [t.trace_id for t in corpus.traces]
     random.Random(seed).shuffle(ids)
-    facts = _Global(half={tid: i % 2 for i, tid in enumerate(ids)})
+    facts = _Global(half={tid: i % 2 for i, tid in enumerate(ids)},
+                    types={rt.key: rt for rt in corpus.types})
     for rt in corpus.types:
         for trace in rt.traces:
             seen: set[str] = set()
@@ -125,6 +127,11 @@ def mine(corpus: Corpus, options: MiningOptions | None = None) -> MinedPatterns:
                          spans=corpus.span_count, request_types=types)
 
 
+def _judged(n: int, options: MiningOptions) -> int:
+    """How many of ``n`` source items a judged export holds."""
+    return max(1, round(n * options.export_share))
+
+
 def _mine_type(rt: RequestType, facts: _Global, options: MiningOptions) -> RequestTypePatterns:
     n = len(rt.traces)
     groups: dict[tuple[str, str | None, str], list[tuple[int, Span]]] = defaultdict(list)
@@ -143,22 +150,27 @@ def _mine_type(rt: RequestType, facts: _Global, options: MiningOptions) -> Reque
         if k / n < options.min_pattern_frequency:
             continue
         name, parent, kind = key
-        shape = _attribute_profiles(name, parent, groups[key])
+        shape = _attribute_profiles(name, parent, groups[key], options)
         profiles.extend(shape)
         constants = {p.key: p.values[0] for p in shape if p.verdict == "constant"
                      and p.evidence.confidence >= options.confidence_threshold}
         constants.update({p.key: p.dominant for p in shape if p.dominant is not None
                           and p.dominant_confidence >= options.confidence_threshold})
+        status, seen = Counter(s.status for _, s in groups[key]).most_common(1)[0]
+        m = len(groups[key])
+        usual = status if seen * 2 > m and existential_confidence(
+            seen, m, _judged(m, options)) >= options.confidence_threshold else None
         spans.append(SpanPattern(
             name=name, parent=parent, kind=kind, service=groups[key][0][1].service_name,
-            attrs=constants,
-            evidence=Evidence(support=k, total=n, confidence=existential_confidence(k, n))))
+            attrs=constants, status=usual,  # type: ignore[arg-type]
+            evidence=Evidence(support=k, total=n, confidence=existential_confidence(
+                k, n, _judged(n, options)))))
     names = sorted({p.name for p in spans})
     return RequestTypePatterns(
         key=rt.key, root=rt.root, service=rt.service, traces=n, spans=spans,
         attributes=profiles, order=_order(rt, facts), counts=_counts(rt, facts, names, options),
         status=_status(facts, names), error_rates=_error_rates(facts, names, options),
-        windows=_windows(rt, facts, names), latency=_latency(facts, names),
+        windows=_windows(rt, facts, names), latency=_latency(facts, names, options),
         forbidden=_forbidden(rt, facts, options))
 
 
@@ -169,8 +181,8 @@ def _noisy_key(key: str) -> bool:
                for t in tokens)
 
 
-def _attribute_profiles(name: str, parent: str | None,
-                        samples: list[tuple[int, Span]]) -> list[AttributeProfile]:
+def _attribute_profiles(name: str, parent: str | None, samples: list[tuple[int, Span]],
+                        options: MiningOptions) -> list[AttributeProfile]:
     """Each attribute key on every span of one shape: constant, enumeration or noise."""
     m = len(samples)
     keys = sorted(set().union(*(s.attributes for _, s in samples)))
@@ -189,7 +201,8 @@ def _attribute_profiles(name: str, parent: str | None,
         if verdict == "enumeration":
             value, count = Counter(texts).most_common(1)[0]
             if count * 2 > m:
-                dominant, dominant_confidence = value, existential_confidence(count, m)
+                dominant, dominant_confidence = value, existential_confidence(
+                    count, m, _judged(m, options))
         out.append(AttributeProfile(
             span=name, parent=parent, key=key, verdict=verdict,
             values=distinct if verdict != "noise" else [], distinct=len(distinct),
@@ -264,21 +277,36 @@ def _order(rt: RequestType, facts: _Global) -> list[OrderPattern]:
 
 def _counts(rt: RequestType, facts: _Global, names: list[str],
             options: MiningOptions) -> list[CountPattern]:
-    """Totals of the names only this request type makes (others would blur the total)."""
+    """Totals of each name over every request type making it, with a 4-sigma range.
+
+    The total is stable for an export with the source's requests (a test's load step,
+    a scenario's runs): each type contributes its mean per trace times its traces, and
+    its per-trace variance times its traces to the spread.
+    """
     if not options.counts:
         return []
     n = len(rt.traces)
     out: list[CountPattern] = []
     for name in names:
-        if facts.name_types[name] != {rt.key} or is_glob(name):
+        if is_glob(name):
             continue
-        per = [sum(1 for s in t.spans if s.name == name) for t in rt.traces]
-        total = sum(per)
-        spread = 4 * statistics.pstdev(per) * math.sqrt(n)
+        total = variance = 0.0
+        mine_per: list[int] = []
+        for key in sorted(facts.name_types[name]):
+            traces = facts.types[key].traces
+            per = [sum(1 for s in t.spans if s.name == name) for t in traces]
+            judged = _judged(len(traces), options)
+            total += statistics.fmean(per) * judged
+            variance += statistics.pvariance(per) * judged
+            if key == rt.key:
+                mine_per = per
+        spread = 4 * math.sqrt(variance)
         out.append(CountPattern(
-            name=name, per_trace_min=min(per), per_trace_max=max(per),
-            gte=max(0, math.floor(total - spread)), lte=math.ceil(total + spread),
-            evidence=Evidence(support=sum(1 for c in per if c), total=n,
+            name=name, per_trace_min=min(mine_per), per_trace_max=max(mine_per),
+            gte=max(0, math.floor(total - spread + 1e-9)),
+            lte=math.ceil(total + spread - 1e-9),
+            also_in=sorted(facts.name_types[name] - {rt.key}),
+            evidence=Evidence(support=sum(1 for c in mine_per if c), total=n,
                               confidence=universal_confidence(n))))
     return out
 
@@ -302,7 +330,7 @@ def _error_rates(facts: _Global, names: list[str],
         errors, m = seen.get("ERROR", 0), sum(seen.values())
         if not errors:
             continue
-        miss = (1 - errors / m) ** m  # chance a same-sized export shows no error at all
+        miss = (1 - errors / m) ** _judged(m, options)  # chance an export shows no error
         out.append(ErrorRatePattern(
             name=name, errors=errors, spans=m, rate=round(errors / m, 4),
             assert_error_path=options.include_error_scenarios
@@ -346,7 +374,7 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def _latency(facts: _Global, names: list[str]) -> list[LatencyPattern]:
+def _latency(facts: _Global, names: list[str], options: MiningOptions) -> list[LatencyPattern]:
     out: list[LatencyPattern] = []
     for name in names:
         timed = facts.durations.get(name, [])
@@ -354,20 +382,21 @@ def _latency(facts: _Global, names: list[str]) -> list[LatencyPattern]:
         if n < MIN_LATENCY_SPANS or is_glob(name):
             continue
         values = [d for _, d in timed]
-        q = min(0.95, max(0.05, 1 - MISS_PROBABILITY ** (1 / n)))
+        judged = _judged(n, options)
+        q = min(0.95, max(0.05, 1 - MISS_PROBABILITY ** (1 / judged)))
         at_q = _quantile(values, q)
         halves = [[d for h, d in timed if h == i] for i in (0, 1)]
         spread = 0.0
         if all(len(h) >= 4 for h in halves) and at_q > 0:
             spread = abs(_quantile(halves[0], q) - _quantile(halves[1], q)) / at_q
         tolerance = round(max(SPREAD_TOLERANCE, 2 * spread), 3)
-        max_ms = round(max(at_q * (1 + tolerance), at_q + 0.05), 3)
+        max_ms = round(max(at_q * (1 + tolerance), at_q + 0.01), 3)
         out.append(LatencyPattern(
             name=name, spans=n, p50_ms=round(_quantile(values, 0.5), 3),
             p95_ms=round(_quantile(values, 0.95), 3), quantile=round(q, 3),
             quantile_ms=round(at_q, 3), tolerance=tolerance, max_ms=max_ms,
             evidence=Evidence(support=sum(1 for v in values if v <= max_ms), total=n,
-                              unit="spans", confidence=round(1 - (1 - q) ** n, 4))))
+                              unit="spans", confidence=round(1 - (1 - q) ** judged, 4))))
     return out
 
 
@@ -375,6 +404,8 @@ def _forbidden(rt: RequestType, facts: _Global, options: MiningOptions) -> list[
     """Callers of this type × entry spans of services their service never called."""
     callers: dict[str, set[str]] = defaultdict(set)
     for trace in rt.traces:
+        if trace.root.service_name is not None:  # a leaf root may start calling, too
+            callers[trace.root.service_name].add(trace.root.name)
         for span in trace.spans:
             parent = trace.parent_of.get(span.span_id)
             if parent is not None and parent.service_name is not None:

@@ -25,12 +25,13 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def existential_confidence(support: int, total: int) -> float:
-    """Chance that an export of ``total`` traces shows a pattern seen in ``support`` of them."""
+def existential_confidence(support: int, total: int, judged: int | None = None) -> float:
+    """Chance that an export of ``judged`` traces (default ``total``) shows a pattern seen
+    in ``support`` of ``total``."""
     if total <= 0 or support <= 0:
         return 0.0
     p = (support + 0.5) / (total + 1)
-    return round(1.0 - (1.0 - p) ** total, 4)
+    return round(1.0 - (1.0 - p) ** (total if judged is None else judged), 4)
 
 
 def universal_confidence(agreeing: int) -> float:
@@ -49,6 +50,10 @@ class MiningOptions(_Frozen):
     """Also assert that failing paths (ERROR spans) keep appearing when they are frequent."""
     counts: bool = True
     """Assert span totals; they hold for an export with the same requests as the source."""
+    export_share: float = Field(default=1.0, gt=0, le=1)
+    """The exports the tests will judge hold this share of the source's traces: 1 for a
+    corpus like the source, ``1/runs`` for ``--from`` (each run is judged alone).
+    Confidences, counts and latency quantiles are computed for that size."""
     seed: int = 0
     """Seeds the split into independent halves (noise detection); same seed, same output."""
     max_forbidden_edges: int = Field(default=60, ge=0)
@@ -75,6 +80,8 @@ class SpanPattern(_Frozen):
     service: str | None = None
     attrs: dict[str, str] = Field(default_factory=dict)
     """Attributes constant on every such span (noise already removed)."""
+    status: Literal["OK", "ERROR", "UNSET"] | None = None
+    """The status most such spans carry, when an export almost surely shows one with it."""
     evidence: Evidence
 
 
@@ -105,13 +112,16 @@ class OrderPattern(_Frozen):
 
 
 class CountPattern(_Frozen):
-    """How many spans of a name the export holds (names only this request type makes)."""
+    """How many spans of a name an export with the source's requests holds."""
 
     name: str
     per_trace_min: int
     per_trace_max: int
+    """Per trace of this request type."""
     gte: int
     lte: int
+    also_in: list[str] = Field(default_factory=list)
+    """Other request types making spans of this name (their share is in the total)."""
     evidence: Evidence
 
 

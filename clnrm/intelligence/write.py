@@ -70,12 +70,17 @@ def render(rt: RequestTypePatterns, mined: MinedPatterns, *,
             "# Each assertion says how often it was seen and how sure mining is of it.")
     if steps_toml is None:
         out.add("# Judge an export with: clnrm run THIS_FILE --traces EXPORT")
+    meta = ["[meta]", f"name = {_q('generated ' + slug(rt.key))}",
+            f"description = {_q(f'learned from {rt.traces} traces of {rt.key}')}"]
+    body = (steps_toml or "").rstrip("\n").splitlines()
     out.blank()
-    out.add("[meta]", f"name = {_q('generated ' + slug(rt.key))}",
-            f"description = {_q(f'learned from {rt.traces} traces of {rt.key}')}")
-    if steps_toml:
+    if "[meta]" in (line.strip() for line in body):  # the file's own [meta], renamed
+        at = next(i for i, line in enumerate(body) if line.strip() == "[meta]")
+        body[at:at + 1] = meta
+    else:
+        out.add(*meta)
         out.blank()
-        out.add(steps_toml.rstrip("\n"))
+    out.add(*body)
     skipped: list[str] = []
     for span in rt.spans:
         if span.evidence.confidence < keep:
@@ -91,6 +96,8 @@ def render(rt: RequestTypePatterns, mined: MinedPatterns, *,
             out.add(f"parent = {_q(span.parent)}")
         if span.kind in ("internal", "server", "client", "producer", "consumer"):
             out.add(f"kind = {_q(span.kind)}")
+        if span.status is not None:
+            out.add(f"status = {_q(span.status)}")
         if span.attrs:
             out.add(f"attrs = {{ all = {_inline(span.attrs)} }}")
         out.assertions += 1
@@ -123,7 +130,7 @@ def render(rt: RequestTypePatterns, mined: MinedPatterns, *,
         out.assertions += 1
     _order(out, rt, keep)
     _status(out, rt, keep)
-    _counts(out, rt, keep)
+    _counts(out, rt, keep, opts.export_share)
     _graph(out, rt, keep)
     for profile in rt.attributes:
         if profile.verdict != "constant":
@@ -168,21 +175,24 @@ def _status(out: _Lines, rt: RequestTypePatterns, keep: float) -> None:
         out.assertions += 1
 
 
-def _counts(out: _Lines, rt: RequestTypePatterns, keep: float) -> None:
+def _counts(out: _Lines, rt: RequestTypePatterns, keep: float, share: float) -> None:
     kept = [c for c in rt.counts if c.evidence.confidence >= keep]
     if not kept:
         return
     out.blank()
-    out.add(f"# totals for an export of {rt.traces} {rt.key!r} requests, as recorded "
-            "(names no other request type makes); 4 sigma of the per-request spread",
+    requests = max(1, round(rt.traces * share))
+    out.add(f"# totals for an export with the recorded requests ({requests} of "
+            f"{rt.key!r}, and the other types'),",
+            "# 4 sigma of the per-request spread; --no-counts leaves them out",
             "[expect.counts.by_name]")
     for c in kept:
         bound = (f"{{ eq = {c.gte} }}" if c.gte == c.lte else
                  f"{{ gte = {c.gte}, lte = {c.lte} }}")
         per = (str(c.per_trace_min) if c.per_trace_min == c.per_trace_max
                else f"{c.per_trace_min}..{c.per_trace_max}")
+        also = f"; also made by {', '.join(c.also_in)}" if c.also_in else ""
         out.add(f"{_q(c.name)} = {bound}  # {per} per request, in "
-                f"{c.evidence.support}/{c.evidence.total} traces")
+                f"{c.evidence.support}/{c.evidence.total} traces{also}")
         out.assertions += 1
 
 

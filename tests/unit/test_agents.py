@@ -7,7 +7,6 @@ from clnrm.agents import Bid, Layer, Task, TaskStatus, award, conflicts, precede
 from clnrm.agents.architect import Architect
 from clnrm.agents.chaos import ChaosAgent
 from clnrm.agents.healer import Healer
-from clnrm.agents.intelligence import IntelligenceAgent
 from clnrm.agents.performance import PerformanceAgent
 from clnrm.memory import Agent
 
@@ -129,22 +128,6 @@ def test_healer_bids_to_heal_a_scenario_and_has_no_opinion_on_other_layers() -> 
     bid = agent.propose(task)
     assert bid is not None and not bid.declined and bid.value == 0.2
     assert "heal it if it fails" in bid.reason
-    assert agent.propose(arch_task(BASE)) is None  # no opinion on other layers' work
-
-
-@pytest.mark.parametrize(("cls", "layer"), [(IntelligenceAgent, Layer.intelligence)])
-def test_unbuilt_layers_decline_with_their_reason_and_never_pretend(cls: type, layer: Layer
-                                                                    ) -> None:
-    agent = cls(board=None, name=f"{layer.value}@t")
-    task = arch_task(EVERY_LAYER).model_copy(update={"layer": layer,
-                                                     "id": f"swarm-t/planned/{layer.value}"})
-    bid = agent.propose(task)
-    assert bid is not None and bid.declined
-    assert bid.reason.endswith(f"layer not implemented yet: issue {cls.pending_issue}")
-    assert cls.pending_issue.startswith("none filed")
-    outcome = agent.act(task)
-    assert outcome.status is TaskStatus.declined
-    assert "layer not implemented yet" in outcome.reason
     assert agent.propose(arch_task(BASE)) is None  # no opinion on other layers' work
 
 

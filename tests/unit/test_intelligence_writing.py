@@ -1,0 +1,133 @@
+"""Writing tests from mined patterns (issue 15): readable files that load, pass on the
+system they came from and on a fresh corpus of it, and fail on changed behaviour."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clnrm.cli import app
+from clnrm.execution import judge_spans
+from clnrm.intelligence.generate import Generation, generate_tests, scenario_body
+from clnrm.intelligence.mutants import OPERATORS, mutants
+from clnrm.intelligence.synthetic import shop_corpus
+from clnrm.otel.span import Span
+from clnrm.results import ValidationStatus
+from clnrm.scenario import Scenario
+from clnrm.scenario.loader import loads_scenario
+
+
+@cache
+def generation() -> Generation:
+    return generate_tests(shop_corpus(1))
+
+
+@cache
+def generated_scenarios() -> list[Scenario]:
+    return [loads_scenario(t.text, source=t.filename) for t in generation().tests]
+
+
+def failing(spans: list[Span]) -> list[str]:
+    bad = (ValidationStatus.FAIL, ValidationStatus.ERROR)
+    return [sc.name for sc in generated_scenarios()
+            if any(v.status in bad for v in judge_spans(sc, spans))]
+
+
+def write_jsonl(path: Path, spans: list[Span]) -> Path:
+    path.write_text("".join(json.dumps(s.to_dict()) + "\n" for s in spans), encoding="utf-8")
+    return path
+
+
+def test_one_test_per_request_type_each_assertion_with_its_support() -> None:
+    names = [t.filename for t in generation().tests]
+    assert names == ["frontend-get-catalog.clnrm.toml", "frontend-get-health.clnrm.toml",
+                     "frontend-get-users-id.clnrm.toml", "frontend-post-orders.clnrm.toml"]
+    text = generation().tests[2].text
+    blocks = [b for b in text.split("\n\n") if "[[expect.span]]" in b]
+    assert len(blocks) > 5
+    assert all(b.startswith("# seen in") or b.startswith("# latency envelope") for b in blocks)
+    assert "# seen in 60/60 traces" in text
+    assert "enduser.id" not in text.split("# Not asserted:")[0]
+
+
+def test_generated_tests_pass_on_their_source_and_on_fresh_corpora() -> None:
+    assert failing(shop_corpus(1)) == []
+    for seed in (2, 3, 4):
+        assert failing(shop_corpus(seed)) == [], seed
+
+
+def test_generated_tests_catch_every_kind_of_mutant() -> None:
+    muts = mutants(shop_corpus(2))
+    assert {m.operator for m in muts} == set(OPERATORS)
+    survivors = [f"{m.operator}: {m.description}" for m in muts if not failing(m.spans)]
+    assert len(survivors) <= 0.1 * len(muts), survivors
+
+
+def test_a_test_generated_from_a_scenario_keeps_its_steps_and_meta() -> None:
+    text = ('[meta]\nname = "x"\ntimeout = "90s"\n\n[[steps]]\nname = "s"\n'
+            'command = ["true"]\n')
+    made = generate_tests(shop_corpus(1), steps_toml=scenario_body(text)).tests[0]
+    scenario = loads_scenario(made.text, source=made.filename)
+    assert scenario.name == "generated frontend-get-catalog"
+    assert [s.name for s in scenario.steps] == ["s"]
+    assert made.text.count("[meta]") == 1 and 'timeout = "90s"' in made.text
+
+
+def test_same_input_and_seed_give_the_same_bytes() -> None:
+    again = generate_tests(shop_corpus(1))
+    assert [t.text for t in again.tests] == [t.text for t in generation().tests]
+
+
+def test_scenario_body_drops_the_name_and_expectations_keeps_the_rest() -> None:
+    text = ('[meta]\nname = "x"\ntimeout = "90s"\n\n[services.api]\nimage = "a"\n\n'
+            '[[steps]]\nname = "s"\ncommand = ["true"]\n\n[[expect.span]]\nname = "old"\n\n'
+            '[expect.graph]\nacyclic = true\n\n[vars]\nk = "v"\n')
+    body = scenario_body(text)
+    assert "[services.api]" in body and "[[steps]]" in body and "[vars]" in body
+    assert 'timeout = "90s"' in body and 'name = "s"' in body
+    assert 'name = "x"' not in body and "expect" not in body and '"old"' not in body
+
+
+runner = CliRunner()
+
+
+def test_cli_generates_files_that_validate_and_judge_their_export(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "spans.jsonl", shop_corpus(1))
+    fresh = write_jsonl(tmp_path / "fresh.jsonl", shop_corpus(5))
+    out = tmp_path / "gen"
+    res = runner.invoke(app, ["generate", "--traces", str(source), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "4 request types" in res.output
+    assert len(list(out.glob("*.clnrm.toml"))) == 4 and (out / "patterns.json").is_file()
+    assert runner.invoke(app, ["validate", str(out)]).exit_code == 0
+    for export in (source, fresh):
+        judged = runner.invoke(app, ["run", str(out), "--traces", str(export)])
+        assert judged.exit_code == 0, judged.output
+
+
+def test_cli_judges_a_mutant_export_as_failed(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "spans.jsonl", shop_corpus(1))
+    broken = next(m for m in mutants(shop_corpus(2)) if m.operator == "add-edge")
+    mutant = write_jsonl(tmp_path / "mutant.jsonl", broken.spans)
+    out = tmp_path / "gen"
+    assert runner.invoke(app, ["generate", "--traces", str(source), "-o", str(out)]).exit_code == 0
+    assert runner.invoke(app, ["run", str(out), "--traces", str(mutant)]).exit_code == 1
+
+
+@pytest.mark.parametrize("content", ["not json at all\n", '{"resourceSpans": 3}\n'])
+def test_cli_bad_trace_file_is_a_located_error_exit_2(tmp_path: Path, content: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content, encoding="utf-8")
+    res = runner.invoke(app, ["generate", "--traces", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "bad.json" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_needs_exactly_one_input(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["generate", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "exactly one of --traces" in res.output
