@@ -3,8 +3,9 @@
 The plan is data (a list of :class:`~clnrm.agents.base.Task` with ``after`` edges)
 posted on the blackboard, with a reason for every layer it includes or leaves
 out, so a run can be explained from memory alone.  The architect decides
-nothing about *how* a layer works; it only reads which tables the file has
-(``Scenario.layer_enabled``: the ``[layers]`` switches, else table presence).
+nothing about *how* a layer works; it asks each layer whether it is on
+(:func:`clnrm.layers.layer_active`, the same rule the executor follows, so a layer
+is planned exactly when a run would use it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from clnrm.agents.base import (
 from clnrm.memory import Agent
 
 from clnrm.errors import ClnrmError
+from clnrm.layers import layer_active, why_off
 from clnrm.scenario import loads_scenario
 from clnrm.scenario.model import Scenario
 
@@ -64,7 +66,7 @@ class Architect(SwarmAgent):
         self-healing and intelligence wait for every layer planned before them.
         """
         on = [Layer.orchestration] + [layer for layer in OPTIONAL_LAYERS
-                                      if scenario.layer_enabled(layer.value)]
+                                      if layer_active(scenario, layer.value)]
         prefix = task.id.rsplit("/", 1)[0]
         ids = {layer: f"{prefix}/{layer.value}" for layer in on}
         notes = [f"{Layer.orchestration.value}: {WHY_AFTER[Layer.orchestration]}"]
@@ -83,7 +85,7 @@ class Architect(SwarmAgent):
             tasks.append(Task(id=ids[layer], run_id=task.run_id, layer=layer,
                               scenario=task.scenario, source=task.source, text=task.text,
                               after=tuple(after), plan_id=task.id, purpose=PURPOSE[layer]))
-        off = [_why_off(scenario, layer) for layer in OPTIONAL_LAYERS if layer not in on]
+        off = [why_off(scenario, layer.value) for layer in OPTIONAL_LAYERS if layer not in on]
         order = " -> ".join(layer.value for layer in on)
         reason = (f"plan for {scenario.name} ({task.source}): {order}. "
                   + "; ".join(notes) + (". Not planned: " + "; ".join(off) if off else ""))
@@ -102,12 +104,3 @@ class Architect(SwarmAgent):
                            reason=f"architect planned {scenario.name}: {order}",
                            facts={"tasks": len(tasks), "name": scenario.name})
 
-
-def _why_off(scenario: Scenario, layer: Layer) -> str:
-    switches = scenario.layers
-    if switches is not None and getattr(switches, layer.value) is False:
-        return f"{layer.value} (switched off in [layers])"
-    table = getattr(scenario, layer.value)
-    if table is not None:
-        return f"{layer.value} ([{layer.value}] has enabled = false)"
-    return f"{layer.value} (no [{layer.value}] table)"

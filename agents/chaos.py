@@ -39,6 +39,10 @@ class ChaosAgent(ScenarioRunningAgent):
     def declines(self, scenario: Scenario) -> str | None:
         if scenario.chaos is None or not scenario.chaos.faults:
             return "it has no [[chaos.faults]] to inject"
+        from clnrm.layers import layer_active
+
+        if not layer_active(scenario, "chaos"):
+            return "its chaos layer is switched off ([layers] chaos or [chaos] enabled)"
         return None
 
     def test_lines(self, test: TestResult) -> list[str]:

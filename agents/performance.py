@@ -46,9 +46,9 @@ class PerformanceAgent(ScenarioRunningAgent):
     verb = "performance measured"
 
     def declines(self, scenario: Scenario) -> str | None:
-        from clnrm.perf.session import performance_on
+        from clnrm.layers import layer_active
 
-        if not performance_on(scenario):
+        if not layer_active(scenario, "performance"):
             return "its [performance] table is absent or switched off"
         return None
 

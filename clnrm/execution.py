@@ -7,6 +7,11 @@ ready (:mod:`clnrm.orchestration`); steps run; spans are settled and
 collected; the sandbox and receiver are closed (context managers, services
 removed dependants first); *then* spans, timeline and topology are judged,
 so a slow validator never keeps containers alive.
+
+Layers (orchestration, chaos, performance, a plugin's) are not named here: the
+registry (:mod:`clnrm.layers`) says which are on for the scenario, each gives a
+session whose hooks run at launch, services ready, each step and the end, and
+judging is one loop over those sessions.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +28,7 @@ import structlog
 
 from clnrm.backends.base import Backend, Sandbox
 from clnrm.errors import ClnrmError, ReadinessError
+from clnrm.layers import LayerContext, LayerSession, LiveSystem, active_layers, layer_active
 from clnrm.orchestration.schedule import Timeline
 from clnrm.results import (
     ExecResult,
@@ -31,18 +36,16 @@ from clnrm.results import (
     StepResult,
     TestResult,
     ValidationResult,
+    ValidationStatus,
 )
 from clnrm.scenario.model import Scenario, Step
 
 if TYPE_CHECKING:
-    from clnrm.chaos.engine import ChaosSession
     from clnrm.orchestration import OrchestrationPlan
     from clnrm.orchestration.readiness import SpanWaiter
     from clnrm.otel.selftrace import SelfTracer
-    from clnrm.otel.session import TestTelemetry
     from clnrm.otel.span import Span
     from clnrm.perf.options import PerfOptions
-    from clnrm.perf.session import PerfSession
     from clnrm.runner import TestPlan
 
 log = structlog.get_logger("clnrm.test")
@@ -56,21 +59,14 @@ def time_limit(sc: Scenario) -> float | None:
     """The whole-test limit in seconds: ``[meta] timeout`` and ``[orchestration] timeout``
     (when that layer is on) both bound the test, so the smaller one applies."""
     limits = [sc.timeout]
-    if sc.orchestration is not None and sc.layer_enabled("orchestration"):
+    if sc.orchestration is not None and layer_active(sc, "orchestration"):
         limits.append(sc.orchestration.timeout)
     given = [limit for limit in limits if limit is not None]
     return min(given) if given else None
 
 
-@dataclass
-class LiveSystem:
-    """A test's running system, as :meth:`TestExecution.live` yields it."""
-
-    box: Sandbox
-    telemetry: TestTelemetry | None
-    deadline: float
-    chaos: ChaosSession | None = None
-    perf: PerfSession | None = None
+__all__ = ["LiveSystem", "TestExecution", "describe_validations", "judge_spans", "judge_step",
+           "time_limit"]
 
 
 class TestExecution:
@@ -82,8 +78,9 @@ class TestExecution:
                  on_event: Callable[[str, str], None],
                  perf: PerfOptions | None = None) -> None:
         self.tp = tp
-        self.perf_options = perf
-        self.perf_session: PerfSession | None = None  # set while measuring, judged after
+        self.layer_options: dict[str, Any] = {"performance": perf}
+        # (layer name, session) of the active layers: entered in live(), judged after
+        self.sessions: list[tuple[str, LayerSession]] = []
         self.sc: Scenario = tp.scenario
         self.backend = backend
         self.run_id = run_id
@@ -148,28 +145,26 @@ class TestExecution:
 
     def _in_sandbox(self, test: TestResult, traceparent: str) -> list[Span]:
         with self.live(test, traceparent) as live:
-            chaos, perf = live.chaos, live.perf
-            if chaos is not None:
-                test.chaos = chaos.report  # filled in as the experiment goes
-                chaos.begin(live.telemetry.receiver if live.telemetry else None)
-            if perf is not None:
-                self.perf_session = perf  # judged in _judge, once the sandbox is gone
-                perf.begin()
-            if chaos is not None and chaos.report.aborted:
-                test.steps = []  # the hypothesis failed first: no fault, no steps
-            else:
-                def steps() -> list[StepResult]:
-                    return self._run_steps(live.box, live.deadline,
-                                           on_step=chaos.on_step if chaos else None)
+            sessions = list(live.sessions.values())
+            for session in sessions:
+                session.on_ready(live)
 
-                test.steps = perf.measure(steps) if perf is not None else steps()
-            if perf is not None:
-                perf.end()
-            if chaos is not None:
-                chaos.end()
+            def steps() -> list[StepResult]:
+                return self._run_steps(live.box, live.deadline, on_step=on_step)
+
+            def on_step(name: str) -> None:
+                for session in sessions:
+                    session.on_step(name)
+
+            run = steps
+            for session in reversed(sessions):  # the first layer's wrapper is outermost
+                run = _wrapped(session, run)
+            test.steps = run()
+            for session in reversed(sessions):
+                session.on_end()
             if live.telemetry is None:
                 return []
-            if not self.sc.expect.is_empty or self.orch.needs_spans or perf is not None:
+            if not self.sc.expect.is_empty or any(s.needs_spans for s in sessions):
                 self.on_event(self.sc.name, "collecting spans")
                 live.telemetry.settle()
             return live.telemetry.spans()
@@ -177,11 +172,12 @@ class TestExecution:
     @contextmanager
     def live(self, test: TestResult, traceparent: str,
              proxied: Sequence[tuple[str, int]] = ()) -> Iterator[LiveSystem]:
-        """The test's system up and ready: sandbox, receiver, chaos session, services.
+        """The test's system up and ready: sandbox, receiver, layer sessions, services.
 
-        Leaving the block tears it all down in reverse order (faults rolled back
-        before containers go).  ``proxied`` puts extra service ports behind the chaos
-        proxy from launch (the chaos test harness uses it).
+        Leaving the block tears it all down in reverse order (layer sessions first, so
+        faults are rolled back before containers go).  ``proxied`` puts extra service
+        ports behind the chaos proxy from launch (the chaos test harness uses it), so it
+        turns the chaos layer's session on.
         """
         from clnrm.otel.session import TestTelemetry
 
@@ -205,42 +201,27 @@ class TestExecution:
                                                               spans_file=spans_file))
                 box.extend_env(telemetry.container_env(run_id=self.run_id, test=self.sc.name,
                                                        traceparent=traceparent))
-            chaos = None
-            if self._chaos_on() or proxied:
-                from clnrm.chaos.engine import ChaosSession
+            ctx = LayerContext(
+                scenario=self.sc, test=test, box=box, specs=self.tp.specs, plan=self.orch,
+                run_id=self.run_id, seed=self._seed(), traceparent=traceparent,
+                cancelled=self.cancelled, on_event=self.on_event,
+                options=self.layer_options, proxied=proxied)
+            sessions: dict[str, LayerSession] = {}
+            self.sessions = []
+            for layer in active_layers(self.sc, also=("chaos",) if proxied else ()):
+                session = stack.enter_context(layer.session(ctx))
+                sessions[layer.name] = session
+                self.sessions.append((layer.name, session))
+            launched = [s.on_launch for s in sessions.values()]
 
-                chaos = stack.enter_context(ChaosSession(
-                    self.sc, box, specs=self.tp.specs, run_id=self.run_id,
-                    seed=self._seed(), traceparent=traceparent, proxied=proxied,
-                    cancelled=self.cancelled, on_event=self.on_event))
-            perf = None
-            if self._perf_on():
-                from clnrm.perf.session import PerfSession
+            def on_launch(service: str) -> None:
+                for hook in launched:
+                    hook(service)
 
-                perf = stack.enter_context(PerfSession(
-                    self.sc, box, run_id=self.run_id, seed=self._seed(),
-                    traceparent=traceparent, options=self.perf_options,
-                    cancelled=self.cancelled, on_event=self.on_event))
             self._start_services(box, deadline, telemetry.receiver if telemetry else None,
-                                 on_launch=chaos.on_launch if chaos is not None else None)
-            yield LiveSystem(box=box, telemetry=telemetry, deadline=deadline, chaos=chaos,
-                             perf=perf)
-
-    def _perf_on(self) -> bool:
-        """The performance layer's own rule, asked only of a file that mentions the layer:
-        a test without it never imports the layer (its engine, numpy and scipy)."""
-        sc = self.sc
-        if sc.performance is None and not sc.expect.performance and not (
-                sc.layers is not None and sc.layers.performance):
-            return False
-        from clnrm.perf.session import performance_on
-
-        return performance_on(sc)
-
-    def _chaos_on(self) -> bool:
-        chaos = self.sc.chaos
-        switch = self.sc.layers.chaos if self.sc.layers is not None else None
-        return chaos is not None and chaos.enabled and switch is not False
+                                 on_launch=on_launch if launched else None)
+            yield LiveSystem(box=box, telemetry=telemetry, deadline=deadline, test=test,
+                             sessions=sessions)
 
     def _seed(self) -> int:
         """The chaos seed: ``--seed``, else ``[chaos] seed``, else ``[determinism] seed``."""
@@ -369,15 +350,8 @@ class TestExecution:
             test.message = f"step {failed[0].name!r}: {failed[0].message}"
         if not self.sc.expect.is_empty:
             test.validations = judge_spans(self.sc, test.spans)
-        from clnrm.orchestration import judge_orchestration
-
-        test.validations += judge_orchestration(self.orch, test.spans, test.services_timeline)
-        if test.chaos is not None:
-            from clnrm.chaos.resilience import judge_chaos
-
-            test.validations += judge_chaos(self.sc, test.chaos, test.spans)
-        if self.perf_session is not None:
-            test.validations += self.perf_session.judge(test)
+        for name, session in self.sessions:  # in layer order
+            test.validations += _layer_verdicts(name, session, test)
         bad = test.failed_validations
         if bad and test.outcome is Outcome.PASSED:
             test.outcome = Outcome.FAILED
@@ -386,6 +360,25 @@ class TestExecution:
             from clnrm.otel.digest import span_digest
 
             test.digest = span_digest(test.spans)
+
+
+def _wrapped(session: LayerSession,
+             run: Callable[[], list[StepResult]]) -> Callable[[], list[StepResult]]:
+    return lambda: session.run_steps(run)
+
+
+def _layer_verdicts(name: str, session: LayerSession, test: TestResult) -> list[ValidationResult]:
+    """One layer's verdicts; a layer that raises yields one ERROR result (like a validator)
+    instead of hiding the other layers' verdicts."""
+    try:
+        return list(session.judge(test))
+    except Exception as exc:
+        log.exception("layer.judge_failed", layer=name, test=test.name)
+        return [ValidationResult(validator=name, expectation=f"{name} layer",
+                                 status=ValidationStatus.ERROR,
+                                 message=f"the {name} layer raised {type(exc).__name__}: {exc}",
+                                 expected="the layer's verdicts",
+                                 seen=f"{type(exc).__name__}: {exc}")]
 
 
 def judge_spans(sc: Scenario, spans: list[Span]) -> list[ValidationResult]:

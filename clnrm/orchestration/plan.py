@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clnrm.errors import ClnrmError, ScenarioError
+from clnrm.layers import layer_active
 from clnrm.orchestration.graph import DependencyGraph, dependency_graph
 from clnrm.orchestration.readiness import ReadinessCheck, checks_for
 from clnrm.orchestration.temporal import judge_temporal
@@ -61,7 +62,7 @@ def plan_orchestration(scenario: Scenario, specs: Mapping[str, ServiceSpec]) -> 
                                 hint=exc.hint) from exc
     services = tuple(graph.services)
     orch = scenario.orchestration
-    active = orch is not None and scenario.layer_enabled("orchestration")
+    active = orch is not None and layer_active(scenario, "orchestration")
     temporal = tuple(orch.temporal) if orch is not None and active else ()
     topology = orch.topology if orch is not None and active else None
     _check_temporal(temporal, services, source)

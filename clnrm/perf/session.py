@@ -432,12 +432,8 @@ def _error(what: str, message: str, where: Any, *, hint: str = "") -> Validation
 
 
 def performance_on(sc: Scenario) -> bool:
-    """The layer runs when ``[performance]`` is on or ``[[expect.performance]]`` is present,
-    unless ``[layers] performance = false``."""
-    switch = sc.layers.performance if sc.layers is not None else None
-    if switch is False:
-        return False
-    table = sc.performance
-    if table is not None and table.enabled:
-        return True
-    return switch is True or (table is None and bool(sc.expect.performance))
+    """Whether the performance layer is on: the layer's own rule
+    (:meth:`clnrm.perf.layer.PerformanceLayer.active`, through the layer registry)."""
+    from clnrm.layers import layer_active
+
+    return layer_active(sc, "performance")

@@ -15,7 +15,8 @@ from clnrm import hookspecs
 from clnrm.errors import PluginError
 from clnrm.plugins.base import ServiceSpec, ServiceType, SpecContext
 
-__all__ = ["ServiceSpec", "ServiceType", "SpecContext", "plugin_manager", "service_types"]
+__all__ = ["ServiceSpec", "ServiceType", "SpecContext", "installed_plugins", "plugin_manager",
+           "service_types"]
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -28,6 +29,13 @@ def plugin_manager() -> pluggy.PluginManager:
         raise PluginError(f"a clnrm plugin failed to load: {exc}",
                           hint="pip uninstall the plugin or fix its import") from exc
     return pm
+
+
+@lru_cache(maxsize=1)
+def installed_plugins() -> pluggy.PluginManager:
+    """One loaded manager for the registries that are read on every run (test layers,
+    validators): the installed distributions are scanned once per process, not per registry."""
+    return plugin_manager()
 
 
 @lru_cache(maxsize=1)

@@ -403,9 +403,8 @@ class Scenario(Model):
         return not self.steps and not self.scenarios
 
     def layer_enabled(self, layer: str) -> bool:
-        """On if ``[layers]`` says so, else if its table is present and not ``enabled = false``."""
-        table = getattr(self, layer)
-        switch = getattr(self.layers, layer) if self.layers is not None else None
-        if switch is not None:
-            return bool(switch)
-        return table is not None and bool(getattr(table, "enabled", True))
+        """Whether a layer is on: :func:`clnrm.layers.layer_active`, the one rule the
+        run, the runner and the swarm's architect all follow."""
+        from clnrm.layers import layer_active
+
+        return layer_active(self, layer)

@@ -1,6 +1,6 @@
 """Judge the spans of a run against the ``[expect.*]`` tables of its test file.
 
-    validate(expect, spans, *, source=None, validators=BUILTIN_VALIDATORS)
+    validate(expect, spans, *, source=None, validators=installed_validators())
         -> list[ValidationResult]            one per expectation entry or rule
     summarize(results) -> ValidationTally    (passed, failed, errors, skipped)
     SpanIndex(spans)                          built once, shared by every validator
@@ -21,6 +21,7 @@ from clnrm.validators.order import OrderValidator
 from clnrm.validators.registry import (
     BUILTIN_VALIDATORS,
     ValidationTally,
+    installed_validators,
     summarize,
     validate,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "StatusValidator",
     "ValidationTally",
     "WindowValidator",
+    "installed_validators",
     "summarize",
     "validate",
 ]

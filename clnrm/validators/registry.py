@@ -3,7 +3,9 @@
 :data:`BUILTIN_VALIDATORS` is the only list of validators in clnrm; the
 runner, ``clnrm analyze`` and the benchmark all go through :func:`validate`.
 A third-party validator is any object meeting
-:class:`~clnrm.validators.base.SpanValidator`, passed in ``validators=``.
+:class:`~clnrm.validators.base.SpanValidator`, either passed in ``validators=``
+or returned by an installed plugin's ``clnrm_validators`` hook
+(:func:`installed_validators`: the built-ins, then every plugin's).
 ``[[expect.performance]]`` and ``[[expect.resilience]]`` are judged by the
 performance and chaos layers, not here.
 """
@@ -11,8 +13,10 @@ performance and chaos layers, not here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, NamedTuple
+from functools import lru_cache
+from typing import Final, NamedTuple, cast
 
+from clnrm.errors import PluginError
 from clnrm.otel.span import Span
 from clnrm.results import ValidationResult, ValidationStatus
 from clnrm.scenario.expect import Expect
@@ -39,6 +43,30 @@ BUILTIN_VALIDATORS: Final[tuple[SpanValidator, ...]] = (
 when the source file is unknown."""
 
 
+@lru_cache(maxsize=1)
+def installed_validators() -> tuple[SpanValidator, ...]:
+    """The built-in validators, then those of every installed plugin (``clnrm_validators``
+    hook); a name claimed twice is an error, not last-wins."""
+    from clnrm import plugins
+
+    found = list(BUILTIN_VALIDATORS)
+    owners = {v.name: "clnrm" for v in found}
+    for impl in plugins.installed_plugins().hook.clnrm_validators.get_hookimpls():
+        for validator in cast("list[SpanValidator]", impl.function() or []):
+            if not isinstance(validator, SpanValidator):
+                raise PluginError(f"{impl.plugin_name} returned {validator!r} from "
+                                  "clnrm_validators, which is not a span validator",
+                                  hint="return instances with a name and validate(expect, "
+                                       "index, where) (clnrm.validators.SpanValidator)")
+            if validator.name in owners:
+                raise PluginError(f"validator {validator.name!r} is provided by both "
+                                  f"{owners[validator.name]} and {impl.plugin_name}",
+                                  plugin=validator.name, hint="uninstall one of the two plugins")
+            owners[validator.name] = impl.plugin_name
+            found.append(validator)
+    return tuple(found)
+
+
 class ValidationTally(NamedTuple):
     """How many results of each status; ``ok`` when nothing failed or errored."""
 
@@ -57,7 +85,7 @@ def validate(
     spans: Sequence[Span] | SpanIndex,
     *,
     source: Source = None,
-    validators: Sequence[SpanValidator] = BUILTIN_VALIDATORS,
+    validators: Sequence[SpanValidator] | None = None,
 ) -> list[ValidationResult]:
     """Judge ``spans`` against every expectation of ``expect``.
 
@@ -67,8 +95,11 @@ def validate(
     declaration order within each table.  Never raises for a failed
     expectation; a validator that raises yields one ERROR result instead.
     Pass a prebuilt :class:`SpanIndex` to judge several ``Expect`` objects
-    against the same spans without re-indexing.
+    against the same spans without re-indexing.  ``validators`` defaults to
+    :func:`installed_validators`.
     """
+    if validators is None:
+        validators = installed_validators()
     index = spans if isinstance(spans, SpanIndex) else SpanIndex(spans)
     where = Declarations(source)
     results: list[ValidationResult] = []

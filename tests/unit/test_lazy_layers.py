@@ -16,8 +16,12 @@ from pathlib import Path
 from tests.conftest import REPO
 
 # The layers' engines and what only they need; the layers' result models are data
-# every TestResult carries and may be loaded.
-LAZY = ("clnrm.chaos.engine", "clnrm.chaos.faults", "clnrm.chaos.proxy", "clnrm.chaos.probes",
+# every TestResult carries and may be loaded, and so are the modules that register the
+# layers and the fault catalog (clnrm.chaos.layer, clnrm.perf.layer, clnrm.chaos.faults:
+# entry points, loaded with every plugin), but not the fault implementations.
+LAZY = ("clnrm.chaos.engine", "clnrm.chaos.faults.toxics", "clnrm.chaos.faults.netfilter",
+        "clnrm.chaos.faults.container", "clnrm.chaos.faults.resource",
+        "clnrm.chaos.faults.clock", "clnrm.chaos.proxy", "clnrm.chaos.probes",
         "clnrm.chaos.resilience", "clnrm.perf.session", "clnrm.perf.judge",
         "clnrm.perf.baseline", "clnrm.perf.regression", "clnrm.perf.changepoint", "numpy",
         "scipy", "jinja2", "grpc", "chromadb", "ray")
@@ -56,6 +60,38 @@ def test_steps_only_run_imports_no_layer_engine(tmp_path: Path) -> None:
         expected_output_regex = "^hello$"
     """)
     assert out == {"code": 0, "loaded": []}
+
+
+def test_services_expectations_and_orchestration_import_no_chaos_or_perf_engine(
+        tmp_path: Path) -> None:
+    """The layer registry is consulted (orchestration is on) yet chaos and performance,
+    registered but off, load nothing of their engines."""
+    out = _run(tmp_path, f"""
+        [test.metadata]
+        name = "ordered"
+
+        [services.idle]
+        plugin = "local_process"
+        command = ["sleep", "60"]
+
+        [orchestration]
+        timeout = "60s"
+
+        [[orchestration.temporal]]
+        first = "idle.start"
+        then = "idle.ready"
+
+        [[steps]]
+        name = "hello"
+        command = ["{sys.executable}", "-c", "print('hello')"]
+
+        [[expect.span]]
+        name = "clnrm.step"
+    """)
+    assert out["code"] == 0
+    # a service gets the OTLP receiver, which serves gRPC: that is the core, not a layer
+    layered = [m for m in out["loaded"] if m.split(".")[0] != "grpc"]  # type: ignore[attr-defined]
+    assert layered == []
 
 
 def test_probe_sees_a_layer_a_file_does_use(tmp_path: Path) -> None:
