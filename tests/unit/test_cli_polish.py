@@ -91,8 +91,8 @@ def test_an_entry_is_not_shown_once_a_module_it_was_rendered_from_changed(
     key, _, rest = entry.read_bytes().partition(b"\n")
     sources, _, _ = rest.partition(b"\n")
     cli = next(item for item in sources.split(b"\0") if item.split(b"\t")[0].endswith(
-        os.path.join("clnrm", "cli.py").encode()))  # the module that defines the commands
-    edited = sources.replace(cli, cli.split(b"\t")[0] + b"\t1:1")  # as if cli.py changed
+        os.path.join("chaos", "cli.py").encode()))  # the module that defines `chaos run`
+    edited = sources.replace(cli, cli.split(b"\t")[0] + b"\t1:1")  # as if it changed
     entry.write_bytes(key + b"\n" + edited + b"\n0 6\nSTALE\n")
     _same(good, _clnrm("chaos", "run", "--help", cache=tmp_path))
     assert b"STALE" not in entry.read_bytes()
