@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -73,7 +74,7 @@ def images_list() -> None:
         out.print(styled(line[:len(status)], styles[status], line[len(status):]), soft_wrap=True)
 
 
-def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+def aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
     """Rows as lines whose columns start at the same offsets (two spaces between columns;
     the last column is not padded)."""
     widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
