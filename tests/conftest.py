@@ -45,6 +45,19 @@ def local_images(docker_client: Any) -> None:
     build_images(docker_client, list(KNOWN_IMAGES))
 
 
+@pytest.fixture
+def logs_on_stderr() -> Iterator[None]:
+    """Logging as `clnrm` sets it up before delegating to a sub-CLI: logs go to stderr and
+    never mix into --format json output (use with ``pytest.mark.usefixtures``)."""
+    import structlog
+
+    from clnrm.logs import configure
+
+    configure(0)
+    yield
+    structlog.reset_defaults()
+
+
 def clnrm_resources(client: Any, run_id: str | None = None) -> dict[str, set[str]]:
     flt = {"label": f"clnrm.run={run_id}" if run_id else "clnrm.run"}
     return {
@@ -53,6 +66,12 @@ def clnrm_resources(client: Any, run_id: str | None = None) -> dict[str, set[str
         "volumes": {v["Name"] for v in (client.api.volumes(filters=flt) or {}).get("Volumes")
                     or []},
     }
+
+
+def assert_run_gone(client: Any, run_id: str) -> None:
+    """Nothing labelled with ``run_id`` is left: no container, network or volume."""
+    left = clnrm_resources(client, run_id)
+    assert left == {"containers": set(), "networks": set(), "volumes": set()}, left
 
 
 def _orphaned_or_ours(client: Any, kind: str, ident: str) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, clnrm_resources
+from tests.conftest import REPO, assert_run_gone
 
 pytestmark = pytest.mark.usefixtures("local_images")
 
@@ -47,11 +47,6 @@ def chaos_run(tmp_path: Path, *files: Path, extra: tuple[str, ...] = ()) -> tupl
 
 def test_there_are_experiments_both_ways() -> None:
     assert len(POSITIVE) >= 2 and len(NEGATIVE) >= 2
-
-
-def assert_run_gone(docker_client: Any, run_id: str) -> None:
-    assert clnrm_resources(docker_client, run_id) == {"containers": set(), "networks": set(),
-                                                      "volumes": set()}
 
 
 def test_resilience_patterns_hold_under_their_faults(tmp_path: Path, docker_client: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from clnrm.labels import LABEL_OWNER, LABEL_RUN
-from tests.conftest import REPO, clnrm_resources, run_cli
+from tests.conftest import REPO, assert_run_gone, clnrm_resources, run_cli
 
 pytestmark = pytest.mark.usefixtures("local_images")
 
@@ -54,11 +54,6 @@ def start_slow_run(tmp_path: Path, docker_client: Any) -> tuple[subprocess.Popen
         time.sleep(0.1)
     proc.kill()
     pytest.fail("the run never started its containers")
-
-
-def assert_run_gone(docker_client: Any, run_id: str) -> None:
-    left = clnrm_resources(docker_client, run_id)
-    assert left == {"containers": set(), "networks": set(), "volumes": set()}, left
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import clnrm_resources, run_cli
+from tests.conftest import assert_run_gone, run_cli
 
 pytestmark = pytest.mark.usefixtures("local_images")
 
@@ -79,11 +79,6 @@ def run_json(*args: str) -> tuple[int, dict[str, Any], str]:
     res = run_cli("run", *args, "--format", "json")
     report = json.loads(res.stdout) if res.stdout.strip().startswith("{") else {}
     return res.returncode, report, res.stdout + res.stderr
-
-
-def assert_run_gone(docker_client: Any, report: dict[str, Any]) -> None:
-    left = clnrm_resources(docker_client, report["run_id"])
-    assert left == {"containers": set(), "networks": set(), "volumes": set()}, left
 
 
 def traced_service(tmp_path: Path, name: str, calls: str, depends_on: list[str]) -> str:
@@ -167,7 +162,7 @@ def test_twelve_services_start_as_soon_as_their_own_dependencies_are_ready(
             assert row["start_s"] >= rows[dep]["ready_s"], (row, rows[dep])
     assert rows["quick_child"]["start_s"] < rows["slow"]["ready_s"]
     assert [v["status"] for v in test["validations"]] == ["pass", "pass"]
-    assert_run_gone(docker_client, report)
+    assert_run_gone(docker_client, report["run_id"])
 
 
 def test_parallel_runs_of_the_same_scenario_do_not_clash(
@@ -189,7 +184,7 @@ def test_parallel_runs_of_the_same_scenario_do_not_clash(
     code, report, out = run_json(*files, "-j", "4")
     assert code == 0, out
     assert [t["outcome"] for t in report["tests"]] == ["passed"] * 4
-    assert_run_gone(docker_client, report)
+    assert_run_gone(docker_client, report["run_id"])
 
 
 # -- readiness -------------------------------------------------------------------------
@@ -222,7 +217,7 @@ def test_failed_readiness_names_the_probe_and_shows_the_log_excerpt(
     rows = {r["service"]: r for r in test["services_timeline"]}
     assert rows["db"]["ready_s"] is None and rows["api"]["start_s"] is None
     assert test["steps"] == []
-    assert_run_gone(docker_client, report)
+    assert_run_gone(docker_client, report["run_id"])
 
 
 def test_held_services_start_normally_when_the_image_cannot_hold_them(
@@ -307,7 +302,7 @@ def test_violated_temporal_constraint_fails_with_both_moments(
     # the api sleeps 1 s before it is ready: at least that, however busy the machine
     seen = re.search(r"seen:     api\.ready (\d+\.\d+) s after db\.ready", test["message"])
     assert seen is not None and float(seen.group(1)) >= 1.0, test["message"]
-    assert_run_gone(docker_client, report)
+    assert_run_gone(docker_client, report["run_id"])
 
 
 # -- topology --------------------------------------------------------------------------
@@ -335,7 +330,7 @@ def test_forbidden_edge_seen_in_spans_fails_showing_both_graphs(
     assert topology["seen"] == ("api -> db (1 call), gateway -> api (1 call), "
                                 "gateway -> db (1 call); unexpected: gateway -> db")
     assert "expected: api -> db, gateway -> api" in test["message"]
-    assert_run_gone(docker_client, report)
+    assert_run_gone(docker_client, report["run_id"])
 
 
 def test_enforced_topology_makes_forbidden_paths_unreachable(
@@ -361,4 +356,4 @@ def test_enforced_topology_makes_forbidden_paths_unreachable(
     [topology] = test["validations"]
     assert topology["status"] == "pass"
     assert topology["seen"] == "api -> db (1 call), gateway -> api (1 call)"
-    assert_run_gone(docker_client, report)
+    assert_run_gone(docker_client, report["run_id"])

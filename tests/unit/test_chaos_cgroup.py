@@ -44,6 +44,7 @@ from clnrm.chaos.faults.resource import (
     MemoryPressureConfig,
 )
 from clnrm.errors import ChaosError
+from clnrm.testing import FakeSandbox
 
 MiB = 1 << 20
 CID = "4f1c" + "0" * 60
@@ -153,25 +154,10 @@ class FakeEngine:
         self._apply()
 
 
-class FakeBox:
-    """The sandbox side of :class:`ChaosContext`: one service, ``api``."""
-
-    def __init__(self, engine: FakeEngine) -> None:
-        self.api = engine
-        self.network_name = "net"
-
-    def service_names(self) -> list[str]:
-        return ["api"]
-
-    def container_id(self, service: str) -> str | None:
-        return CID if service == "api" else None
-
-    def restart_service(self, service: str) -> None:
-        self.api.start()
-
-
 def context(engine: FakeEngine) -> ChaosContext:
-    return ChaosContext(FakeBox(engine), run_id="r")  # type: ignore[arg-type]
+    """The chaos context over a sandbox with one service, ``api``, run by ``engine``."""
+    box = FakeSandbox({"api": CID}, api=engine, on_restart=lambda _: engine.start())
+    return ChaosContext(box, run_id="r")  # type: ignore[arg-type]
 
 
 # -- finding the cgroup --------------------------------------------------------------------

@@ -25,6 +25,7 @@ from clnrm.chaos.resilience import judge_chaos
 from clnrm.errors import ScenarioError
 from clnrm.results import ChaosEvent, ChaosReport, ProbeSample, ProbeSeries, SteadyStateCheck
 from clnrm.scenario import loads_scenario
+from clnrm.testing import FakeSandbox
 
 CALLS: list[tuple[str, str, str]] = []
 
@@ -62,20 +63,6 @@ class Toy(Fault):
         return f"undid toy on {record['target']}"
 
 
-class Box:
-    """The sandbox surface the context uses, with no engine behind it."""
-
-    supports_chaos = True
-    network_name = "net"
-    api = None
-
-    def container_id(self, service: str) -> str | None:
-        return f"cid-{service}" if service in ("db", "api") else None
-
-    def service_names(self) -> list[str]:
-        return ["db", "api"]
-
-
 @pytest.fixture(autouse=True)
 def toy_catalog(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     CALLS.clear()
@@ -103,7 +90,8 @@ def scenario(extra: str) -> Any:
 
 def session(extra: str, seed: int = 3) -> ChaosSession:
     sc = scenario(extra)
-    return ChaosSession(sc, Box(), specs={}, run_id="r1", seed=seed)  # type: ignore[arg-type]
+    box = FakeSandbox(["db", "api"])
+    return ChaosSession(sc, box, specs={}, run_id="r1", seed=seed)  # type: ignore[arg-type]
 
 
 def run_experiment(s: ChaosSession) -> ChaosReport:

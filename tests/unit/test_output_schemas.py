@@ -8,7 +8,6 @@ store opens faster there) and validates what it printed, on success and on exit 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,8 @@ GOOD = '[test.metadata]\nname = "t"\n[[steps]]\nname = "s"\ncommand = ["echo", "
 BAD = '[test.metadata]\nname = "t"\n[[steps]]\nnam = "s"\n'
 
 
-@pytest.fixture(autouse=True)
-def logs_on_stderr() -> Iterator[None]:
-    """As `clnrm` sets it up before delegating: logs never mix into --format json."""
-    import structlog
-
-    from clnrm.logs import configure
-
-    configure(0)
-    yield
-    structlog.reset_defaults()
+# logs on stderr, as `clnrm` sets them up: they never mix into --format json
+pytestmark = pytest.mark.usefixtures("logs_on_stderr")
 
 
 def check(command: str, stdout: str) -> dict[str, Any]:

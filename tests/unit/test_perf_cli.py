@@ -9,7 +9,6 @@ covered by the Docker integration test (tests/integration/test_perf_demo.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +48,8 @@ def memory(tmp_path: Path) -> Path:
     return tmp_path / "memory"
 
 
-@pytest.fixture(autouse=True)
-def logs_on_stderr() -> Iterator[None]:
-    """As `clnrm` sets it up before delegating: logs never mix into --format json."""
-    import structlog
-
-    from clnrm.logs import configure
-
-    configure(0)
-    yield
-    structlog.reset_defaults()
+# logs on stderr, as `clnrm` sets them up: they never mix into --format json
+pytestmark = pytest.mark.usefixtures("logs_on_stderr")
 
 
 def test_empty_memory_lists_nothing_and_show_explains(memory: Path) -> None:
