@@ -81,7 +81,7 @@ def failing(tests: list[Scenario], spans: list[Span]) -> list[str]:
 
 
 def evaluate(name: str, source: list[Span], fresh: list[list[Span]],
-             options: MiningOptions, seed: int) -> dict[str, Any]:
+             options: MiningOptions, seed: int, draws: int) -> dict[str, Any]:
     started = time.perf_counter()
     generation = generate_tests(source, options)
     seconds = time.perf_counter() - started
@@ -106,7 +106,7 @@ def evaluate(name: str, source: list[Span], fresh: list[list[Span]],
     base = fresh[0]
     killed = {"generated": 0, "naive": 0}
     per_operator: dict[str, list[int]] = {op: [0, 0, 0] for op in OPERATORS}
-    muts = mutants(base, seed=seed)
+    muts = mutants(base, seed=seed, draws=draws)
     print(f"mutants ({len(muts)}) applied to the first fresh corpus; killed by generated / naive:")
     for m in muts:
         ours = failing(generated, m.spans)
@@ -145,16 +145,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh", type=int, default=3, help="fresh shop corpora (noise)")
     parser.add_argument("--demo-runs", type=Path, default=REPO / ".clnrm" / "runs")
+    parser.add_argument("--draws", type=int, default=3,
+                        help="seeded targets per mutation operator and request type")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     results["shop"] = evaluate("shop (synthetic)", shop_corpus(1),
                                [shop_corpus(2 + i) for i in range(args.fresh)],
-                               MiningOptions(seed=args.seed), args.seed)
+                               MiningOptions(seed=args.seed), args.seed, args.draws)
     demo = demo_corpora(args.demo_runs)
     if demo is not None:
         results["demo"] = evaluate("demo (real spans)", demo[0], demo[1],
                                    MiningOptions(seed=args.seed, confidence_threshold=0.8),
-                                   args.seed)
+                                   args.seed, args.draws)
     ours = [r["generated"] for r in results.values()]
     met = (all(r["validity"] >= TARGET_VALIDITY for r in ours)
            and all(r["noise"] <= TARGET_NOISE for r in ours)

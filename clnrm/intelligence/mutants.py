@@ -79,14 +79,16 @@ def _entries(corpus: Corpus) -> tuple[dict[str, list[Span]], set[tuple[str, str]
     return entries, calls
 
 
-def mutate(spans: list[Span], operator: str, key: str, seed: int = 0) -> Mutant | None:
-    """Apply ``operator`` to every trace of request type ``key``; None when it cannot apply."""
+def mutate(spans: list[Span], operator: str, key: str, seed: int = 0,
+           draw: int = 0) -> Mutant | None:
+    """Apply ``operator`` to every trace of request type ``key`` (the ``draw``-th seeded
+    choice of target); None when it cannot apply."""
     spans = copy.deepcopy(spans)
     corpus = build_corpus(spans, "<mutant>")
     rt = next((r for r in corpus.types if r.key == key), None)
     if rt is None:
         return None
-    rng = random.Random(f"{seed}/{operator}/{key}")
+    rng = random.Random(f"{seed}/{operator}/{key}" + (f"/{draw}" if draw else ""))
     described = OPERATORS[operator](corpus, rt, rng)
     if described is None:
         return None
@@ -226,13 +228,17 @@ OPERATORS: dict[str, Callable[[Corpus, RequestType, random.Random],
 """Operator name -> function; the bench reports a score per operator."""
 
 
-def mutants(spans: list[Span], seed: int = 0) -> list[Mutant]:
-    """Every operator on every request type of ``spans`` (those that apply)."""
+def mutants(spans: list[Span], seed: int = 0, draws: int = 1) -> list[Mutant]:
+    """Every operator on every request type of ``spans`` (those that apply), ``draws``
+    seeded targets each (the same target drawn twice counts once)."""
     corpus = build_corpus(spans, "<mutants>")
     out: list[Mutant] = []
+    seen: set[tuple[str, str, str]] = set()
     for rt in corpus.types:
         for operator in OPERATORS:
-            mutant = mutate(spans, operator, rt.key, seed)
-            if mutant is not None:
-                out.append(mutant)
+            for draw in range(draws):
+                mutant = mutate(spans, operator, rt.key, seed, draw)
+                if mutant is not None and (operator, rt.key, mutant.description) not in seen:
+                    seen.add((operator, rt.key, mutant.description))
+                    out.append(mutant)
     return out
