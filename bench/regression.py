@@ -15,11 +15,15 @@ parameter: change the product's defaults and this bench measures the new ones.
 Workload, one trial = one service's CI history of a single latency metric: 30 runs at
 the old speed (the first ``FILL_RUNS`` fill the baseline, the rest are judged), then 5
 monitored runs at the new speed (the same speed in A/A cells, 5/10/20/50 % slower in
-A/B cells).  The noise model is read from ``bench/regression_calibration.json``
-(measured on this machine by ``bench/regression_e2e.py``: run-to-run drift of the
-statistic the detector uses, the per-run typical value; default: the service with a
-fixed delay, ``--system demo_read`` for the demo's read path) when it is there, else
-the provisional model below, and the JSON line says which (``noise``).  Provisional:
+A/B cells: every request takes 1.05-1.5 times as long).  The noise model is read from
+``bench/regression_calibration.json`` (measured on this machine through ``clnrm run``
+by ``bench/regression_e2e.py``; default: the service with a fixed delay, ``--system
+demo_read`` for the demo's read path) when it is there, else the provisional model
+below, and the JSON line says which (``noise``).  Calibrated: each simulated run is
+drawn from the shape (21 log quantiles) of one measured run picked at random, so the
+p10, the trimmed mean and the p95 each drift from run to run as they drifted on the
+machine (older calibration files without shapes: one measured log drift moves every
+request of a run alike).  Provisional:
 
 * per request: log-normal service time (median 40 ms, sigma 0.35), 2 % cache misses
   at 3x, 1 % GC pauses adding 50-250 ms (a slowdown scales service time, not GC);
@@ -162,6 +166,21 @@ class Noise:
     neighbour_hi: float = 0.08
     drift_log: list[float] = field(default_factory=list)
     rho: float = 0.0
+    profile_q: list[float] = field(default_factory=list)
+    profiles: list[list[float]] = field(default_factory=list)
+    """Measured runs' shapes: per run, the logs of its latencies at ``profile_q``.  When
+    given, each simulated run is drawn from one measured run picked at random (inverse
+    CDF, log-linear between the kept quantiles): every statistic then drifts from run to
+    run as it drifted on the machine, the fast end as little and the tail as much,
+    instead of one multiplicative factor moving all quantiles alike (plus the
+    simulation's own sampling error, so the drift is, if anything, overstated)."""
+
+    def run_states(self, rng: np.random.Generator, runs: int) -> np.ndarray:
+        """Per run of one trial: the measured shape it is drawn from (an index into
+        ``profiles``), else its log drift factor (:meth:`log_factors`)."""
+        if self.profiles:
+            return rng.integers(len(self.profiles), size=runs).astype(float)
+        return self.log_factors(rng, runs)
 
     def log_factors(self, rng: np.random.Generator, runs: int) -> np.ndarray:
         """The per-run log drift of one trial's ``runs`` runs, in order."""
@@ -180,8 +199,13 @@ class Noise:
         return x
 
     def run(self, rng: np.random.Generator, log_factor: float, slowdown: float) -> np.ndarray:
-        """One run's request latencies in ms."""
+        """One run's request latencies in ms (``log_factor``: its :meth:`run_states`
+        entry; a slowdown of ``s`` makes every request ``1 + s`` times slower)."""
         n = self.requests
+        if self.profiles:
+            shape = self.profiles[int(log_factor)]
+            logs = np.interp(rng.random(n), self.profile_q, shape)
+            return np.exp(logs) * (1.0 + slowdown)
         latency = (self.median_ms * math.exp(log_factor) * (1.0 + slowdown)
                    * rng.lognormal(0.0, self.sigma, n))
         latency[rng.random(n) < self.miss_rate] *= 3.0
@@ -225,6 +249,16 @@ def load_noise(path: Path = CALIBRATION, system: str | None = None) -> Noise:
     from scipy.stats import norm
 
     lognormal_over2 = float(norm.sf(math.log(2.0) / sigma)) if sigma > 0 else 0.0
+    profiles = [list(map(float, p)) for p in m.get("log_profile_per_run") or []]
+    if len(profiles) >= 5 and m.get("profile_quantiles"):
+        return Noise(
+            source=f"calibrated: {path.name} system {name!r}, {metric_name}, the measured "
+                   f"shapes of {len(profiles)} runs ({data.get('date', '?')})",
+            requests=max(8, round(float(m.get("requests_per_run_median", 300)))),
+            median_ms=float(math.exp(float(np.median([p[len(p) // 2] for p in profiles])))),
+            sigma=sigma, drift_log=[float(x) for x in dev],
+            rho=max(0.0, float(m.get("lag1_autocorrelation_log_location", 0.0))),
+            profile_q=[float(q) for q in m["profile_quantiles"]], profiles=profiles)
     return Noise(
         source=f"calibrated: {path.name} system {name!r}, {metric_name}, {len(loc)} runs "
                f"({data.get('date', '?')})",
@@ -290,7 +324,7 @@ def run_trial(job: tuple[int, float, Noise, bool]) -> dict[str, Any]:
         typical.append(run.metrics[METRIC].value)
         return [r for r in stored if r.run_id not in gone]
 
-    drift = noise.log_factors(rng, HISTORY + MONITORED)
+    drift = noise.run_states(rng, HISTORY + MONITORED)
     full = False
     for i in range(HISTORY + MONITORED):
         latencies = noise.run(rng, float(drift[i]), shift if i >= HISTORY else 0.0)
@@ -505,7 +539,8 @@ def main() -> None:
         "noise": {"source": noise.source, "requests_per_run": noise.requests,
                   **({"measured_runs": len(noise.drift_log),
                       "drift_log_sd": round(float(np.std(noise.drift_log, ddof=1)), 4),
-                      "lag1": round(noise.rho, 3), "within_run_sigma": round(noise.sigma, 3)}
+                      "lag1": round(noise.rho, 3), "within_run_sigma": round(noise.sigma, 3),
+                      "measured_run_shapes": len(noise.profiles)}
                      if noise.drift_log else {"drift_sd": noise.drift_sd})},
         "trials_per_ab_cell": args.trials, "aa_trials": args.aa_trials,
         "runs_per_trial": HISTORY + MONITORED, "judged_aa_runs": aa_runs,

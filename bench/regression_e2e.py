@@ -216,27 +216,43 @@ def _warmup_of(load_scenario: Any, system: System) -> float:
 # -- per-run statistics ---------------------------------------------------------------
 
 
-def run_stats(samples: list[float]) -> dict[str, float]:
-    """The statistics of one run's samples of one metric (ms)."""
+PROFILE_Q = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75,
+             0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.0)
+"""Quantiles kept per run (their logs) as the run's shape: ``bench/regression.py`` draws
+simulated runs from these measured shapes."""
+CANDIDATES = ("trimmed_mean", "hd_p10", "hd_p25", "p10", "p25", "p50", "p95")
+"""Per-run statistics whose run-to-run drift the calibration records (the detector's
+choice of :data:`clnrm.perf.judge.LATENCY_LOCATION` is made from these)."""
+
+
+def run_stats(samples: list[float]) -> dict[str, Any]:
+    """The statistics of one run's samples of one latency (ms); ``location`` is the one
+    the product's detector compares (:func:`clnrm.perf.judge.location_of`)."""
     import numpy as np
 
+    from clnrm.perf.judge import LATENCY_LOCATION
     from clnrm.perf.metrics import percentile
-    from clnrm.perf.regression import TRIM, robust_location
+    from clnrm.perf.regression import _hd_weights, robust_location, run_location
 
     x = np.sort(np.asarray([s for s in samples if s > 0 and math.isfinite(s)], dtype=float))
     logs = np.log(x)
     med = float(np.median(x))
-    g = int(math.floor(TRIM * len(logs)))
-    w = np.clip(logs, logs[g], logs[len(logs) - g - 1])
+    q = float(LATENCY_LOCATION[1:]) / 100
+    w = _hd_weights(len(logs), q)
+    c1 = float(w @ logs)
     return {
         "n": len(x),
-        "location": robust_location(list(x)),
+        "location": run_location(list(x), LATENCY_LOCATION),
+        "trimmed_mean": robust_location(list(x)),
+        "hd_p10": run_location(list(x), "p10"),
+        "hd_p25": run_location(list(x), "p25"),
+        "log_profile": [round(float(v), 5) for v in np.quantile(logs, PROFILE_Q)],
         "p10": percentile(list(x), 10),
         "p25": percentile(list(x), 25),
         "p50": med,
         "p95": percentile(list(x), 95),
         "sigma_log": float(np.std(logs, ddof=1)),
-        "location_se_log": float(math.sqrt(np.var(w, ddof=1) / ((1 - 2 * TRIM) ** 2 * len(x)))),
+        "location_se_log": math.sqrt(max(0.0, float(w @ (logs * logs)) - c1 * c1)),
         "share_over_2x_median": float(np.mean(x > 2 * med)),
         "share_over_5x_median": float(np.mean(x > 5 * med)),
     }
@@ -252,7 +268,13 @@ def drift_summary(per_run: list[dict[str, float]]) -> dict[str, Any]:
     sd_loc = float(np.std(loc, ddof=1))
     tau = math.sqrt(max(0.0, sd_loc**2 - se2))
     ratios_p95 = np.exp(np.abs(np.diff(p95))) - 1
+    cand = {q: np.log([r[q] for r in per_run]) for q in CANDIDATES
+            if all(q in r for r in per_run)}
+    from clnrm.perf.judge import LATENCY_LOCATION
+
     return {
+        "location": f"{LATENCY_LOCATION} (Harrell-Davis), what clnrm.perf.judge compares "
+                    "for latencies; *_location fields are about it",
         "runs": len(per_run),
         "requests_per_run_median": float(np.median([r["n"] for r in per_run])),
         "location_ms_median": float(np.exp(np.median(loc))),
@@ -261,8 +283,10 @@ def drift_summary(per_run: list[dict[str, float]]) -> dict[str, Any]:
         "sampling_se_log_location": math.sqrt(se2),
         "tau_log_location": tau,
         "drift_sd_log_p95": float(np.std(p95, ddof=1)),
-        **{f"drift_sd_log_{q}": float(np.std(np.log([r[q] for r in per_run]), ddof=1))
-           for q in ("p10", "p25", "p50") if all(q in r for r in per_run)},
+        **{f"drift_sd_log_{q}": float(np.std(v, ddof=1)) for q, v in cand.items()},
+        **{f"drift_max_log_{q}": float(np.max(np.abs(v - np.median(v))))
+           for q, v in cand.items()},
+        **{f"log_{q}_per_run": [round(float(x), 5) for x in v] for q, v in cand.items()},
         "p95_next_run_change_max_pct": float(100 * ratios_p95.max()) if len(p95) > 1 else 0.0,
         "p95_next_run_change_median_pct": float(100 * np.median(ratios_p95))
         if len(p95) > 1 else 0.0,
@@ -273,6 +297,8 @@ def drift_summary(per_run: list[dict[str, float]]) -> dict[str, Any]:
         "lag1_autocorrelation_log_location": _lag1(loc),
         "log_location_per_run": [round(float(v), 5) for v in loc],
         "log_p95_per_run": [round(float(v), 5) for v in p95],
+        "profile_quantiles": list(PROFILE_Q),
+        "log_profile_per_run": [r["log_profile"] for r in per_run if "log_profile" in r],
     }
 
 
@@ -345,26 +371,58 @@ def calibrate(systems: list[System], runs: int, out: Path, argv: list[str]) -> d
                       + (f"{system.span} loc={first[-1]['location']:.2f}ms "
                          f"p95={first[-1]['p95']:.2f}ms n={first[-1]['n']}" if first else ""),
                       flush=True)
-        sc_text = system.file.read_text()
-        rate = re.search(r"^rate_rps\s*=\s*([0-9.]+)", sc_text, re.MULTILINE)
-        duration = re.search(r'^duration\s*=\s*"([^"]+)"', sc_text, re.MULTILINE)
-        result["systems"][system.key] = {
-            "file": str(system.file.relative_to(REPO)),
-            "setting": f"{system.env_var}={system.base_ms:g}",
-            "compared_metric": f"latency:{system.span}",
-            "load": {"rate_rps": float(rate.group(1)) if rate else None,
-                     "duration": duration.group(1) if duration else None},
-            "runs_attempted": runs,
-            "runs_broken": broken,
-            "seconds_per_run_median": statistics.median(seconds) if seconds else None,
-            "loadavg_1m": {"mean": round(statistics.fmean(loads), 2),
-                           "max": round(max(loads), 2)},
-            "metrics": {m: drift_summary(rows) for m, rows in per_metric.items()
-                        if len(rows) >= 3},
-        }
+        result["systems"][system.key] = system_entry(system, runs, broken, seconds, loads,
+                                                     per_metric)
     result["duration_s"] = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1)
     out.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def system_entry(system: System, runs: int, broken: int, seconds: list[float],
+                 loads: list[float], per_metric: dict[str, list[dict[str, Any]]],
+                 ) -> dict[str, Any]:
+    """One system's calibration: its setting and load, and each metric's drift."""
+    sc_text = system.file.read_text()
+    rate = re.search(r"^rate_rps\s*=\s*([0-9.]+)", sc_text, re.MULTILINE)
+    duration = re.search(r'^duration\s*=\s*"([^"]+)"', sc_text, re.MULTILINE)
+    return {
+        "file": str(system.file.relative_to(REPO)),
+        "setting": f"{system.env_var}={system.base_ms:g}",
+        "compared_metric": f"latency:{system.span}",
+        "load": {"rate_rps": float(rate.group(1)) if rate else None,
+                 "duration": duration.group(1) if duration else None},
+        "runs_attempted": runs,
+        "runs_broken": broken,
+        "seconds_per_run_median": statistics.median(seconds) if seconds else None,
+        "loadavg_1m": {"mean": round(statistics.fmean(loads), 2),
+                       "max": round(max(loads), 2)} if loads else None,
+        "metrics": {m: drift_summary(rows) for m, rows in per_metric.items()
+                    if len(rows) >= 3},
+    }
+
+
+def merge_calibration(out: Path, key: str, entry: dict[str, Any], argv: list[str]) -> None:
+    """Put one system's calibration into ``out`` (other systems kept; a lock file, as
+    the two systems may run as two processes at once)."""
+    import fcntl
+
+    with open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            data = json.loads(out.read_text()) if out.is_file() else {}
+        except ValueError:
+            data = {}
+        data.update({
+            "what": "run-to-run drift of the statistics clnrm's regression detector "
+                    "compares, measured through `clnrm run` (A/A runs at one setting, each "
+                    "on a fresh set of containers)",
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": machine_facts()})
+        data.setdefault("systems", {})[key] = {
+            **entry, "command": " ".join(["bench/regression_e2e.py", *argv]),
+            "runs_from": "the base-value runs of the end-to-end bench: the runs that filled "
+                         "the default baseline and the A/A runs"}
+        out.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def from_artifacts(folder: Path, names: tuple[str, ...]) -> dict[str, Any]:
@@ -417,7 +475,9 @@ def fill_runs(system: System | None = None) -> int:
     return int(getattr(judge, "FILL_RUNS", getattr(session, "FILL_RUNS", 3)))
 
 
-def e2e_system(system: System, aa_runs: int, ab_runs: int) -> dict[str, Any]:
+def e2e_system(system: System, aa_runs: int, ab_runs: int,
+               calibration: Path | None = None, argv: list[str] | None = None,
+               ) -> dict[str, Any]:
     import numpy as np
 
     out: dict[str, Any] = {"file": str(system.file.relative_to(REPO)),
@@ -431,11 +491,13 @@ def e2e_system(system: System, aa_runs: int, ab_runs: int) -> dict[str, Any]:
             loads.append(_loadavg())
             run = run_once(system, delay, memory, work)
             span = run.samples.get(f"latency:{system.span}", [])
-            p95 = run_stats(span)["p95"] if len(span) >= 8 else float("nan")
+            stats = run_stats(span) if len(span) >= 8 else {}
+            p95 = stats.get("p95", float("nan"))
+            p10 = stats.get("location", float("nan"))
             fail = ("DETECTED" if run.detected else "BROKEN" if run.broken
                     else "fail?" if run.rc else "pass")
             print(f"  [{system.key}] {label}: {fail} rc={run.rc} base_runs={run.runs_baseline} "
-                  f"p95={p95:.2f}ms {run.seconds:.1f}s"
+                  f"p10={p10:.2f}ms p95={p95:.2f}ms {run.seconds:.1f}s"
                   + (f" | {run.perf_failed[0]}" if run.perf_failed else "")
                   + (f" | {(run.other_failed or [run.error])[0]}" if run.broken else ""),
                   flush=True)
@@ -467,6 +529,15 @@ def e2e_system(system: System, aa_runs: int, ab_runs: int) -> dict[str, Any]:
                      "per_run": "".join("F" if r.detected else "b" if r.broken else "."
                                         for r in aa),
                      "p95_ms": [round(v, 2) for v in _p95s(aa, system)]}
+        if calibration is not None:
+            base_runs = [r for r in [*fill, *aa] if not r.broken]
+            per_metric = {m: [run_stats(r.samples[m]) for r in base_runs
+                              if len(r.samples.get(m, [])) >= 8] for m in system.calibrate}
+            merge_calibration(calibration, system.key, system_entry(
+                system, len(fill) + len(aa), len(fill) + len(aa) - len(base_runs),
+                [r.seconds for r in [*fill, *aa]], loads, per_metric), argv or [])
+            print(f"  [{system.key}] calibration from {len(base_runs)} base-value runs "
+                  f"written to {calibration}", flush=True)
         snapshot = Path(tmp) / "memory-after-aa"
         shutil.copytree(memory, snapshot)
         # 3. A/B: +X % of the baseline p95, from the memory as it stood after A/A
@@ -575,6 +646,9 @@ def main(argv: list[str] | None = None) -> int:
                         default=[], help="add the drift of the quantiles, from the spans.jsonl "
                         "files of earlier runs at the base value (a folder of `clnrm run "
                         "--artifacts`), to the calibration file")
+    parser.add_argument("--write-calibration", action="store_true",
+                        help="also write the calibration file from the base-value runs "
+                             "(baseline and A/A runs) of this end-to-end run")
     parser.add_argument("--aa-runs", type=int, default=20)
     parser.add_argument("--ab-runs", type=int, default=10)
     parser.add_argument("--systems", default="a,b", help="a (fixed_delay), b (demo_read)")
@@ -623,7 +697,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"policy: baseline of {', '.join(f'{s.key} {fill_runs(s)}' for s in systems)} "
           f"runs before runs are judged (the product's own figure); runs are judged with the "
           f"scenario files' default thresholds; machine shared, figures under load")
-    results = {s.key: e2e_system(s, args.aa_runs, args.ab_runs) for s in systems}
+    results = {s.key: e2e_system(s, args.aa_runs, args.ab_runs,
+                                 args.calibration_out if args.write_calibration else None,
+                                 args_list) for s in systems}
     print_table(results)
     all_met, misses = True, []
     for key, res in results.items():

@@ -19,8 +19,13 @@ Two decisions shape the statistics, both measured by ``bench/regression.py``:
   (``min_effect_percent``) and, when the TOML sets one, the allowed increase/decrease,
   before it is called a regression.
 
-The location compared is the 20 % trimmed mean of log values (a GC pause or a retry
-must not move it; a uniform slowdown must); the reported effect is on the statistic
+The location compared per run is, by default, the 20 % trimmed mean of log values (a GC
+pause or a retry must not move it; a uniform slowdown must); ``locations`` may name a
+quantile instead (``"p10"``: the Harrell-Davis estimate of the 10th percentile), which
+is what ``clnrm run`` compares for latencies (:data:`clnrm.perf.judge.LATENCY_LOCATION`):
+contention on a shared machine only ever *adds* delay, so it moves the fast end of a
+run's latencies far less than its middle, while a slower query or a longer sleep moves
+every quantile.  The reported effect is on the statistic
 the TOML speaks about (p95 for latency, mean for throughput) with a bootstrap interval
 widened by the run-to-run variance.  Everything is deterministic for a given ``seed``.
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Final, Literal, TypeAlias, cast
 
 import numpy as np
@@ -107,6 +113,19 @@ def default_direction(metric: str) -> Direction:
     return "higher_is_worse"
 
 
+def run_location(samples: Sequence[float], location: str = "trimmed") -> float:
+    """One run's location as ``compare`` tests it (``"trimmed"`` or ``"pNN"``, see
+    :func:`compare`), on the original scale; NaN when no finite sample is left."""
+    q = _parse_location(location)
+    x = np.asarray(samples, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan
+    use_log = bool(np.all(x > 0))
+    loc = _locate(x, use_log=use_log, quantile=q)[0]
+    return math.exp(loc) if use_log else loc
+
+
 def robust_location(samples: Sequence[float]) -> float:
     """The run's typical value: what to keep per run for ``changepoint.change_points``.
 
@@ -130,6 +149,7 @@ def compare(
     directions: Mapping[str, str] | None = None,
     statistics: Mapping[str, str] | None = None,
     seed: int = 0,
+    locations: Mapping[str, str] | None = None,
 ) -> list[Verdict]:
     """Judge every metric present in both mappings.
 
@@ -141,7 +161,9 @@ def compare(
     ``statistics`` overrides the reported statistic per metric: ``"mean"`` or
     ``"pNN"`` (default p95 for ``higher_is_worse``, mean otherwise).  Verdicts come
     back in the order of ``current``; the same inputs and ``seed`` give the same
-    verdicts.
+    verdicts.  ``locations`` names, per metric, the per-run location the test compares:
+    ``"trimmed"`` (default, the 20 % trimmed mean of logs) or ``"pNN"`` (the
+    Harrell-Davis estimate of that quantile, with its Maritz-Jarrett standard error).
     """
     tested: list[_Tested] = []
     for i, metric in enumerate(m for m in current if m in baseline):
@@ -153,8 +175,10 @@ def compare(
         stat = (statistics or {}).get(metric) or (
             "p95" if direction == "higher_is_worse" else "mean")
         _parse_statistic(stat)
+        where = (locations or {}).get(metric) or "trimmed"
         tested.append(_test_metric(metric, direction, stat, _Side(baseline[metric]),
-                                   _Side(current[metric]), np.random.default_rng([seed, i])))
+                                   _Side(current[metric]), np.random.default_rng([seed, i]),
+                                   location=where))
     family = [t for t in tested if t.p_value is not None]
     adjusted = _adjust([t.p_value for t in family if t.p_value is not None],
                        thresholds.correction)
@@ -190,8 +214,9 @@ class _Tested:
     """Intermediate result of one metric, waiting for the family-wide correction."""
 
     def __init__(self, metric: str, direction: Direction, statistic: str, base: _Side,
-                 cur: _Side) -> None:
+                 cur: _Side, location: str = "trimmed") -> None:
         self.metric, self.direction, self.statistic = metric, direction, statistic
+        self.location = location
         self.base, self.cur = base, cur
         self.p_value: float | None = None
         self.p_adjusted = 1.0
@@ -230,7 +255,8 @@ class _Tested:
         how = "Holm" if th.correction == "holm" else "BH"
         head = (f"{self.metric} {self.statistic} {self.effect:+.1f}% "
                 f"({CI_LEVEL:.0%} CI {self.ci_low:+.1f}..{self.ci_high:+.1f}%), "
-                f"typical {self.shift:+.1f}%, p={_fmt_p(self.p_adjusted)}"
+                f"{'typical' if self.location == 'trimmed' else self.location} "
+                f"{self.shift:+.1f}%, p={_fmt_p(self.p_adjusted)}"
                 + (f" ({how}, {family_size} metrics)" if family_size > 1 else ""))
         worse = "increase" if self.direction == "higher_is_worse" else "decrease"
         if regressed:
@@ -256,8 +282,9 @@ def _fmt_p(p: float) -> str:
 
 
 def _test_metric(metric: str, direction: Direction, statistic: str, base: _Side,
-                 cur: _Side, rng: np.random.Generator) -> _Tested:
-    t = _Tested(metric, direction, statistic, base, cur)
+                 cur: _Side, rng: np.random.Generator, *, location: str = "trimmed") -> _Tested:
+    t = _Tested(metric, direction, statistic, base, cur, location)
+    where = _parse_location(location)
     nb, nc = len(base.pooled), len(cur.pooled)
     if min(nb, nc) < MIN_SAMPLES:
         t.note = (f"not enough samples (n={min(nb, nc)}, need >= {MIN_SAMPLES}); "
@@ -270,10 +297,12 @@ def _test_metric(metric: str, direction: Direction, statistic: str, base: _Side,
     c_runs = [r for r in cur.runs if len(r) >= MIN_SAMPLES]
     tau2 = 0.0
     if len(b_runs) >= MIN_RUNS and c_runs:
-        p_worse, shift_log, tau2, df = _run_level_test(b_runs, c_runs, use_log, direction)
+        p_worse, shift_log, tau2, df = _run_level_test(b_runs, c_runs, use_log, direction,
+                                                       where)
         t.test = f"random-effects t-test on {len(b_runs)}+{len(c_runs)} runs (df={df})"
     else:
-        p_worse, shift_log = _request_level_test(base.pooled, cur.pooled, use_log, direction)
+        p_worse, shift_log = _request_level_test(base.pooled, cur.pooled, use_log, direction,
+                                                 where)
         t.test = "Mann-Whitney U on requests"
         t.note = (f"; run-to-run variation not estimated (needs >= {MIN_RUNS} baseline "
                   f"runs of >= {MIN_SAMPLES} samples)")
@@ -281,7 +310,7 @@ def _test_metric(metric: str, direction: Direction, statistic: str, base: _Side,
     if use_log:
         t.shift = 100.0 * math.expm1(shift_log)
     else:
-        ref = abs(_location(base.pooled, use_log=False))
+        ref = abs(_locate(base.pooled, use_log=False, quantile=where)[0])
         t.shift = 100.0 * shift_log / ref if ref > 0 else 0.0
     t.effect, t.ci_low, t.ci_high = _effect_with_ci(base.pooled, cur.pooled, quantile,
                                                     tau2 if use_log else 0.0,
@@ -302,6 +331,44 @@ def _parse_statistic(statistic: str) -> float | None:
     raise ValueError(f"statistic must be 'mean', 'median' or 'pNN', got {statistic!r}")
 
 
+def _parse_location(location: str) -> float | None:
+    """``"trimmed"`` -> None, ``"pNN"`` -> the quantile in (0, 1)."""
+    if location == "trimmed":
+        return None
+    if location.startswith("p") and location[1:].replace(".", "", 1).isdigit():
+        q = float(location[1:]) / 100.0
+        if 0 < q < 1:
+            return q
+    raise ValueError(f"location must be 'trimmed' or 'pNN', got {location!r}")
+
+
+@lru_cache(maxsize=256)
+def _hd_weights(n: int, q: float) -> np.ndarray:
+    """Harrell-Davis weights of the n order statistics for quantile q: the mass a
+    Beta(q(n+1), (1-q)(n+1)) puts on ((i-1)/n, i/n]."""
+    from scipy.special import betainc
+
+    a, b = q * (n + 1), (1 - q) * (n + 1)
+    w = np.diff(betainc(a, b, np.linspace(0.0, 1.0, n + 1)))
+    w.setflags(write=False)
+    return w
+
+
+def _locate(x: np.ndarray, *, use_log: bool, quantile: float | None) -> tuple[float, float]:
+    """A run's location and the square of its standard error, on the log scale when
+    ``use_log``: the trimmed mean (Tukey-McLaughlin error) when ``quantile`` is None,
+    else the Harrell-Davis quantile, whose error is the Maritz-Jarrett one: the
+    variance of the order statistics under the same weights.  Monotone transforms
+    commute with order statistics, so the log of the quantile is the quantile of logs
+    up to the weighting."""
+    if quantile is None:
+        return _location(x, use_log=use_log), _location_se2(x, use_log=use_log)
+    v = np.sort(np.log(x) if use_log else np.asarray(x, dtype=float))
+    w = _hd_weights(len(v), quantile)
+    c1 = float(w @ v)
+    return c1, max(0.0, float(w @ (v * v)) - c1 * c1)
+
+
 def _location(x: np.ndarray, *, use_log: bool) -> float:
     """The :data:`TRIM` trimmed mean, cut as ``scipy.stats.trim_mean`` cuts (int(TRIM n)
     from each end); in numpy because scipy's wrapper costs ~1 ms a call, and a run's
@@ -320,7 +387,8 @@ def _location_se2(x: np.ndarray, *, use_log: bool) -> float:
 
 
 def _run_level_test(b_runs: list[np.ndarray], c_runs: list[np.ndarray], use_log: bool,
-                    direction: Direction) -> tuple[float, float, float, int]:
+                    direction: Direction, quantile: float | None = None,
+                    ) -> tuple[float, float, float, int]:
     """One-sided random-effects t-test on per-run locations.
 
     Each run's location carries its own sampling error plus a run-to-run component
@@ -329,10 +397,12 @@ def _run_level_test(b_runs: list[np.ndarray], c_runs: list[np.ndarray], use_log:
     """
     from scipy.stats import t as student_t
 
-    lb = np.array([_location(r, use_log=use_log) for r in b_runs])
-    lc = np.array([_location(r, use_log=use_log) for r in c_runs])
-    sb = np.array([_location_se2(r, use_log=use_log) for r in b_runs])
-    sc = np.array([_location_se2(r, use_log=use_log) for r in c_runs])
+    located_b = [_locate(r, use_log=use_log, quantile=quantile) for r in b_runs]
+    located_c = [_locate(r, use_log=use_log, quantile=quantile) for r in c_runs]
+    lb = np.array([loc for loc, _ in located_b])
+    lc = np.array([loc for loc, _ in located_c])
+    sb = np.array([se2 for _, se2 in located_b])
+    sc = np.array([se2 for _, se2 in located_c])
     k, m = len(lb), len(lc)
     df = k + m - 2
     spread = (np.sum((lb - lb.mean()) ** 2) + np.sum((lc - lc.mean()) ** 2)) / df
@@ -346,7 +416,8 @@ def _run_level_test(b_runs: list[np.ndarray], c_runs: list[np.ndarray], use_log:
 
 
 def _request_level_test(base: np.ndarray, cur: np.ndarray, use_log: bool,
-                        direction: Direction) -> tuple[float, float]:
+                        direction: Direction, quantile: float | None = None,
+                        ) -> tuple[float, float]:
     from scipy.stats import mannwhitneyu
 
     alternative = "greater" if direction == "higher_is_worse" else "less"
@@ -354,7 +425,8 @@ def _request_level_test(base: np.ndarray, cur: np.ndarray, use_log: bool,
         p = 1.0  # every value identical: nothing moved
     else:
         p = float(mannwhitneyu(cur, base, alternative=alternative).pvalue)
-    shift = _location(cur, use_log=use_log) - _location(base, use_log=use_log)
+    shift = (_locate(cur, use_log=use_log, quantile=quantile)[0]
+             - _locate(base, use_log=use_log, quantile=quantile)[0])
     return (1.0 if math.isnan(p) else p), shift
 
 

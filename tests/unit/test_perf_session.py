@@ -126,7 +126,9 @@ def test_baseline_round_trip_keeps_the_samples_and_catches_a_slowdown(store: Any
 
     slow = judged(sc, request_spans(seed=3, db_ms=20.0), store, run_id="rt-3")
     bad = {v.expectation.split(" vs ")[0]: v for v in failed(slow)}
-    assert set(bad) == {"latency:GET /items", "latency:SELECT items"}
+    # each latency fails on its p10 and (a 20 ms delay on a ~1 ms query) on its tail
+    assert set(bad) == {"latency:GET /items", "latency:SELECT items",
+                        "latency:GET /items (tail)", "latency:SELECT items (tail)"}
     db = bad["latency:SELECT items"]
     assert db.declared_at == "round_trip.clnrm.toml [performance]"
     assert db.expected.startswith("p95 within +50% of the baseline")
@@ -324,7 +326,8 @@ p95_latency_increase_max_percent = 50
 """, source=str(tmp_path / "t.clnrm.toml"))
     slow = judged(sc, request_spans(seed=2, db_ms=20.0), store, run_id="ff-slow")
     assert {v.expectation.split(" vs ")[0] for v in failed(slow)} == {
-        "latency:GET /items", "latency:SELECT items"}
+        "latency:GET /items", "latency:SELECT items",
+        "latency:GET /items (tail)", "latency:SELECT items (tail)"}
     assert Baseline.model_validate_json(json.dumps(baseline.model_dump(mode="json")))
     stored = BaselineStore(store).runs("from_file", FP_A.key)
     assert [r.baseline for r in stored] == [False]  # history only: the file is the baseline

@@ -1,0 +1,73 @@
+"""``clnrm.perf.changepoint`` against the reference itself: Apache Otava's e-divisive.
+
+Otava pins numpy 2.2 / scipy 1.16, so it lives in its own venv (``.clnrm/bench/
+otava-venv``, built offline from the wheels ``make bench-tools`` downloads; the same one
+``bench/regression.py`` uses); without it this test is skipped and says how to get it.
+Both sides run e-divisive with a permutation test at alpha 0.01 on the same series;
+shuffles differ, so the series are chosen with decisions far from the threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clnrm.perf.changepoint import change_points
+
+OTAVA_PYTHON = Path(__file__).resolve().parents[2] / ".clnrm/bench/otava-venv/bin/python"
+
+OTAVA_EDIVISIVE = r"""
+import json, sys
+import numpy as np
+from otava.change_point_divisive.calculator import PairDistanceCalculator
+from otava.change_point_divisive.detector import ChangePointDetector
+from otava.change_point_divisive.significance_test import PermutationsSignificanceTester
+for line in sys.stdin:
+    job = json.loads(line)
+    tester = PermutationsSignificanceTester(job["alpha"], job["permutations"],
+                                            PairDistanceCalculator, job["seed"])
+    found = ChangePointDetector(tester, PairDistanceCalculator).get_change_points(
+        np.array(job["series"], dtype=float))
+    print(json.dumps([int(c.index) for c in found]), flush=True)
+"""
+
+
+def series(seed: int, levels: list[tuple[int, float]], sd: float = 0.02) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return [level * math.exp(rng.normal(0, sd)) for count, level in levels
+            for _ in range(count)]
+
+
+CASES = [
+    series(1, [(30, 20.0)]),
+    series(2, [(25, 20.0)], sd=0.05),
+    series(3, [(20, 20.0), (10, 23.0)]),
+    series(4, [(12, 20.0), (12, 26.0), (12, 20.5)]),
+    series(5, [(30, 20.0), (5, 24.0)]),
+    series(6, [(15, 40.0), (15, 30.0)], sd=0.03),
+]
+
+
+@pytest.mark.skipif(not OTAVA_PYTHON.exists(),
+                    reason="Otava's venv is missing: `make bench-tools`, then "
+                           "`python bench/regression.py` builds .clnrm/bench/otava-venv")
+def test_change_points_are_otavas_on_the_same_series() -> None:
+    payload = "".join(json.dumps({"series": s, "alpha": 0.01, "permutations": 199,
+                                  "seed": k}) + "\n" for k, s in enumerate(CASES))
+    done = subprocess.run([str(OTAVA_PYTHON), "-c", OTAVA_EDIVISIVE], input=payload,
+                          text=True, capture_output=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = [json.loads(line) for line in done.stdout.splitlines()]
+    ours = [[c.index for c in change_points(s, alpha=0.01, seed=k, min_size=1,
+                                            permutations=199)]
+            for k, s in enumerate(CASES)]
+    assert len(theirs) == len(CASES)
+    for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        assert len(a) == len(b) and all(abs(x - y) <= 1 for x, y in zip(a, b, strict=True)), \
+            f"series {k}: ours {a}, Otava's {b}"
+    assert theirs[0] == [] and theirs[2] and theirs[3]  # the cases test what they say
