@@ -14,7 +14,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from clnrm.labels import LABEL_OWNER, LABEL_RUN, owner_alive
 
@@ -26,6 +26,10 @@ log = structlog.get_logger("clnrm.gc")
 
 class RunLeftovers(BaseModel):
     """Resources of one run id found in the engine (and chaos faults it left applied)."""
+
+    # built on first use: every ``clnrm run`` imports this module for its dead-run sweep,
+    # which nearly always finds nothing, so the schema would be built for nothing
+    model_config = ConfigDict(defer_build=True)
 
     run_id: str
     owner: str
@@ -98,9 +102,12 @@ def collect_dead_runs(client: DockerClient, *, everything: bool = False,
     found = [r for r in find_leftovers(client) if everything or not r.alive]
     if dry_run:
         return found
-    from clnrm.chaos.journal import replay_dead_journals
+    from clnrm.chaos.journal import journal_dir, replay_dead_journals
 
-    undone = replay_dead_journals(client.api, everything=everything)
+    # the fault catalog replay loads is imported only when a journal is there to replay
+    journals = journal_dir()
+    undone = (replay_dead_journals(client.api, everything=everything, directory=journals)
+              if journals.is_dir() and any(journals.glob("*.jsonl")) else [])
     by_run = {r.run_id: r for r in found}
     for line in undone:
         run_id = line.split(":", 1)[0].removeprefix("run ").strip()

@@ -9,10 +9,11 @@ thread: it sets the cancel flag, reaps the run by label and re-raises.
 
 from __future__ import annotations
 
+import importlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -136,8 +137,11 @@ class Runner:
     """Executes planned tests; one instance per ``clnrm run``."""
 
     def __init__(self, options: RunOptions, *, backend: Backend | None = None,
-                 on_event: EventCallback | None = None) -> None:
+                 on_event: EventCallback | None = None, warm: Sequence[str] = ()) -> None:
+        """``warm``: modules the caller needs once the run is over (a CLI's printer and
+        reports); they are imported while the tests wait on the engine, not after."""
         self.options = options
+        self._warm = tuple(warm)
         self.run_id = backend.run_id if backend else new_run_id()
         self._backend = backend
         self._on_event = on_event or (lambda test, msg: None)
@@ -179,10 +183,13 @@ class Runner:
         ctx = SpecContext(default_image=self.options.image_map.get(
             self.options.default_image, self.options.default_image),
             image_map=self.options.image_map)
-        from clnrm.images._user import build_for_run  # services with build = {...}
+        if any(cfg.build is not None for sc in scenarios for cfg in sc.services.values()):
+            # services with build = {...}: only then the images package (build helpers, the
+            # image catalog) is imported
+            from clnrm.images._user import build_for_run
 
-        scenarios = build_for_run(scenarios, self.backend, image_map=self.options.image_map,
-                                  on_event=self._on_event)
+            scenarios = build_for_run(scenarios, self.backend,
+                                      image_map=self.options.image_map, on_event=self._on_event)
         plans = [plan(s, ctx) for s in scenarios]
         started = time.monotonic()
         result = RunResult(run_id=self.run_id, backend=self.options.backend,
@@ -201,6 +208,12 @@ class Runner:
             raise
         log.info("run.start", run_id=self.run_id, tests=len(plans), backend=self.backend.name)
         try:
+            for tp in plans[:self._jobs(plans)]:  # the tests that start at once: their
+                # sandboxes are made while self-tracing starts and the tests set up
+                self.backend.prepare(tp.scenario.name, default_image=ctx.default_image,
+                                     env=self._base_env(tp.scenario),
+                                     links=tp.orchestration.links if tp.orchestration else None,
+                                     steps=tp.needs_step_container)
             with self.tracer.span("clnrm.run", attributes={
                     "clnrm.run": self.run_id, "clnrm.backend": self.backend.name,
                     "clnrm.tests": len(plans)}) as run_span:
@@ -242,11 +255,46 @@ class Runner:
             self.cancelled.set()
         return test
 
-    def _execute(self, plans: list[TestPlan], default_image: str) -> list[TestResult]:
-        results: dict[int, TestResult] = {}
-        jobs = min([max(1, self.options.jobs)]
+    def _warm_up(self, plans: list[TestPlan]) -> None:
+        """Import what the rest of the run needs while this thread would only wait.
+
+        The main thread is idle from the moment the tests are submitted: the workers spend
+        that time waiting on the engine (a container start, each exec, the removals), which
+        holds no GIL.  Importing the judge's and the caller's modules here moves their cost
+        off the end of the run, where nothing else overlaps it.  A module that fails to
+        import is left to fail where it is really used."""
+        names = list(self._warm)
+        if any(not p.scenario.expect.is_empty for p in plans):
+            names.insert(0, "clnrm.validators")  # judge_spans, after the sandbox is gone
+        for name in names:
+            if self.cancelled.is_set():
+                return
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - warming is an optimisation only
+                log.debug("warm.failed", module=name, error=str(exc))
+
+    def _base_env(self, sc: Scenario) -> dict[str, str]:
+        """The environment a test's sandbox is made with, as :class:`TestExecution` builds
+        it; a prepared sandbox is only used when the two agree (:meth:`Backend.prepare`)."""
+        env = {"CLNRM_RUN_ID": self.run_id, "CLNRM_TEST": sc.name}
+        det = sc.determinism
+        seed = self.options.seed if self.options.seed is not None else (
+            det.seed if det else None)
+        if seed is not None:
+            env["CLNRM_SEED"] = str(seed)
+        if det is not None and det.freeze_clock:
+            env["CLNRM_FREEZE_CLOCK"] = det.freeze_clock
+        return env
+
+    def _jobs(self, plans: list[TestPlan]) -> int:
+        return min([max(1, self.options.jobs)]
                    + [o.max_parallel for o in map(_orchestration, plans)
                       if o is not None and o.max_parallel is not None])
+
+    def _execute(self, plans: list[TestPlan], default_image: str) -> list[TestResult]:
+        results: dict[int, TestResult] = {}
+        jobs = self._jobs(plans)
         stops = [self.options.fail_fast or bool(o is not None and o.fail_fast)
                  for o in map(_orchestration, plans)]
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="clnrm-test")
@@ -254,6 +302,7 @@ class Runner:
             pool.submit(self._run_one, self._execution(p, default_image), stops[i]): i
             for i, p in enumerate(plans)}
         try:
+            self._warm_up(plans)
             while pending:
                 # a short timeout keeps the main thread responsive to Ctrl-C / SIGTERM
                 done, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)

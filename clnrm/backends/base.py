@@ -145,6 +145,13 @@ class Backend(ABC):
         so in :meth:`limitations`.
         """
 
+    def prepare(self, test_slug: str, *, default_image: str,  # noqa: B027 - optional hook
+                env: dict[str, str], links: Sequence[Sequence[str]] | None = None,
+                steps: bool = False) -> None:
+        """Start making the sandbox :meth:`sandbox` will soon be asked for with these same
+        arguments (and its step container, with ``steps``), beside the caller's own set-up.
+        A prepared sandbox nobody asks for is removed by :meth:`finish`."""
+
     def limitations(self) -> list[str]:
         """What this backend cannot isolate, shown to the user before the run."""
         return []
@@ -156,4 +163,5 @@ class Backend(ABC):
         """Remove anything of this run still alive (interrupt path)."""
 
     def finish(self) -> None:  # noqa: B027 - optional hook
-        """Wait for housekeeping :meth:`preflight` left running beside the tests."""
+        """Wait for housekeeping left running beside the tests, and remove sandboxes
+        :meth:`prepare` made that no test took."""

@@ -112,7 +112,8 @@ def run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[
         else:
             with signals_as_interrupts() as received, \
                     progress(fmt, len(scenarios)) as on_event:
-                runner = Runner(options, on_event=on_event)
+                runner = Runner(options, on_event=on_event,
+                                warm=_PRINTER_MODULES[fmt])  # imported while tests run
                 try:
                     result = runner.run(scenarios)
                     healing = heal[0] is not False and result.exit_code != 0
@@ -145,6 +146,15 @@ def _forward_spans(runner: Any, result: RunResult, target: Any) -> None:
     if not report.ok:
         console(stderr=True).print(styled("warning: ", "yellow", report.warning()),
                                    soft_wrap=True)
+
+
+_PRINTER_MODULES = {
+    OutputFormat.human: ("rich.console", "rich.markup", "rich.text", "clnrm.redact",
+                         "clnrm.reports._human"),
+    OutputFormat.json: ("rich.markup", "clnrm.redact", "clnrm.reports"),
+}
+"""What :func:`print_result` imports for each format (the Runner imports it while the tests
+wait on the engine, so printing adds no import time after the run)."""
 
 
 def print_result(result: RunResult, fmt: OutputFormat, *, digest: bool = False,

@@ -73,3 +73,44 @@ def test_each_step_costs_three_engine_calls_and_the_test_a_fixed_few(
         ("MainThread", "GET", "images/clnrm/busybox:latest/json"),
         ("clnrm-gc", "GET", "containers/json"), ("clnrm-gc", "GET", "networks"),
         ("clnrm-gc", "GET", "volumes")])
+
+
+def test_the_first_sandbox_is_made_beside_the_run_set_up_and_taken_by_its_test(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network is created on the backend's prepare thread (overlapping self-tracing and
+    the test's start), and the test uses that network: no second network is created."""
+    from docker.api.client import APIClient
+
+    creates: list[str] = []
+    original = APIClient.create_network
+
+    def counted(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        creates.append(threading.current_thread().name)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(APIClient, "create_network", counted)
+    f = tmp_path / "early.clnrm.toml"
+    f.write_text('[test.metadata]\nname = "early"\n\n[[steps]]\nname = "s"\n'
+                 'command = ["echo", "hi"]\nexpected_output_regex = "^hi$"\n', encoding="utf-8")
+    result = Runner(RunOptions(backend="docker")).run([load_scenario(f)])
+    assert [t.outcome for t in result.tests] == [Outcome.PASSED]
+    assert creates == ["clnrm-prepare"]
+
+
+def test_a_prepared_sandbox_no_test_takes_is_removed_and_a_different_request_gets_its_own(
+        docker_client: Any) -> None:
+    from clnrm.backends.docker import DockerBackend
+    from clnrm.runner import new_run_id
+    from tests.conftest import clnrm_resources
+
+    run_id = new_run_id()
+    backend = DockerBackend(run_id, client=docker_client)
+    backend.prepare("t", default_image="clnrm/busybox:latest", env={"A": "1"}, steps=True)
+    # another environment: not the prepared sandbox (its step container has other env)
+    with backend.sandbox("t", default_image="clnrm/busybox:latest", env={"A": "2"}) as box:
+        assert box.exec(None, ["sh", "-c", "echo $A"]).stdout.strip() == "2"
+        prepared = backend._prepared[0][1].result()  # still waiting for its test
+        assert prepared.network_id != box.network_id
+    backend.finish()  # the prepared one nobody took, step container included
+    assert clnrm_resources(docker_client, run_id) == {
+        "containers": set(), "networks": set(), "volumes": set()}
