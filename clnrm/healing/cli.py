@@ -101,7 +101,7 @@ def heal_propose(
         from clnrm.healing.model import FailureClass, HealingReport
         from clnrm.healing.runs import scenario_runner
 
-        scenarios = load_all([path])
+        scenarios = load_all([path], strict=False)
         if len(scenarios) != 1:
             raise ClnrmError(f"{path}: propose takes one test file")
         sc = scenarios[0]
