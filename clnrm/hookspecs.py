@@ -16,7 +16,6 @@ import pluggy
 if TYPE_CHECKING:
     from clnrm.chaos.base import Fault
     from clnrm.healing.remedies import Remediation
-    from clnrm.healing.remedies import Remediation
     from clnrm.layers.base import TestLayer
     from clnrm.plugins.base import ServiceType
     from clnrm.validators.base import SpanValidator
@@ -44,16 +43,6 @@ def clnrm_fault_types() -> list[type[Fault]]:  # type: ignore[empty-body]
 
     Each class's ``type`` is the value of ``type = "..."`` in a ``[[chaos.faults]]``
     table; two plugins claiming one type is an error. See :mod:`clnrm.chaos.base`.
-    """
-
-
-@hookspec
-def clnrm_remediation_types() -> list[type[Remediation]]:  # type: ignore[empty-body]
-    """Return the self-healing remediations this plugin provides.
-
-    Each class's ``name`` is what ``[self_healing] strategies`` and ``clnrm heal list``
-    name; two plugins claiming one name is an error. A remediation returns only an
-    environment change (see :mod:`clnrm.healing.remedies`). Not firstresult.
     """
 
 

@@ -40,22 +40,6 @@ from clnrm.scenario.layers import (
 from clnrm.scenario.model_base import Model
 
 
-
-def memory_size(value: object) -> object:
-    """Compose's memory sizes: bytes as an int, or ``"512m"``, ``"1g"``, ``"64k"``, ``"100b"``."""
-    if isinstance(value, str):
-        text = value.strip().lower().removesuffix("b") if value.strip().lower()[-2:] in (
-            "kb", "mb", "gb") else value.strip().lower()
-        units = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
-        unit = units.get(text[-1:], None)
-        number = text[:-1] if unit is not None else text
-        try:
-            return int(float(number) * (unit or 1))
-        except ValueError:
-            raise ValueError(f"not a memory size: {value!r:.40} (use e.g. 256m, 1g)") from None
-    return value
-
-
 def memory_size(value: object) -> object:
     """Compose's memory sizes: bytes as an int, or ``"512m"``, ``"1g"``, ``"64k"``, ``"100b"``."""
     if isinstance(value, str):
@@ -214,13 +198,6 @@ class ServiceConfig(Model):
     workdir: str | None = Field(
         default=None, validation_alias=AliasChoices("workdir", "working_dir")
     )
-    # compose's resource keys: memory = "256m" (bytes, k/m/g suffixes), cpus = 0.5 (cores);
-    # restart = "no" | "always" | "on-failure[:N]" | "unless-stopped"
-    memory: Annotated[int | None, BeforeValidator(memory_size)] = Field(
-        default=None, ge=6 * 2**20, validation_alias=AliasChoices("memory", "mem_limit"))
-    cpus: float | None = Field(default=None, gt=0, le=1024)
-    restart: str | None = Field(default=None,
-                                pattern=r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
     # compose's resource keys: memory = "256m" (bytes, k/m/g suffixes), cpus = 0.5 (cores);
     # restart = "no" | "always" | "on-failure[:N]" | "unless-stopped"
     memory: Annotated[int | None, BeforeValidator(memory_size)] = Field(
