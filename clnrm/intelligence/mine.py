@@ -57,6 +57,8 @@ NOISY_KEY_TOKENS: Final = frozenset({
     "datetime", "nonce", "token", "requestid", "userid", "traceid", "spanid", "correlation",
     "ip", "peer", "pid", "thread", "hostname"})
 """Key words that name per-request or per-process values, whatever they hold."""
+TEST_IDENTITY_KEYS: Final = frozenset({"clnrm.file", "clnrm.test", "clnrm.run"})
+"""clnrm's own span attributes naming the test file and run: a generated test has others."""
 _NOISY_VALUE: Final = re.compile(
     r"^(?:[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{12,}|\d{10,}|\d{4}-\d\d-\d\dT.*)$")
@@ -213,6 +215,8 @@ def _attribute_profiles(name: str, parent: str | None, samples: list[tuple[int, 
 
 def _classify(key: str, texts: list[str], distinct: list[str],
               halves: list[set[str]]) -> tuple[str, str]:
+    if key in TEST_IDENTITY_KEYS:
+        return "noise", "it names the test file or run, which the generated test changes"
     if _noisy_key(key):
         return "noise", "its name says it identifies a request, user, time or process"
     if any(_NOISY_VALUE.match(v) for v in distinct):

@@ -147,3 +147,12 @@ def test_roots_named_only_by_their_method_are_split_by_route() -> None:
     corpus = build_corpus(spans)
     assert [(t.key, len(t.traces)) for t in corpus.types] == [("api GET /a", 2),
                                                              ("api GET /b", 1)]
+
+
+def test_clnrm_attributes_naming_the_test_are_not_asserted() -> None:
+    spans = [Span(name="clnrm.test", trace_id=f"{i:032x}", span_id=f"{i + 1:016x}",
+                  attributes={"clnrm.test": "demo", "clnrm.file": "demo.clnrm.toml",
+                              "clnrm.outcome": "passed"}, resource={"service.name": "clnrm"})
+             for i in range(30)]
+    (root,) = mine(build_corpus(spans)).request_types[0].spans
+    assert root.attrs == {"clnrm.outcome": "passed"}
