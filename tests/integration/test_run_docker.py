@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker.errors import NotFound
 
 from tests.conftest import clnrm_resources, run_cli
 
@@ -213,10 +214,14 @@ def test_sandbox_is_isolated_and_labelled(tmp_path: Path, docker_client: Any) ->
         while time.monotonic() < deadline and not seen:
             res = clnrm_resources(docker_client)
             if len(res["containers"]) >= 2 and res["networks"]:
-                seen["containers"] = [docker_client.api.inspect_container(c)
-                                      for c in res["containers"]]
-                seen["networks"] = [docker_client.api.inspect_network(n)
-                                    for n in res["networks"]]
+                try:  # other runs on a shared engine may remove theirs between list and inspect
+                    found = {"containers": [docker_client.api.inspect_container(c)
+                                            for c in res["containers"]],
+                             "networks": [docker_client.api.inspect_network(n)
+                                          for n in res["networks"]]}
+                except NotFound:
+                    found = {}
+                seen.update(found)
             time.sleep(0.1)
 
     watcher = threading.Thread(target=inspect)
