@@ -34,7 +34,8 @@ images: install engine
 demo: images
 	$(BIN)/clnrm run scenarios/demo
 
-test: images chromium
+# Lint first: CI runs `make test`, so a ruff or mypy finding fails CI before the slow tests.
+test: lint images chromium
 	$(BIN)/python -m pytest -q tests
 
 # Every bench, then one summary table (bench, figure, target, met); each bench's JSON
@@ -56,8 +57,10 @@ bench-tools: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d .clnrm/site
 
+# ruff over the whole tree; mypy over the typed core ([tool.mypy] files in pyproject.toml)
 lint: install
 	$(BIN)/ruff check clnrm agents memory ray_cluster tests bench
+	$(BIN)/mypy
 
 clean:
 	-$(BIN)/clnrm gc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
@@ -23,15 +23,15 @@ if TYPE_CHECKING:
 
 
 @lru_cache(maxsize=1)
-def fault_types() -> dict[str, type[Fault]]:
+def fault_types() -> dict[str, type[Fault[Any]]]:
     """Every fault type by name; a name claimed twice is an error, not last-wins."""
     from clnrm.plugins import plugin_manager
 
     pm = plugin_manager()
-    found: dict[str, type[Fault]] = {}
+    found: dict[str, type[Fault[Any]]] = {}
     owners: dict[str, str] = {}
     for impl in pm.hook.clnrm_fault_types.get_hookimpls():
-        provided = cast("list[type[Fault]]", impl.function() or [])  # the hookspec's type
+        provided = cast("list[type[Fault[Any]]]", impl.function() or [])  # the hookspec's type
         for cls in provided:
             if cls.type in found:
                 raise PluginError(f"fault type {cls.type!r} is provided by both "
@@ -42,7 +42,7 @@ def fault_types() -> dict[str, type[Fault]]:
     return dict(sorted(found.items(), key=lambda kv: (kv[1].category, kv[0])))
 
 
-def get_fault_type(name: str) -> type[Fault]:
+def get_fault_type(name: str) -> type[Fault[Any]]:
     types = fault_types()
     if name not in types:
         raise PluginError(f"unknown chaos fault type {name!r}", plugin=name,

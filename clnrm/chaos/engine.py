@@ -59,7 +59,7 @@ class _Entry:
 
     index: int
     spec: FaultSpec
-    cls: type[FaultPlugin]
+    cls: type[FaultPlugin[Any]]
     config: FaultConfig
     port: int | None = None
 
@@ -122,7 +122,7 @@ class ChaosSession:
         self._lock = threading.Lock()
         self._heap: list[_Action] = []
         self._seq = itertools.count()
-        self._active: dict[int, tuple[FaultPlugin, ChaosEvent, str]] = {}  # id(event) -> ...
+        self._active: dict[int, tuple[FaultPlugin[Any], ChaosEvent, str]] = {}  # id(event) -> ...
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

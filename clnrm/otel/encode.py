@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from clnrm.otel.decode import KINDS, STATUSES
 from clnrm.otel.span import Span
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         ExportTraceServiceRequest,
     )
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 _KIND_NUMBER: Final = {k: i for i, k in enumerate(KINDS)}
 _STATUS_NUMBER: Final = {s: i for i, s in enumerate(STATUSES)}
@@ -57,7 +58,8 @@ def request_from_spans(spans: Iterable[Span]) -> ExportTraceServiceRequest:
                     kind=_KIND_NUMBER.get(span.kind, 0),
                     start_time_unix_nano=span.start_time_unix_nano or 0,
                     end_time_unix_nano=span.end_time_unix_nano or 0)
-                pb.status.code = _STATUS_NUMBER.get(span.status, 0)
+                pb.status.code = cast("Status.StatusCode.ValueType",
+                                      _STATUS_NUMBER.get(span.status, 0))
                 pb.status.message = span.status_message
                 _pb_attrs(pb.attributes, span.attributes)
                 for event in span.events:

@@ -171,8 +171,8 @@ def _send_grpc(spans: Sequence[Span], target: ExportTarget) -> str | None:
     else:
         channel = grpc.insecure_channel(target.endpoint)
     try:
-        call = channel.unary_unary(_GRPC_METHOD, request_serializer=None,
-                                   response_deserializer=None)
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            _GRPC_METHOD, request_serializer=None, response_deserializer=None)
         call(_payload(spans), timeout=target.timeout_s)
     except grpc.RpcError as exc:
         code = exc.code() if hasattr(exc, "code") else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Protocol, runtime_checkable
@@ -23,6 +23,7 @@ from clnrm.otel.span import Span
 _ENCODE: Final = json.JSONEncoder(ensure_ascii=True, check_circular=False,
                                   separators=(",", ":")).encode
 
+_fast_dumps: Callable[[Any], bytes] | None
 try:  # 4x faster than the stdlib encoder, which was half the receiver's time per span
     from orjson import dumps as _fast_dumps
 except ImportError:  # pragma: no cover - orjson is a dependency; stay correct without it
@@ -74,7 +75,7 @@ def encode_jsonl_bytes(spans: Sequence[Span]) -> bytes:
         return b""
     if _fast_dumps is None:
         return "".join([_ENCODE(span_record(s)) + "\n" for s in spans]).encode("ascii")
-    lines = []
+    lines: list[bytes] = []
     append = lines.append
     for span in spans:
         record = span_record(span)

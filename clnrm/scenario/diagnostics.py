@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -100,10 +101,8 @@ def real_path(loc: tuple[Any, ...], data: object, *, missing: bool) -> KeyPath:
     node = data
     for position, part in enumerate(loc):
         last = position == len(loc) - 1
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (isinstance(node, dict) and part in node) or (
+                isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
             node = node[part]
             path.append(part)
         elif last and missing and isinstance(part, str):
@@ -194,7 +193,7 @@ def unknown_key_problem(root: type[BaseModel], path: KeyPath) -> Problem:
     return Problem(message, path, " ".join(hints) or None)
 
 
-def error_problem(error: dict[str, Any], data: object) -> Problem:
+def error_problem(error: Mapping[str, Any], data: object) -> Problem:
     """Any other pydantic error, phrased for TOML."""
     kind = error.get("type", "")
     value = error.get("input")

@@ -137,7 +137,7 @@ class LineIndex:
                 index = self._aot_counts.get(full, 0)
                 self._aot_counts[full] = index + 1
                 self._record_prefixes(full, line)
-                current = full + (index,)
+                current = (*full, index)
                 self._record(current, line)
             elif self._peek() == "[":
                 self._advance()
@@ -262,8 +262,8 @@ class LineIndex:
                 return
             if not self._peek():
                 raise _Stop
-            self._record(path + (index,), self._line)
-            self._value(path + (index,), depth + 1)
+            self._record((*path, index), self._line)
+            self._value((*path, index), depth + 1)
             self._skip_blank(newlines=True)
             if self._peek() == ",":
                 self._advance()

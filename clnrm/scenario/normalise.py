@@ -88,7 +88,7 @@ def _first(*values: Any) -> Any:
 
 def _resolve_name(raw: RawTestFile, problems: list[Problem]) -> str | None:
     """``[meta]`` wins, then ``[test.metadata]``, then ``[test]`` (as upstream, plus the last)."""
-    candidates: list[tuple[Any, KeyPath]] = []
+    candidates: list[tuple[str | None, KeyPath]] = []
     if raw.meta is not None:
         candidates.append((raw.meta.name, ("meta", "name")))
     if raw.test is not None and raw.test.metadata is not None:
@@ -188,8 +188,8 @@ def _check_services(
     for name, config in services.items():
         if config.image_required and not config.image:
             hint = (
-                f'add image = "..." under [{".".join(origin[name])}], or use a plugin that needs '
-                f"none ({', '.join(sorted(IMAGE_OPTIONAL_PLUGINS))})"
+                f'add image = "..." under [{".".join(map(str, origin[name]))}], or use a plugin '
+                f"that needs none ({', '.join(sorted(IMAGE_OPTIONAL_PLUGINS))})"
             )
             if config.type and config.type != config.plugin:
                 hint += (

@@ -87,16 +87,18 @@ class TeraUndefined(StrictUndefined):
 
     __slots__ = ()
 
-    def __bool__(self) -> bool:
+    # StrictUndefined raises in these four (typed as returning Never); Tera's undefined
+    # answers instead, which is the point of this class.
+    def __bool__(self) -> bool:  # type: ignore[override]
         return False
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: object) -> bool:  # type: ignore[override]
         return isinstance(other, Undefined)
 
-    def __ne__(self, other: object) -> bool:
+    def __ne__(self, other: object) -> bool:  # type: ignore[override]
         return not isinstance(other, Undefined)
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # type: ignore[override]
         return id(type(self))
 
 
@@ -291,12 +293,12 @@ def _prepare(text: str, file: Path | str | None) -> str:
     open_quote: str | None = None
     for number, line in enumerate(lines):
         stripped = line.lstrip()
-        if open_quote is None and stripped.startswith("#") and "{{" in line:
-            if not any(tag in line for tag in ("{%", "%}", "{#", "#}")):
-                # A TOML comment's text never reaches the parsed file, so its
-                # {{ }} examples must not be able to fail the render.
-                lines[number] = "{% raw %}" + line + "{% endraw %}"
-                continue
+        if (open_quote is None and stripped.startswith("#") and "{{" in line
+                and not any(tag in line for tag in ("{%", "%}", "{#", "#}"))):
+            # A TOML comment's text never reaches the parsed file, so its
+            # {{ }} examples must not be able to fail the render.
+            lines[number] = "{% raw %}" + line + "{% endraw %}"
+            continue
         for quote in _TRIPLE.findall(line):
             if open_quote is None:
                 open_quote = quote
@@ -405,13 +407,16 @@ def _first_pass_facts(
     rendered: str | None,
 ) -> tuple[dict[str, Any], dict[str, Any], int | None, str | None]:
     """``[vars]``, ``[matrix]``, seed and frozen clock from the lenient render (best effort)."""
-    data = _parse_quietly(rendered) if rendered is not None else None
-    if data is None and rendered is not None:
-        data = {"vars": (_parse_quietly(_vars_section(rendered)) or {}).get("vars", {})}
-    data = data or {}
-    file_vars = data.get("vars") if isinstance(data.get("vars"), dict) else {}
-    matrix = data.get("matrix") if isinstance(data.get("matrix"), dict) else {}
-    det = data.get("determinism") if isinstance(data.get("determinism"), dict) else {}
+    parsed = _parse_quietly(rendered) if rendered is not None else None
+    if parsed is None and rendered is not None:
+        parsed = {"vars": (_parse_quietly(_vars_section(rendered)) or {}).get("vars", {})}
+    data = parsed or {}
+
+    def table(key: str) -> dict[str, Any]:
+        value = data.get(key)
+        return value if isinstance(value, dict) else {}
+
+    file_vars, matrix, det = table("vars"), table("matrix"), table("determinism")
     seed = det.get("seed")
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None
     clock = det.get("freeze_clock")

@@ -223,8 +223,7 @@ def count_arg(value: Any, name: str, limit: int = 10_000) -> int:
 
 def _items(value: Any) -> list[Any]:
     if (
-        isinstance(value, Mapping)
-        or isinstance(value, str | bytes)
+        isinstance(value, Mapping | str | bytes)
         or not isinstance(value, Sequence)
     ):
         raise TemplateFunctionError(f"expected a list, got {type(value).__name__}")

@@ -3,7 +3,7 @@ third-party fault plugin (``chaos_faults`` in pyproject.toml)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clnrm.hookspecs import hookimpl
 
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 @hookimpl
-def clnrm_fault_types() -> list[type[Fault]]:
+def clnrm_fault_types() -> list[type[Fault[Any]]]:
     from clnrm.chaos.faults import clock, container, netfilter, resource, toxics
 
     return [*toxics.FAULTS, *netfilter.FAULTS, *container.FAULTS, *resource.FAULTS,

@@ -129,4 +129,4 @@ class ClockSkew(Fault[ClockSkewConfig]):
                 "(programs started from now on see the real time)")
 
 
-FAULTS: list[type[Fault]] = [ClockSkew]
+FAULTS: list[type[Fault[Any]]] = [ClockSkew]

@@ -393,4 +393,4 @@ class Signal(_ContainerFault[SignalConfig]):
         return f"pid {pid} is gone"
 
 
-FAULTS: list[type[Fault]] = [Kill, Stop, Pause, Restart, OomKill, Signal]
+FAULTS: list[type[Fault[Any]]] = [Kill, Stop, Pause, Restart, OomKill, Signal]

@@ -233,4 +233,4 @@ class DnsFailure(_NetfilterFault[DnsFailureConfig]):
         return servers
 
 
-FAULTS: list[type[Fault]] = [Partition, DnsFailure]
+FAULTS: list[type[Fault[Any]]] = [Partition, DnsFailure]

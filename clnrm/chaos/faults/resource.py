@@ -630,5 +630,5 @@ def data_root_disk(api: Any) -> str:
     return f"{major}:{minor}"
 
 
-FAULTS: list[type[Fault]] = [CpuLimit, CpuStress, MemoryLimit, MemoryPressure, DiskFill,
+FAULTS: list[type[Fault[Any]]] = [CpuLimit, CpuStress, MemoryLimit, MemoryPressure, DiskFill,
                              FdExhaustion, IoThrottle]

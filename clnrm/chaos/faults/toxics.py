@@ -395,5 +395,5 @@ class Down(_ToxicFault[ProxiedConfig]):
     _shows_stream = False
 
 
-FAULTS: list[type[Fault]] = [Latency, Jitter, Loss, Bandwidth, SlowClose, ResetPeer, Timeout,
+FAULTS: list[type[Fault[Any]]] = [Latency, Jitter, Loss, Bandwidth, SlowClose, ResetPeer, Timeout,
                              Slicer, LimitData, HttpError, Corrupt, Down]
