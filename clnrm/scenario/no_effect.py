@@ -56,12 +56,10 @@ INERT_KEYS: Final[tuple[InertKey, ...]] = (
              "split the run by naming the files or folders to run"),
     # layers that do not exist yet: one warning for the whole table
     # [self_healing] acts: clnrm run --heal (clnrm.healing)
-    InertKey(("intelligence",),
-             _NOT_BUILT.format("intelligence", "no analysis is made"),
-             "remove the table, or set enabled = false to keep it for later"),
-    InertKey(("layers", "intelligence"),
-             _NOT_BUILT.format("intelligence", "this switch changes nothing"),
-             quiet_value=False),
+    # [intelligence] acts: it plans the swarm's intelligence agent (clnrm.intelligence)
+    *(InertKey(("intelligence", key), "tests are learned from traces; no model or "
+               "provider is called", "remove the key (see docs/intelligence.md)")
+      for key in ("provider", "model", "endpoint", "features")),
     # upstream keys clnrm accepts for compatibility but does not act on
     *(InertKey((*step, key), "steps are not retried",
                "remove the key; a step that needs retries can loop in its command",
@@ -145,7 +143,7 @@ def inert_key_problems(data: dict[str, Any]) -> list[Problem]:
         for path, value in _present(data, entry.pattern):
             if entry.quiet_value is not ANY_VALUE and value == entry.quiet_value:
                 continue
-            if len(path) == 1 and _switched_off(data, str(path[0])):
+            if _switched_off(data, str(path[0])):
                 continue
             problems.append(Problem(f"has no effect: {entry.why}", path, entry.hint))
     return problems

@@ -58,7 +58,7 @@ def test_orchestration_keys_without_effect_warn_with_file_line_and_key() -> None
         "t.clnrm.toml:5: [orchestration.mode] has no effect: ")
 
 
-def test_layers_that_are_not_built_warn_once_per_table() -> None:
+def test_only_intelligence_keys_naming_a_model_warn() -> None:
     scenario = load("""
         [self_healing]
         max_attempts = 2
@@ -66,9 +66,11 @@ def test_layers_that_are_not_built_warn_once_per_table() -> None:
         [intelligence]
         provider = "heuristic"
     """)
-    assert inert(scenario) == [(7, "intelligence")]  # [self_healing] acts: clnrm.healing
+    # [self_healing] acts (clnrm.healing), [intelligence] too (clnrm.intelligence): only
+    # the keys asking for a model have no effect
+    assert inert(scenario) == [(8, "intelligence.provider")]
     message = scenario.warnings[0].message
-    assert "intelligence layer is not built yet" in message and "issue" not in message
+    assert "no model or provider is called" in message and "issue" not in message
 
 
 def test_values_that_ask_for_nothing_and_switched_off_tables_are_quiet() -> None:
