@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 
@@ -148,6 +149,28 @@ def test_json_report_carries_performance_and_loads_back() -> None:
     assert perf["critical_path"]["path_count"] == 40
     assert len(perf["measurements"]["latency"]["SELECT items"]["samples_ms"]) == 40
     assert RunResult.model_validate(data) == run
+
+
+def test_verdicts_are_typed_and_dump_as_the_dicts_they_replaced() -> None:
+    """The JSON of a typed verdict is what ``Verdict.model_dump()`` stored before: every
+    field in order, a non-finite figure as ``null`` (valid JSON), and ``null`` loads back."""
+    test = perf_test()
+    perf = test.performance
+    assert perf is not None
+    nan = perf.verdicts[0].model_copy(update={"effect_pct": math.nan, "ci_high_pct": math.inf})
+    perf.verdicts = [nan]
+    run = RunResult(run_id="r", backend="docker", started_at="now", tests=[test])
+    text = render_json(run)
+    [dumped] = json.loads(text)["tests"][0]["performance"]["verdicts"]
+    assert list(dumped) == list(Verdict.model_fields)
+    assert dumped["effect_pct"] is None and dumped["ci_high_pct"] is None
+    assert dumped["ci_low_pct"] == 22.0 and dumped["message"].startswith("p95 rose 31%")
+    assert "NaN" not in text and "Infinity" not in text
+    [back] = RunResult.model_validate_json(text).tests[0].performance.verdicts  # type: ignore[union-attr]
+    assert isinstance(back, Verdict) and math.isnan(back.effect_pct) and back.fails
+    [point] = json.loads(text)["tests"][0]["performance"]["history"][0]["change_points"]
+    assert point == {"index": 4, "run_id": "r4", "before_mean": 15.05, "after_mean": 20.0,
+                     "change_pct": 32.9, "p_value": 0.004}
 
 
 def test_histogram_bins_are_logarithmic_for_long_tails() -> None:
