@@ -69,9 +69,17 @@ class PassSummary(BaseModel):
 
     @property
     def mean_attempts(self) -> float:
-        """Mean remediation attempts over the healable cases this pass healed."""
-        healed = [c.attempts for c in self.broken if c.healable and c.healed]
+        """Mean remediation attempts over the healable cases this pass healed, flaky ones
+        aside: their attempts are the rerun policy's unchanged reruns, not a chooser's
+        picks, so no memory can lower them (see :attr:`mean_flaky_reruns`)."""
+        healed = [c.attempts for c in self.broken
+                  if c.healable and c.healed and c.expected != "flaky"]
         return sum(healed) / len(healed) if healed else 0.0
+
+    @property
+    def mean_flaky_reruns(self) -> float:
+        reruns = [c.attempts for c in self.broken if c.expected == "flaky" and c.healed]
+        return sum(reruns) / len(reruns) if reruns else 0.0
 
 
 def labelled_set(folder: Path) -> list[LabelledCase]:
