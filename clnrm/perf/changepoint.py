@@ -41,6 +41,7 @@ def change_points(
     seed: int = 0,
     min_size: int = 2,
     permutations: int | None = None,
+    free_end: bool = False,
 ) -> list[ChangePoint]:
     """All significant change points of ``history``, sorted by index.
 
@@ -48,6 +49,13 @@ def change_points(
     accepted split has a permutation p-value <= ``alpha``; the default number of
     permutations (``5 / alpha``, at least 199) lets a p-value that small be seen.
     Deterministic for a given ``seed``.
+
+    ``free_end``: the split's right segment may end before the piece does (Matteson &
+    James's e-divisive maximises over that end, kappa, too, as Apache Otava does), so a
+    bump that comes and goes in the middle of a piece is found; without it the right
+    segment runs to the piece's end (a step that lasts, what ``clnrm run``'s history
+    check looks for; ``tests/unit/test_perf_changepoint_otava.py`` checks both against
+    Otava).
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -67,17 +75,19 @@ def change_points(
                     if b - a >= 2 * min_size]
         if not segments:
             break
-        best = max(((_best_split(series[a:b][None, :], min_size), a, b) for a, b in segments),
-                   key=lambda item: item[0][1][0])
+        best = max(((_best_split(series[a:b][None, :], min_size, free_end), a, b)
+                    for a, b in segments), key=lambda item: item[0][1][0])
         (tau, q_obs), a, _ = best
-        p = _permutation_p(series, segments, float(q_obs[0]), min_size, n_perm, alpha, rng)
+        p = _permutation_p(series, segments, float(q_obs[0]), min_size, n_perm, alpha, rng,
+                           free_end)
         if p > alpha:
             break
         cuts.append((a + int(tau[0]), p))
     return _describe(keep, series, sorted(cuts), run_ids)
 
 
-def _best_split(batch: np.ndarray, min_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _best_split(batch: np.ndarray, min_size: int,
+                free_end: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """For each row of ``batch`` (R x N), the split index and its scaled energy distance.
 
     Q(tau) = m n / (m + n) * (2 E|X-Y| - E|X-X'| - E|Y-Y'|) with X = z[:tau], Y =
@@ -87,6 +97,8 @@ def _best_split(batch: np.ndarray, min_size: int) -> tuple[np.ndarray, np.ndarra
     dist = np.abs(batch[:, :, None] - batch[:, None, :])
     prefix = np.zeros((r, n + 1, n + 1))
     prefix[:, 1:, 1:] = dist.cumsum(axis=1).cumsum(axis=2)
+    if free_end:
+        return _best_split_free_end(prefix, n, min_size)
     taus = np.arange(min_size, n - min_size + 1)
     m, k = taus.astype(float), (n - taus).astype(float)
     xx = prefix[:, taus, taus]
@@ -100,9 +112,29 @@ def _best_split(batch: np.ndarray, min_size: int) -> tuple[np.ndarray, np.ndarra
     return taus[best], q[np.arange(r), best]
 
 
+def _best_split_free_end(prefix: np.ndarray, n: int,
+                         min_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_best_split` with Y = z[tau:kappa] for every kappa >= tau + min_size."""
+    r = prefix.shape[0]
+    taus, kappas = np.meshgrid(np.arange(min_size, n - min_size + 1),
+                               np.arange(2 * min_size, n + 1), indexing="ij")
+    ok = kappas - taus >= min_size
+    t, k_end = taus[ok], kappas[ok]
+    m, k = t.astype(float), (k_end - t).astype(float)
+    xx = prefix[:, t, t]
+    xy = prefix[:, t, k_end] - xx
+    yy = prefix[:, k_end, k_end] - 2 * prefix[:, t, k_end] + xx
+    with np.errstate(invalid="ignore", divide="ignore"):
+        within_x = np.where(m > 1, xx / (m * (m - 1)), 0.0)
+        within_y = np.where(k > 1, yy / (k * (k - 1)), 0.0)
+    q = m * k / (m + k) * (2 * xy / (m * k) - within_x - within_y)
+    best = np.argmax(q, axis=1)
+    return t[best], q[np.arange(r), best]
+
+
 def _permutation_p(series: np.ndarray, segments: list[tuple[int, int]], q_obs: float,
                    min_size: int, n_perm: int, alpha: float,
-                   rng: np.random.Generator) -> float:
+                   rng: np.random.Generator, free_end: bool = False) -> float:
     """Share of within-segment shuffles whose best split is at least as strong.
 
     Stops early (Besag & Clifford) once more exceedances were seen than a p-value
@@ -117,7 +149,7 @@ def _permutation_p(series: np.ndarray, segments: list[tuple[int, int]], q_obs: f
         q_max = np.full(size, -np.inf)
         for a, b in segments:
             shuffled = rng.permuted(np.tile(series[a:b], (size, 1)), axis=1)
-            q_max = np.maximum(q_max, _best_split(shuffled, min_size)[1])
+            q_max = np.maximum(q_max, _best_split(shuffled, min_size, free_end)[1])
         hits += int(np.sum(q_max >= q_obs - 1e-12 * max(1.0, abs(q_obs))))
         done += size
         if hits >= limit and done < n_perm:

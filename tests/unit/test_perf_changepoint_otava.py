@@ -63,11 +63,18 @@ def test_change_points_are_otavas_on_the_same_series() -> None:
                           text=True, capture_output=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     theirs = [json.loads(line) for line in done.stdout.splitlines()]
-    ours = [[c.index for c in change_points(s, alpha=0.01, seed=k, min_size=1,
-                                            permutations=199)]
-            for k, s in enumerate(CASES)]
     assert len(theirs) == len(CASES)
-    for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-        assert len(a) == len(b) and all(abs(x - y) <= 1 for x, y in zip(a, b, strict=True)), \
-            f"series {k}: ours {a}, Otava's {b}"
-    assert theirs[0] == [] and theirs[2] and theirs[3]  # the cases test what they say
+    assert theirs[0] == [] and theirs[2] and len(theirs[3]) == 2  # the cases are what they say
+    for free_end in (True, False):
+        ours = [[c.index for c in change_points(s, alpha=0.01, seed=k, min_size=1,
+                                                permutations=199, free_end=free_end)]
+                for k, s in enumerate(CASES)]
+        for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            if not free_end and k == 3:
+                # a bump that comes and goes: with the right segment running to the end
+                # of the piece (the history check's step that lasts) no split explains it
+                assert a == [], a
+                continue
+            assert len(a) == len(b) and all(abs(x - y) <= 1
+                                            for x, y in zip(a, b, strict=True)), \
+                f"series {k} (free_end={free_end}): ours {a}, Otava's {b}"
