@@ -67,9 +67,11 @@ class IntelligenceAgent(SwarmAgent):
             if spans is None:
                 return TaskOutcome(task_id=task.id, agent=self.agent, status=TaskStatus.declined,
                                    reason=f"{self.name} did not act on {task.scenario}: {why_not}")
-            generation = generate_tests(
-                spans, MiningOptions(confidence_threshold=ONE_RUN_CONFIDENCE),
-                steps_toml=scenario_body(task.text))
+            settings = {"confidence_threshold": ONE_RUN_CONFIDENCE}
+            if scenario.intelligence is not None:  # [intelligence.generation] over defaults
+                settings |= scenario.intelligence.mining_settings()
+            generation = generate_tests(spans, MiningOptions(**settings),
+                                        steps_toml=scenario_body(task.text))
         except ClnrmError as exc:
             return TaskOutcome(task_id=task.id, agent=self.agent, status=TaskStatus.failed,
                                exit_code=2, reason=f"intelligence could not mine "

@@ -404,11 +404,35 @@ class SelfHealing(Model):
     backoff: Duration | None = None
 
 
+class IntelligenceGeneration(Model):
+    """``[intelligence.generation]``: how tests are mined from traces (docs/intelligence.md);
+    unset keys keep ``clnrm generate``'s defaults."""
+
+    min_pattern_frequency: float | None = Field(default=None, gt=0, le=1)
+    confidence_threshold: float | None = Field(default=None, ge=0, le=1)
+    include_error_scenarios: bool | None = None
+
+
 class Intelligence(Model):
-    """Analysis of results (failure triage, flakiness); never required to pass a test."""
+    """Tests learned from traces: the swarm's intelligence agent mines the orchestration run's
+    spans; never required to pass a test.  The generation keys may sit in the table itself
+    or in ``[intelligence.generation]`` (which wins)."""
 
     enabled: bool = True
     provider: str | None = None
     model: str | None = None
     endpoint: str | None = None
     features: list[str] = Field(default_factory=list)
+    min_pattern_frequency: float | None = Field(default=None, gt=0, le=1)
+    confidence_threshold: float | None = Field(default=None, ge=0, le=1)
+    include_error_scenarios: bool | None = None
+    generation: IntelligenceGeneration | None = None
+
+    def mining_settings(self) -> dict[str, Any]:
+        """The generation keys the file sets, ``[intelligence.generation]`` over the table."""
+        keys = ("min_pattern_frequency", "confidence_threshold", "include_error_scenarios")
+        found = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        if self.generation is not None:
+            found |= {k: getattr(self.generation, k) for k in keys
+                      if getattr(self.generation, k) is not None}
+        return found

@@ -86,3 +86,20 @@ def test_the_agent_declines_when_the_file_switches_it_off(store: MemoryStore) ->
     outcome = IntelligenceAgent(board).act(task)
     assert outcome.status is TaskStatus.declined
     assert outcome.reason.endswith("its [intelligence] table is switched off")
+
+
+def test_the_files_generation_keys_reach_the_miner(store: MemoryStore, tmp_path: Path) -> None:
+    board = Blackboard(store)
+    (tmp_path / "run-4").mkdir()
+    (tmp_path / "run-4" / "shop.spans.jsonl").write_text(
+        "".join(json.dumps(s.to_dict()) + "\n" for s in shop_corpus(1)), encoding="utf-8")
+    text = SCENARIO + "confidence_threshold = 0.5\n[intelligence.generation]\n" \
+        "min_pattern_frequency = 0.9\n"
+    orchestration, task = tasks("swarm-intel-4", text)
+    orchestrated(board, orchestration, "run-4")
+    agent = IntelligenceAgent(board, settings=RunSettings(artifacts_dir=str(tmp_path)))
+    assert agent.act(task).status is TaskStatus.done
+    names = {r.name for r in store.records("pattern") if isinstance(r, PatternRecord)
+             and r.metadata.get("swarm_run") == "swarm-intel-4"}
+    assert "shop: frontend GET /users/{id}: GET /users/:id calls redis GET" in names
+    assert not any("calls SELECT users" in n for n in names)  # 16/60 < 0.9
