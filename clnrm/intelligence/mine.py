@@ -164,7 +164,7 @@ def _mine_type(rt: RequestType, facts: _Global, options: MiningOptions) -> Reque
             seen, m, _judged(m, options)) >= options.confidence_threshold else None
         spans.append(SpanPattern(
             name=name, parent=parent, kind=kind, service=groups[key][0][1].service_name,
-            attrs=constants, status=usual,  # type: ignore[arg-type]
+            attrs=constants, status=usual,
             evidence=Evidence(support=k, total=n, confidence=existential_confidence(
                 k, n, _judged(n, options)))))
     names = sorted({p.name for p in spans})
@@ -265,7 +265,7 @@ def _order(rt: RequestType, facts: _Global) -> list[OrderPattern]:
                     pairs.add((names[pid], a.name, b.name))
         candidates.update(pairs)
     out: list[OrderPattern] = []
-    for (parent, first, then), _ in sorted(candidates.items()):
+    for (under, first, then), _ in sorted(candidates.items()):
         if is_glob(first) or is_glob(then):
             continue
         with_then = {t.trace_id for t in facts.traces_with[then]}
@@ -273,7 +273,7 @@ def _order(rt: RequestType, facts: _Global) -> list[OrderPattern]:
         verdicts = [_sequential(t, first, then) for t in shared]
         if not shared or not all(verdicts):
             continue
-        out.append(OrderPattern(first=first, then=then, parent=parent, evidence=Evidence(
+        out.append(OrderPattern(first=first, then=then, parent=under, evidence=Evidence(
             support=len(shared), total=len(shared),
             confidence=universal_confidence(len(shared)))))
     return out
@@ -321,7 +321,7 @@ def _status(facts: _Global, names: list[str]) -> list[StatusPattern]:
         seen = facts.statuses[name]
         if len(seen) == 1 and not is_glob(name):
             status, m = next(iter(seen.items()))
-            out.append(StatusPattern(name=name, status=status, evidence=Evidence(  # type: ignore[arg-type]
+            out.append(StatusPattern(name=name, status=status, evidence=Evidence(
                 support=m, total=m, unit="spans", confidence=universal_confidence(m))))
     return out
 
@@ -422,14 +422,14 @@ def _forbidden(rt: RequestType, facts: _Global, options: MiningOptions) -> list[
         for target in sorted(facts.entries):
             if target == source or (source, target) in facts.calls:
                 continue
-            for parent in sorted(callers[source]):
+            for caller in sorted(callers[source]):
                 for child in sorted(facts.entries[target]):
                     if len(out) >= options.max_forbidden_edges:
                         return out
-                    if not (is_glob(parent) or is_glob(child) or (parent, child) in pairs
-                            or (parent, child) in facts.edges):
-                        pairs.add((parent, child))
-                        out.append(ForbiddenEdge(parent=parent, child=child,
+                    if not (is_glob(caller) or is_glob(child) or (caller, child) in pairs
+                            or (caller, child) in facts.edges):
+                        pairs.add((caller, child))
+                        out.append(ForbiddenEdge(parent=caller, child=child,
                                                  from_service=source, to_service=target,
                                                  evidence=evidence))
     return out

@@ -140,10 +140,10 @@ def _reorder(corpus: Corpus, rt: RequestType,
     for trace in rt.traces:
         for parent in trace.spans:
             kids = [s for s in trace.spans if s.parent_span_id == parent.span_id]
-            for a, b in zip(kids, kids[1:], strict=False):
-                if a.name != b.name and (a.end_time_unix_nano or 0) <= (
-                        b.start_time_unix_nano or 0):
-                    pairs.add((a.name, b.name))
+            for one, two in zip(kids, kids[1:], strict=False):
+                if one.name != two.name and (one.end_time_unix_nano or 0) <= (
+                        two.start_time_unix_nano or 0):
+                    pairs.add((one.name, two.name))
     if not pairs:
         return None
     first, then = rng.choice(sorted(pairs))

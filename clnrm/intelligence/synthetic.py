@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Final
 
-from clnrm.otel.span import Span
+from clnrm.otel.span import AttrValue, Span
 
 WORKLOAD: Final = (("GET /users/{id}", 60), ("POST /orders", 60), ("GET /catalog", 50),
                    ("GET /health", 30))
@@ -32,7 +32,7 @@ class _Builder:
         return f"{self.rng.getrandbits(64):016x}"
 
     def call(self, name: str, service: str, kind: str, start: int, median_ms: float,
-             parent: Span | None = None, attrs: dict[str, object] | None = None,
+             parent: Span | None = None, attrs: dict[str, AttrValue] | None = None,
              status: str = "UNSET") -> Span:
         """A span starting at ``start`` lasting a lognormal time around ``median_ms``."""
         duration = median_ms * self.rng.lognormvariate(0, LATENCY_SIGMA)
@@ -56,7 +56,7 @@ def _end(span: Span) -> int:
     return span.end_time_unix_nano
 
 
-def _http(method: str, route: str, code: int) -> dict[str, object]:
+def _http(method: str, route: str, code: int) -> dict[str, AttrValue]:
     return {"http.method": method, "http.route": route, "http.status_code": code}
 
 
