@@ -21,7 +21,6 @@ keys (C speed), not a Python loop per key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Final
 
 from clnrm.otel.span import Span
@@ -47,9 +46,12 @@ EXTERNAL_SERVICE_KEYS: Final = (
 _HERMETICITY: Final = ("expect", "hermeticity")
 
 
-def spans_with_keys(spans: Sequence[Span], keys: frozenset[str]) -> list[Span]:
+def spans_with_keys(index: SpanIndex, keys: frozenset[str]) -> list[Span]:
+    """Spans carrying any of ``keys``; no scan at all when no span has one."""
+    if keys.isdisjoint(index.attribute_keys):
+        return []
     # isdisjoint iterates the (small) attribute dict and probes the set: C speed.
-    return [span for span in spans if not keys.isdisjoint(span.attributes)]
+    return [span for span in index.spans if not keys.isdisjoint(span.attributes)]
 
 
 class HermeticityValidator:
@@ -79,7 +81,7 @@ class HermeticityValidator:
             EXTERNAL_SERVICE_KEYS[:3]) + ", ...)"
         declared_at = where.at((*_HERMETICITY, "no_external_services"))
         keys = frozenset(EXTERNAL_SERVICE_KEYS)
-        hits = spans_with_keys(index.spans, keys)
+        hits = spans_with_keys(index, keys)
         if not hits:
             return verdict(self.name, expectation, True, expected=expected, declared_at=declared_at,
                            seen=f"none of {plural(len(index), 'span')} has one")
@@ -127,7 +129,7 @@ class HermeticityValidator:
     def _forbidden(
         self, keys: list[str], index: SpanIndex, where: Declarations
     ) -> list[ValidationResult]:
-        hits = spans_with_keys(index.spans, frozenset(keys))
+        hits = spans_with_keys(index, frozenset(keys))
         results = []
         for key in dict.fromkeys(keys):
             carriers = [span for span in hits if key in span.attributes]

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from functools import cached_property
+from itertools import chain
 from operator import attrgetter
 from typing import Final
 
@@ -37,6 +38,8 @@ def name_matches(name: str, pattern: str) -> bool:
 
 
 _name_status: Final = attrgetter("name", "status")
+_attributes: Final = attrgetter("attributes")
+_events: Final = attrgetter("events")
 
 
 def _error_flag(span: Span) -> bool:
@@ -72,6 +75,7 @@ class SpanIndex:
                 group.append(span)
         self.by_name: Final = by_name
         self._glob_cache: dict[str, list[str]] = {}
+        self._ids_named: dict[str, dict[str, Span] | None] = {}
 
     def __len__(self) -> int:
         return len(self.spans)
@@ -145,6 +149,32 @@ class SpanIndex:
                 return candidate
         return None
 
+    def parent_named(self, span: Span, pattern: str) -> Span | None:
+        """The span's parent if its name matches ``pattern`` (as :meth:`names_matching`).
+
+        Same answer as :meth:`parent_of` plus a name test, but looked up among
+        the spans of that name only: building the full id map costs ~0.6 s per
+        million spans (one random insert each), while the candidates of a name
+        are few.  Where a trace reuses one span id the two may pick different
+        spans of that id; the full lookup is used when the named spans
+        themselves repeat an id.
+        """
+        parent_id = span.parent_span_id
+        if parent_id is None:
+            return None
+        ids = self._ids_named.get(pattern, False)
+        if ids is False:
+            named = self.named(pattern)
+            ids = {other.span_id: other for other in named}
+            if len(ids) != len(named):
+                ids = None
+            self._ids_named[pattern] = ids
+        if ids is None:
+            parent = self.parent_of(span)
+            return parent if parent is not None and name_matches(parent.name, pattern) else None
+        parent = ids.get(parent_id)
+        return parent if parent is not None and parent.trace_id == span.trace_id else None
+
     def parent_names(self, spans: Sequence[Span]) -> dict[str, int]:
         """Parent name -> count for ``spans``; ``<root>`` and ``<missing parent>`` included."""
         counts: dict[str, int] = {}
@@ -176,6 +206,13 @@ class SpanIndex:
         return tallies
 
     @cached_property
+    def attribute_keys(self) -> frozenset[str]:
+        """Every attribute key any span carries: one C-level pass that lets the rules
+        looking for rare keys (``error``, ``event.count``, forbidden and external-service
+        keys) skip the per-span scan when no span has them, the usual case."""
+        return frozenset(chain.from_iterable(map(_attributes, self.spans)))
+
+    @cached_property
     def error_counts(self) -> dict[str, int]:
         """Span name -> spans with ERROR status or ``error = true`` (names with none omitted).
 
@@ -185,7 +222,9 @@ class SpanIndex:
         for name, statuses in self.status_counts.items():
             if statuses.get("ERROR"):
                 out[name] = statuses["ERROR"]
-        for span in [span for span in self.spans if "error" in span.attributes]:
+        flagged = ([span for span in self.spans if "error" in span.attributes]
+                   if "error" in self.attribute_keys else [])
+        for span in flagged:
             if span.status != "ERROR" and _error_flag(span):
                 out[span.name] = out.get(span.name, 0) + 1
         return out
@@ -200,9 +239,11 @@ class SpanIndex:
         taking the larger never counts one event twice.
         """
         out: dict[str, int] = {}
-        for span in [span for span in self.spans if span.events]:
+        for span in filter(_events, self.spans):
             out[span.name] = out.get(span.name, 0) + len(span.events)
-        for span in [span for span in self.spans if "event.count" in span.attributes]:
+        declared = ([span for span in self.spans if "event.count" in span.attributes]
+                    if "event.count" in self.attribute_keys else [])
+        for span in declared:
             extra = _declared_events(span) - len(span.events)
             if extra > 0:
                 out[span.name] = out.get(span.name, 0) + extra

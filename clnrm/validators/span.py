@@ -29,7 +29,7 @@ from clnrm.results import ValidationResult
 from clnrm.scenario.expect import Expect, SpanExpectation
 from clnrm.validators._text import attr_matches, attr_text, ms, name_counts, plural, quoted
 from clnrm.validators.base import Declarations, verdict
-from clnrm.validators.index import SpanIndex, name_matches
+from clnrm.validators.index import SpanIndex
 
 CLOSEST: Final = 3
 """Candidates described in a failure message."""
@@ -68,8 +68,12 @@ def _bounds(low: float | None, high: float | None) -> str:
     return f">= {ms(low)}" if low is not None else f"<= {ms(high or 0)}"
 
 
-def _checks(exp: SpanExpectation, index: SpanIndex) -> list[Check]:
-    """One closure per constraint, cheapest first so a passing span is found fast."""
+def _checks(exp: SpanExpectation, index: SpanIndex, *, why: bool = False) -> list[Check]:
+    """One closure per constraint, cheapest first so a passing span is found fast.
+
+    With ``why`` every failure says what was wrong (for :meth:`SpanShapeValidator._closest`);
+    without, the parent check may answer a bare "no" and skip the full id lookup.
+    """
     checks: list[Check] = []
     if exp.kind:
         kind = exp.kind
@@ -97,7 +101,7 @@ def _checks(exp: SpanExpectation, index: SpanIndex) -> list[Check]:
     if bounds and (bounds.min is not None or bounds.max is not None):
         checks.append(_duration_check(bounds.min, bounds.max))
     if exp.parent:
-        checks.append(_parent_check(exp.parent, index))
+        checks.append((_parent_problem if why else _parent_check)(exp.parent, index))
     return checks
 
 
@@ -166,9 +170,22 @@ def _duration_check(low: float | None, high: float | None) -> Check:
 
 def _parent_check(pattern: str, index: SpanIndex) -> Check:
     def check(span: Span) -> tuple[str, str] | None:
-        parent = index.parent_of(span)
-        if parent is not None and name_matches(parent.name, pattern):
+        if index.parent_named(span, pattern) is not None:
             return None
+        return _NO_PARENT  # the search only asks whether; _closest says why
+
+    return check
+
+
+_NO_PARENT: Final = ("parent", "")
+
+
+def _parent_problem(pattern: str, index: SpanIndex) -> Check:
+    """:func:`_parent_check` with the reason, which needs the full id lookup."""
+    def check(span: Span) -> tuple[str, str] | None:
+        if index.parent_named(span, pattern) is not None:
+            return None
+        parent = index.parent_of(span)
         if parent is not None:
             return "parent", f"parent {quoted(parent.name)} (want {quoted(pattern)})"
         if span.parent_span_id is None:
@@ -213,6 +230,7 @@ class SpanShapeValidator:
                     self.name, expectation, True, expected=expected, declared_at=declared_at,
                     seen=f"{of_name}; span {span.span_id} matches",
                 )
+        checks = _checks(exp, index, why=True)
         return self._closest(candidates, checks, expectation, expected, of_name, declared_at)
 
     def _closest(

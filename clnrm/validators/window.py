@@ -57,16 +57,31 @@ class Windows:
         self.timed = timed
         self.starts = [start for start, _, _ in timed]
         self.max_end = list(accumulate((end for _, end, _ in timed), max))
+        # per trace: the one window's bounds, or (like the global lists) starts in
+        # order with the running maximum of ends, so a check is one bisection
+        self.local: dict[str, tuple[int, int] | tuple[list[int], list[int]]] = {}
+        for trace, windows in self.by_trace.items():
+            if len(windows) == 1:
+                self.local[trace] = windows[0][0], windows[0][1]
+            else:
+                ordered = sorted(windows, key=lambda w: (w[0], w[1]))
+                self.local[trace] = ([w[0] for w in ordered],
+                                     list(accumulate((w[1] for w in ordered), max)))
 
     def __bool__(self) -> bool:
         return bool(self.starts)
 
     def contains(self, span: Span, start: int, end: int) -> bool:
-        local = self.by_trace.get(span.trace_id)
-        if local is not None:
-            return any(s <= start and end <= e for s, e, _ in local)
-        i = bisect_right(self.starts, start)
-        return i > 0 and self.max_end[i - 1] >= end
+        local = self.local.get(span.trace_id)
+        if local is None:
+            starts, max_end = self.starts, self.max_end
+        else:
+            low, high = local
+            if low.__class__ is int:  # one window in the trace (the usual case)
+                return low <= start and end <= high  # type: ignore[operator]
+            starts, max_end = local  # type: ignore[assignment]
+        i = bisect_right(starts, start)
+        return i > 0 and max_end[i - 1] >= end
 
     def nearest(self, span: Span, start: int) -> Window:
         """The window the span is best compared with, for the failure message."""
@@ -137,12 +152,13 @@ class WindowValidator:
     def _check_name(name: str, spans: list[Span], windows: Windows) -> str | None:
         untimed = outside = 0
         example = ""
+        contains = windows.contains
         for span in spans:
             start, end = span.start_time_unix_nano, span.end_time_unix_nano
             if start is None or end is None or end < start:
                 untimed += 1
                 continue
-            if not windows.contains(span, start, end):
+            if not contains(span, start, end):
                 outside += 1
                 if not example:
                     example = _offence(span, start, end, windows.nearest(span, start))

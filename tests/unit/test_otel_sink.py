@@ -124,3 +124,23 @@ def test_lines_the_fast_encoder_cannot_write_exactly_fall_back_per_line() -> Non
     assert len(lines) == 4
     for line, span in zip(lines, spans, strict=True):
         assert json.loads(line) == json.loads(json.dumps(span.to_dict()))
+
+
+@pytest.mark.parametrize("where", ["attributes", "resource", "event"])
+def test_a_non_finite_float_is_found_among_none_fields(where: str) -> None:
+    """A NaN that orjson writes as ``null`` is told from the span's own None fields
+    (root parent, missing times and scope, event without time) by counting them."""
+    values = {"n": None, "x": [1.0, -math.inf]}
+    span = Span(name="x", trace_id=TRACE, span_id="b7ad6b7169203331", scope=None,
+                attributes=values if where == "attributes" else {"n": None},
+                resource=values if where == "resource" else {},
+                events=[SpanEvent("e", None, values if where == "event" else {})])
+    line = encode_jsonl([span])
+    assert "-Infinity" in line
+    assert json.loads(line) == json.loads(json.dumps(span.to_dict()))
+
+
+def test_none_fields_alone_keep_the_fast_line() -> None:
+    span = Span(name="x", trace_id=TRACE, span_id="b7ad6b7169203331",
+                events=[SpanEvent("e")], attributes={"n": None, "f": 1.5})
+    assert encode_jsonl([span]) == json.dumps(span.to_dict(), separators=(",", ":")) + "\n"
