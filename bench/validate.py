@@ -184,7 +184,7 @@ def _parent(span: Span, ids: dict[tuple[str, str], Span]) -> Span | None:
 
 
 def _span_ok(s: Span, e: SpanExpectation, ids: dict[tuple[str, str], Span]) -> bool:
-    if e.kind and s.kind != e.kind or e.status and s.status != e.status:
+    if (e.kind and s.kind != e.kind) or (e.status and s.status != e.status):
         return False
     if e.attrs and not all(attr_matches(s.attributes.get(k), v) for k, v in e.attrs.all.items()):
         return False
@@ -193,14 +193,14 @@ def _span_ok(s: Span, e: SpanExpectation, ids: dict[tuple[str, str], Span]) -> b
         return False
     names = {ev.name for ev in s.events}
     if e.events and (not set(e.events.all) <= names
-                     or e.events.any and not names & set(e.events.any)):
+                     or (e.events.any and not names & set(e.events.any))):
         return False
     d = e.duration_ms
     if d and (d.min is not None or d.max is not None):
         if s.start_time_unix_nano is None or s.end_time_unix_nano is None:
             return False
         took = (s.end_time_unix_nano - s.start_time_unix_nano) / MS
-        if took < 0 or d.min is not None and took < d.min or d.max is not None and took > d.max:
+        if took < 0 or (d.min is not None and took < d.min) or (d.max is not None and took > d.max):
             return False
     if e.parent:
         p = _parent(s, ids)

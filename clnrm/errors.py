@@ -76,7 +76,7 @@ class ScenarioError(ClnrmError):
 class PluginError(ClnrmError):
     """A service plugin is unknown, failed to load, or rejected its configuration."""
 
-    def __init__(self, message: str, *, plugin: str | None = None, hint: str | None = None):
+    def __init__(self, message: str, *, plugin: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.plugin = plugin
 
@@ -84,7 +84,8 @@ class PluginError(ClnrmError):
 class BackendError(ClnrmError):
     """The execution backend could not do what the run needs (engine down, API error)."""
 
-    def __init__(self, message: str, *, backend: str | None = None, hint: str | None = None):
+    def __init__(self, message: str, *, backend: str | None = None,
+                 hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.backend = backend
 
@@ -92,7 +93,7 @@ class BackendError(ClnrmError):
 class ImageMissingError(BackendError):
     """An image is not present locally; clnrm never pulls, so the user must build or load it."""
 
-    def __init__(self, image: str, *, hint: str | None = None):
+    def __init__(self, image: str, *, hint: str | None = None) -> None:
         super().__init__(f"image {image!r} is not present in the local Docker engine "
                          "(clnrm never pulls images)", backend="docker", hint=hint)
         self.image = image
@@ -101,7 +102,8 @@ class ImageMissingError(BackendError):
 class ReadinessError(ClnrmError):
     """A service did not become ready in time; the message has the check, limit and log tail."""
 
-    def __init__(self, message: str, *, service: str, logs: str = "", hint: str | None = None):
+    def __init__(self, message: str, *, service: str, logs: str = "",
+                 hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.service = service
         self.logs = logs
@@ -112,7 +114,7 @@ class InterruptedRun(ClnrmError):
 
     exit_code = 130
 
-    def __init__(self, signal_name: str):
+    def __init__(self, signal_name: str) -> None:
         super().__init__(f"interrupted by {signal_name}; all containers and networks of "
                          "this run were removed")
         self.signal_name = signal_name
@@ -122,7 +124,7 @@ class ChaosError(ClnrmError):
     """A fault could not be injected or rolled back, or targets something outside the run."""
 
     def __init__(self, message: str, *, fault: str | None = None, target: str | None = None,
-                 hint: str | None = None):
+                 hint: str | None = None) -> None:
         prefix = f"chaos fault {fault!r}" + (f" on {target!r}" if target else "") if fault else ""
         super().__init__(f"{prefix}: {message}" if prefix else message, hint=hint)
         self.fault = fault
@@ -134,7 +136,7 @@ class PerformanceError(ClnrmError):
     scenario and fingerprint asked for and the hint says which ones exist."""
 
     def __init__(self, message: str, *, scenario: str | None = None,
-                 fingerprint: str | None = None, hint: str | None = None):
+                 fingerprint: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.scenario = scenario
         self.fingerprint = fingerprint

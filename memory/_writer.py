@@ -358,7 +358,7 @@ class WriterServer:
 
 
 class _PendingPut:
-    __slots__ = ("records", "done", "error")
+    __slots__ = ("done", "error", "records")
 
     def __init__(self, records: list[Record]) -> None:
         self.records = records

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 def make_context(files: Mapping[str, ContextEntry]) -> IO[bytes]:
     """Tar ``files`` (context path -> content) into a rewound, spooled file for the build API."""
-    buffer: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)
+    # returned open and rewound: the build API reads it, the caller closes it
+    buffer: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)  # noqa: SIM115
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name in sorted(files):
             entry = files[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
@@ -68,8 +69,7 @@ def test_a_busy_container_shows_its_cpu_and_memory(docker_client: Any, start: St
         assert s.mem_bytes_peak and 0 < s.mem_bytes_peak < 100 << 20  # busybox: well under
         assert s.mem_limit_bytes and s.mem_limit_bytes > s.mem_bytes_peak
     series = [x for x in sampler.samples() if x.service == "busy"]
-    gaps = [(b.time_unix_nano - a.time_unix_nano) / 1e9 for a, b in zip(series, series[1:],
-                                                                         strict=False)]
+    gaps = [(b.time_unix_nano - a.time_unix_nano) / 1e9 for a, b in itertools.pairwise(series)]
     assert gaps and all(0.5 < g < 2.5 for g in gaps), gaps  # the engine ticks once a second
     assert stop_s < 0.5, f"stopping took {stop_s:.2f} s"
     assert sampler_threads() == []

@@ -10,7 +10,7 @@ from typing import ClassVar
 import pytest
 from clnrm.agents import Blackboard, Layer, SwarmAgent, Task, TaskOutcome, TaskStatus
 from clnrm.agents.architect import Architect
-from clnrm.agents.blackboard import Award
+from clnrm.agents.blackboard import Award, Claim
 from clnrm.agents.healer import Healer
 from clnrm.agents.intelligence import IntelligenceAgent
 from clnrm.agents.negotiation import LocalHandle, Swarm, SwarmReport, intake_tasks
@@ -83,7 +83,7 @@ def planned(board: Blackboard, text: str = EVERY_LAYER) -> dict[Layer, Task]:
 
 
 def claim(board: Blackboard, task: Task, claimer: str, incarnation: str = "i1",
-          agent: Agent | None = None):  # noqa: ANN201 - a Claim
+          agent: Agent | None = None) -> Claim:
     return board.claim(task, claimer=claimer, incarnation=incarnation,
                        agent=agent or task.layer.agent)
 

@@ -110,7 +110,7 @@ def test_scenario_files_and_assert_passed(tmp_path: Path) -> None:
     assert [p.id for p in params] == ["e2e/a", "e2e/b", "e2e/nested/c"]
     assert clnrm.scenario_files("missing", root=tmp_path) == []
     result = clnrm.run(params[1].values[0], backend="local")
-    with pytest.raises(AssertionError, match="exits_three.*FAILED") as info:
+    with pytest.raises(AssertionError, match=r"exits_three.*FAILED") as info:
         clnrm.assert_passed(result)
     assert "boom" in str(info.value) and "exit code 3" in str(info.value)
     clnrm.assert_passed(clnrm.run(params[0].values[0], backend="local"))

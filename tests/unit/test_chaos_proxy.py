@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
+from clnrm.chaos.base import Fault
 from clnrm.chaos.proxy import ProxyControl, ProxyServer
 from clnrm.errors import ChaosError
 
@@ -87,7 +89,7 @@ class HttpBackend(BaseHTTPRequestHandler):
     """Keep-alive HTTP/1.1: answers ``<method> <path> <sha1 of body>`` and counts requests."""
 
     protocol_version = "HTTP/1.1"
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []  # shared by the handler instances of one server
 
     def _answer(self) -> None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -629,7 +631,7 @@ class FakeContext:
         return {"api": ["127.0.0.2"], "worker": ["127.0.0.3", "10.1.0.3"]}[service]
 
 
-def _fault(kind: str, ctx: object, **params: object):  # type: ignore[no-untyped-def]
+def _fault(kind: str, ctx: object, **params: object) -> Fault[Any]:
     from clnrm.chaos.catalog import get_fault_type
 
     cls = get_fault_type(kind)

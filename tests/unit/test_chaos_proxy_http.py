@@ -39,7 +39,7 @@ def messages(events: list[Event]) -> list[tuple[str, bytes]]:
 def feed_in_pieces(framer: MessageFramer, data: bytes, cuts: list[int]) -> list[Event]:
     events: list[Event] = []
     start = 0
-    for cut in sorted(set(cuts)) + [len(data)]:
+    for cut in [*sorted(set(cuts)), len(data)]:
         events += framer.feed(data[start:cut])
         start = cut
     return events

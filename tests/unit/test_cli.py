@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,20 +37,20 @@ def test_bad_arguments_exit_two_without_traceback() -> None:
     assert res.returncode == 2 and "vm" in res.stderr
 
 
-def test_missing_path_is_a_clear_error(tmp_path) -> None:
+def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     res = run_cli("run", str(tmp_path / "nope.clnrm.toml"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "nope.clnrm.toml" in res.stderr
 
 
-def test_bad_image_map_is_rejected(tmp_path) -> None:
+def test_bad_image_map_is_rejected(tmp_path: Path) -> None:
     f = tmp_path / "t.clnrm.toml"
     f.write_text('[test.metadata]\nname = "t"\n[[steps]]\nname = "s"\ncommand = ["true"]\n')
     res = run_cli("run", str(f), "--backend", "local", "--image-map", "nonsense")
     assert res.returncode == 2 and "expected FROM=TO" in res.stderr
 
 
-def test_local_backend_run_end_to_end(tmp_path) -> None:
+def test_local_backend_run_end_to_end(tmp_path: Path) -> None:
     f = tmp_path / "t.clnrm.toml"
     f.write_text('[test.metadata]\nname = "t"\n[[steps]]\nname = "s"\n'
                  'command = ["echo", "hi"]\nexpected_output_regex = "hi"\n')
@@ -58,7 +59,7 @@ def test_local_backend_run_end_to_end(tmp_path) -> None:
     assert json.loads(res.stdout)["tests"][0]["outcome"] == "passed"
 
 
-def test_init_writes_a_valid_test(tmp_path) -> None:
+def test_init_writes_a_valid_test(tmp_path: Path) -> None:
     res = run_cli("init", str(tmp_path))
     assert res.returncode == 0, res.stderr
     target = tmp_path / "tests" / "basic.clnrm.toml"
@@ -79,7 +80,7 @@ kind = "{kind}"
 """
 
 
-def _expect_only(tmp_path, kind: str):
+def _expect_only(tmp_path: Path, kind: str) -> tuple[Path, Path]:
     from tests.unit.test_otel_tracefile import otlp_doc
 
     test = tmp_path / f"judge_{kind}.clnrm.toml"
@@ -89,7 +90,7 @@ def _expect_only(tmp_path, kind: str):
     return test, export
 
 
-def test_expectations_only_file_passes_on_a_trace_export_that_holds(tmp_path) -> None:
+def test_expectations_only_file_passes_on_a_trace_export_that_holds(tmp_path: Path) -> None:
     test, export = _expect_only(tmp_path, "server")  # op0 has kind 2: server
     res = run_cli("run", str(test), "--traces", str(export), "--format", "json")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -97,21 +98,21 @@ def test_expectations_only_file_passes_on_a_trace_export_that_holds(tmp_path) ->
     assert verdict["outcome"] == "passed" and verdict["validations"]
 
 
-def test_expectations_only_file_fails_on_a_trace_export_that_does_not_hold(tmp_path) -> None:
+def test_expectations_only_file_fails_on_a_trace_export_that_does_not_hold(tmp_path: Path) -> None:
     test, export = _expect_only(tmp_path, "client")
     res = run_cli("run", str(test), "--traces", str(export))
     assert res.returncode == 1, res.stdout + res.stderr
     assert "FAIL" in res.stdout and "Traceback" not in res.stderr
 
 
-def test_expectations_only_file_without_traces_says_it_needs_them(tmp_path) -> None:
+def test_expectations_only_file_without_traces_says_it_needs_them(tmp_path: Path) -> None:
     test, _ = _expect_only(tmp_path, "server")
     res = run_cli("run", str(test), "--backend", "local")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "nothing to run" in res.stderr and "--traces" in res.stderr
 
 
-def test_validate_accepts_an_expectations_only_file_with_a_note(tmp_path) -> None:
+def test_validate_accepts_an_expectations_only_file_with_a_note(tmp_path: Path) -> None:
     test, _ = _expect_only(tmp_path, "server")
     for args in ([], ["--strict"]):
         res = run_cli("validate", *args, str(test))
@@ -121,7 +122,7 @@ def test_validate_accepts_an_expectations_only_file_with_a_note(tmp_path) -> Non
     assert outcome["status"] == "ok" and "--traces" in outcome["notes"][0]
 
 
-def test_a_file_with_neither_steps_nor_expectations_is_still_refused(tmp_path) -> None:
+def test_a_file_with_neither_steps_nor_expectations_is_still_refused(tmp_path: Path) -> None:
     test = tmp_path / "empty.clnrm.toml"
     test.write_text('[meta]\nname = "n"\n', encoding="utf-8")
     res = run_cli("validate", str(test))
@@ -142,7 +143,7 @@ command = ["echo", "hi"]
 """
 
 
-def test_key_with_no_effect_warns_on_run_and_fails_strict(tmp_path) -> None:
+def test_key_with_no_effect_warns_on_run_and_fails_strict(tmp_path: Path) -> None:
     test = tmp_path / "inert.clnrm.toml"
     test.write_text(INERT, encoding="utf-8")
     res = run_cli("run", str(test), "--backend", "local", "--format", "json")

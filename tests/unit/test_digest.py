@@ -72,7 +72,7 @@ def _by_ancestor_keys(spans: list[Span]) -> list[dict[str, Any]]:
     ordered = sorted(spans, key=chain_of)
     position = {s.span_id: i for i, s in enumerate(ordered)}
     return [{"name": s.name, "kind": s.kind, "status": s.status,
-             "parent": position.get(s.parent_span_id or "", None),
+             "parent": position.get(s.parent_span_id or ""),
              "attributes": digest._clean(s.attributes),
              "events": [{"name": e.name, "attributes": digest._clean(e.attributes)}
                         for e in s.events],

@@ -276,9 +276,8 @@ def test_fuzz_special_files_are_refused_at_once(tmp_path: Path, kind: str, stdin
     if not _within_budget("special"):
         return
     path = _special(tmp_path, kind)
-    with hang_guard():
-        with pytest.raises(ScenarioError) as info:
-            load_trace_file(path, allow_stdin=stdin)
+    with hang_guard(), pytest.raises(ScenarioError) as info:
+        load_trace_file(path, allow_stdin=stdin)
     assert info.value.file == path and info.value.line is None
     assert "\n" not in str(info.value)
 
@@ -321,7 +320,7 @@ def trace_files(draw: st.DrawFn) -> tuple[str, str]:
 def test_fuzz_trace_files_load_or_fail_located(tmp_path: Path, case: tuple[str, str]) -> None:
     if not _within_budget("traces"):
         return
-    fmt, text = case
+    _fmt, text = case
     path = tmp_path / "fuzz.json"
     path.write_text(text, encoding="utf-8")
     try:

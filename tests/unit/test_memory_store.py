@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clnrm.memory import (
@@ -141,7 +142,7 @@ def test_records_survive_close_and_reopen(tmp_path: Path) -> None:
         assert again.query("postgres refused", kind="failure")[0].record.id == SAMPLE[0].id
 
 
-def _raw_client(root: Path):  # type: ignore[no-untyped-def]
+def _raw_client(root: Path) -> Any:  # chromadb's ClientAPI, imported lazily
     import chromadb
     from chromadb.config import Settings
 

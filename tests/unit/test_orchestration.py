@@ -117,10 +117,9 @@ def test_first_error_stops_new_work_and_aborts_work_in_flight() -> None:
         started.append(name)
         if name == "bad":
             raise ClnrmError("bad never became ready")
-        if name == "long":
-            if abort.wait(5):
-                aborted.set()
-                raise ClnrmError("aborted")
+        if name == "long" and abort.wait(5):
+            aborted.set()
+            raise ClnrmError("aborted")
 
     began = time.monotonic()
     with pytest.raises(ClnrmError, match="bad never became ready"):
@@ -313,11 +312,11 @@ def test_forbidden_edge_in_spans_fails_showing_both_graphs() -> None:
 
 def test_missing_expected_edge_fails_only_when_matching_exactly() -> None:
     allow = [["gateway", "api"], ["api", "db"], ["gateway", "db"], ["api", "cache"]]
-    [exact] = judge_topology(Topology(allow=allow), SPANS, SERVICES + ["cache"],
+    [exact] = judge_topology(Topology(allow=allow), SPANS, [*SERVICES, "cache"],
                              Declarations(None))
     assert exact.status is ValidationStatus.FAIL and exact.seen.endswith("missing: api -> cache")
     [subset] = judge_topology(Topology(allow=allow, match="subset"), SPANS,
-                              SERVICES + ["cache"], Declarations(None))
+                              [*SERVICES, "cache"], Declarations(None))
     assert subset.status is ValidationStatus.PASS
     assert judge_topology(Topology(allow=allow, match="off"), SPANS, SERVICES,
                           Declarations(None)) == []

@@ -188,7 +188,7 @@ def test_span_probe_is_ready_when_the_named_span_arrives() -> None:
     later(0.2, lambda: receiver.add("api.ready"))
     await_ready(FakeService(), [SpanCheck(name="api.ready")], timeout=5,
                 env=ProbeEnv(spans=receiver))
-    with pytest.raises(ReadinessError, match="2 span\\(s\\) arrived, none named 'db.ready'"):
+    with pytest.raises(ReadinessError, match=r"2 span\(s\) arrived, none named 'db\.ready'"):
         await_ready(FakeService(), [SpanCheck(name="db.ready", timeout=0.2)], timeout=5,
                     env=ProbeEnv(spans=receiver))
 

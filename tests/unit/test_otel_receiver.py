@@ -279,18 +279,18 @@ def test_endpoints_need_a_started_receiver() -> None:
 
 
 def test_unbindable_address_is_a_backend_error() -> None:
-    with pytest.raises(BackendError) as info:
-        with OtlpReceiver("192.0.2.1"):  # TEST-NET-1: never an address of this host
-            pass
+    # TEST-NET-1: never an address of this host
+    with pytest.raises(BackendError) as info, OtlpReceiver("192.0.2.1"):
+        pass
     assert "cannot listen for OTLP/HTTP on 192.0.2.1:0" in str(info.value)
     assert "Hint:" in str(info.value)
 
 
 def test_busy_port_is_a_backend_error(receiver: OtlpReceiver) -> None:
     port = int(receiver.grpc_endpoint.rsplit(":", 1)[1])
-    with pytest.raises(BackendError, match="cannot listen for OTLP/gRPC"):
-        with OtlpReceiver(grpc_port=port):
-            pass
+    with pytest.raises(BackendError, match="cannot listen for OTLP/gRPC"), \
+            OtlpReceiver(grpc_port=port):
+        pass
 
 
 def test_exporter_env_points_sdks_at_the_receiver(receiver: OtlpReceiver) -> None:
@@ -359,12 +359,12 @@ def test_sdk_spans_arrive_intact(receiver: OtlpReceiver, transport: str) -> None
                                                         "deployment.environment": "test"}))
     provider.add_span_processor(SimpleSpanProcessor(sdk_exporters(receiver)[transport]))
     tracer = provider.get_tracer("clnrm.tests", "1.0")
+    attributes = {"http.status_code": 201, "ok": True, "tags": ["a", "b"], "ratio": 0.5}
     with tracer.start_as_current_span("POST /orders", kind=SpanKind.SERVER,
-                                      attributes={"http.status_code": 201, "ok": True,
-                                                  "tags": ["a", "b"], "ratio": 0.5}) as root:
-        with tracer.start_as_current_span("INSERT orders", kind=SpanKind.CLIENT) as child:
-            child.add_event("retry", {"attempt": 2})
-            child.set_status(StatusCode.ERROR, "deadlock")
+                                      attributes=attributes) as root, \
+            tracer.start_as_current_span("INSERT orders", kind=SpanKind.CLIENT) as child:
+        child.add_event("retry", {"attempt": 2})
+        child.set_status(StatusCode.ERROR, "deadlock")
     provider.shutdown()
     assert receiver.wait_for(2, 10)
     spans = {s.name: s for s in receiver.spans()}

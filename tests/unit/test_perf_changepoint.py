@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -105,7 +106,7 @@ def reference_change_points(z: list[float], *, alpha: float, min_size: int, seed
 
     while True:
         bounds = [0, *sorted(cuts), len(z)]
-        pieces = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False)
+        pieces = [(a, b) for a, b in itertools.pairwise(bounds)
                   if b - a >= 2 * min_size]
         if not pieces:
             return sorted(cuts)

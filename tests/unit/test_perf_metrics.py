@@ -141,7 +141,7 @@ def test_percentile_matches_the_inclusive_linear_definition() -> None:
         assert percentile(values, q) == pytest.approx(cuts[q - 1])
     with pytest.raises(ValueError, match="zero samples"):
         percentile([], 50)
-    with pytest.raises(ValueError, match="0..100"):
+    with pytest.raises(ValueError, match=r"0\.\.100"):
         percentile([1.0], 101)
 
 

@@ -147,8 +147,8 @@ def test_layout_puts_callers_left_of_callees_inside_the_canvas() -> None:
     x = {n.name: n.x for n in plan.nodes}
     assert x["frontend"] < x["orders-api"] < min(x["postgres"], x["redis"], x["mailer"])
     for n in plan.nodes:
-        assert 0 <= n.x and n.x + n.width <= plan.width
-        assert 0 <= n.y and n.y + n.height <= plan.height
+        assert n.x >= 0 and n.x + n.width <= plan.width
+        assert n.y >= 0 and n.y + n.height <= plan.height
     assert len(plan.edges) == 4 and all(e.d.startswith("M") for e in plan.edges)
 
 
