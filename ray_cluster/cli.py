@@ -48,6 +48,10 @@ def run(
         help="Image for steps that name no service.")] = "clnrm/busybox:latest",
     max_restarts: Annotated[int, typer.Option(
         min=0, help="Restarts of a dead agent actor before its task counts as lost.")] = 3,
+    artifacts: Annotated[Path, typer.Option(
+        help="Folder for the agents' per-run artifacts (spans.jsonl per test), as `clnrm run` "
+             "keeps them; the intelligence agent mines the orchestration run's spans from it "
+             "(agents on other hosts need it on a shared path).")] = Path(".clnrm/runs"),
 ) -> None:
     """Plan, negotiate and run test files through the agents; exit codes as `clnrm run`."""
     from clnrm.agents.base import RunSettings
@@ -75,7 +79,8 @@ def run(
             address=address, memory=memory, max_restarts=max_restarts,
             max_task_retries=max_restarts,
             settings=RunSettings(backend=backend.value, seed=seed, default_image=default_image,
-                                 image_map=parse_map(image_map or [])))
+                                 image_map=parse_map(image_map or []),
+                                 artifacts_dir=str(artifacts.resolve())))
         if address and memory is not None and not memory.startswith(("http://", "https://")):
             console(stderr=True).print(styled(
                 "warning: ", "yellow", "agents on other hosts cannot reach an embedded memory "

@@ -60,6 +60,7 @@ def run_swarm(files: Sequence[tuple[str, str]], options: SwarmOptions, *,
     from clnrm.swarm.actors import start_agents
 
     location = memory_location(options.memory)
+    options = with_absolute_artifacts(options)
     run_id = options.run_id or new_swarm_run_id()
     children: set[int] = set()
     embedded = False
@@ -84,6 +85,16 @@ def run_swarm(files: Sequence[tuple[str, str]], options: SwarmOptions, *,
         finally:
             if embedded and options.settings.backend == "docker":
                 _reap_after(children)
+
+
+def with_absolute_artifacts(options: SwarmOptions) -> SwarmOptions:
+    """The artifacts folder every actor writes and reads: absolute, as the memory is, so
+    the orchestration agent's spans are where the intelligence agent looks for them."""
+    folder = options.settings.artifacts_dir
+    if not folder or Path(folder).is_absolute():
+        return options
+    settings = options.settings.model_copy(update={"artifacts_dir": str(Path(folder).resolve())})
+    return options.model_copy(update={"settings": settings})
 
 
 def _infos(handles: Sequence[Any]) -> list[dict[str, Any]]:
