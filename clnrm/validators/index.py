@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from functools import cached_property
-from itertools import chain, compress
+from itertools import chain
 from operator import attrgetter
 from typing import Final
 
@@ -39,8 +39,6 @@ def name_matches(name: str, pattern: str) -> bool:
 
 _name_status: Final = attrgetter("name", "status")
 _attributes: Final = attrgetter("attributes")
-_status: Final = attrgetter("status")
-_name: Final = attrgetter("name")
 _events: Final = attrgetter("events")
 
 
@@ -203,31 +201,10 @@ class SpanIndex:
 
     @cached_property
     def status_counts(self) -> dict[str, dict[str, int]]:
-        """Span name -> status -> count (status as :class:`Span` carries it).
-
-        Per status, the names of the spans that have it are counted (C-level
-        map/compress/Counter, no tuple per span); UNSET is what is left of
-        each name's count.  A status outside the three (hand-made spans) makes
-        the sums disagree, and then (name, status) pairs are counted instead.
-        """
-        statuses = list(map(_status, self.spans))
+        """Span name -> status -> count (status as :class:`Span` carries it)."""
         tallies: dict[str, dict[str, int]] = {name: {} for name in self.by_name}
-        for status in ("OK", "ERROR"):
-            hits = compress(self.spans, map(status.__eq__, statuses))
-            for name, count in Counter(map(_name, hits)).items():
-                tallies[name][status] = count
-        unset = statuses.count("UNSET")
-        known = sum(tallies[name].get("OK", 0) + tallies[name].get("ERROR", 0)
-                    for name in tallies)
-        if known + unset != len(statuses):
-            tallies = {name: {} for name in self.by_name}
-            for (name, status), count in Counter(map(_name_status, self.spans)).items():
-                tallies[name][status] = count
-            return tallies
-        for name, group in self.by_name.items():
-            rest = len(group) - sum(tallies[name].values())
-            if rest:
-                tallies[name]["UNSET"] = rest
+        for (name, status), count in Counter(map(_name_status, self.spans)).items():
+            tallies[name][status] = count
         return tallies
 
     @cached_property
