@@ -266,7 +266,8 @@ def _probe_port(sc: Scenario | None, svc: str, kind: str) -> int | None:
         return None
     for probe in cfg.readiness:
         if probe.kind == kind:
-            return int(probe.tcp if kind == "tcp" else probe.port or (cfg.ports or [0])[0])
+            port = probe.tcp if kind == "tcp" else probe.port or (cfg.ports or [0])[0]
+            return int(port) if port is not None else None
     return int(cfg.ports[0]) if cfg.ports else None
 
 

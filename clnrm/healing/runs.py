@@ -46,7 +46,7 @@ def scenario_runner(options: RunOptions, on_event: Callable[[str, str], None] | 
 
         run_id = new_run_id()
         runner = Runner(options, backend=make_backend(options.backend, run_id),
-                        **({"on_event": on_event} if on_event is not None else {}))
+                        on_event=on_event)
         try:
             result = runner.run([sc])
         except ImageMissingError as exc:
