@@ -200,13 +200,13 @@ class Runner:
             images.add(ctx.default_image)
         from clnrm.gc import DeadRunSweep
 
-        sweep = DeadRunSweep.for_backend(self.backend)  # dead runs' leftovers, beside the tests
         try:
             self.backend.preflight(images)
         except BaseException:
-            sweep.join()  # the run stops here: let the collection end first
+            DeadRunSweep.for_backend(self.backend).join()  # no run, but dead ones collected
             raise
         log.info("run.start", run_id=self.run_id, tests=len(plans), backend=self.backend.name)
+        sweep = None
         try:
             for tp in plans[:self._starting_at_once(plans)]:  # their sandboxes are made
                 # while self-tracing starts and the tests set up
@@ -214,6 +214,9 @@ class Runner:
                                      env=self._base_env(tp.scenario),
                                      links=tp.orchestration.links if tp.orchestration else None,
                                      steps=tp.needs_step_container)
+            # dead runs' leftovers, beside the tests; started after the first sandboxes so
+            # its listing (every clnrm container on the engine) does not delay them
+            sweep = DeadRunSweep.for_backend(self.backend)
             with self.tracer.span("clnrm.run", attributes={
                     "clnrm.run": self.run_id, "clnrm.backend": self.backend.name,
                     "clnrm.tests": len(plans)}) as run_span:
@@ -224,7 +227,8 @@ class Runner:
                 self.backend.reap()  # second pass: anything a worker created during the first
             self.tracer.shutdown()
             self.backend.finish()
-            sweep.join()
+            if sweep is not None:
+                sweep.join()
         result.duration_s = time.monotonic() - started
         return result
 
