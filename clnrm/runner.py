@@ -24,7 +24,6 @@ import structlog
 
 from clnrm.backends.base import Backend
 from clnrm.errors import BackendError, PluginError, ScenarioError
-from clnrm.execution import TestExecution, describe_validations, judge_spans
 from clnrm.otel.digest import span_digest
 from clnrm.perf.options import PerfOptions
 from clnrm.plugins import get_service_type
@@ -33,6 +32,7 @@ from clnrm.results import Outcome, RunResult, TestResult
 from clnrm.scenario.model import Scenario
 
 if TYPE_CHECKING:
+    from clnrm.execution import TestExecution
     from clnrm.orchestration import OrchestrationPlan
     from clnrm.otel.selftrace import SelfTracer
     from clnrm.otel.span import Span
@@ -158,6 +158,10 @@ class Runner:
         return self._tracer
 
     def _execution(self, tp: TestPlan, default_image: str) -> TestExecution:
+        # imported here, not with this module: a run needs it only once its first sandboxes
+        # are being made (Backend.prepare), so its import overlaps the engine's work
+        from clnrm.execution import TestExecution
+
         return TestExecution(tp, backend=self.backend, run_id=self.run_id,
                              default_image=default_image, seed=self.options.seed,
                              tracer=self.tracer, parent=self._run_context,
@@ -235,6 +239,8 @@ class Runner:
     def judge_traces(self, scenarios: list[Scenario], spans: list[Span],
                      source: str) -> RunResult:
         """``--traces FILE``: judge existing spans against each file's expectations, no engine."""
+        from clnrm.execution import describe_validations, judge_spans
+
         result = RunResult(run_id=self.run_id, backend="traces",
                            started_at=datetime.now(UTC).isoformat(timespec="seconds"))
         for sc in scenarios:
