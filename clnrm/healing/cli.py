@@ -148,7 +148,7 @@ def _policy(sc: Any) -> Any:
 
 
 def _apply(path: Path, patch: str) -> None:
-    """Apply a unified diff made by :func:`clnrm.healing.builtin.port_patch` (one hunk set,
+    """Apply a unified diff made by :func:`clnrm.healing.remediations.port_patch` (one hunk set,
     whole-line replacements) to ``path``."""
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     removed = [ln[1:] for ln in patch.splitlines(keepends=True)

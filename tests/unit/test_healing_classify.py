@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from clnrm.healing import FailureClass, classify, macro_f1
+from clnrm.healing import FailureClass, macro_f1
+from clnrm.healing.classify import classify
 from clnrm.results import Outcome, StepResult, ValidationResult, ValidationStatus
 from clnrm.results import TestResult as Result
 from clnrm.scenario import load_scenario

@@ -17,10 +17,10 @@ from clnrm.healing import (
     apply_change,
     candidates,
     check_environment_only,
-    classify,
     remediation_types,
 )
 from clnrm.healing.bandit import FixedOrder, RemediationBandit
+from clnrm.healing.classify import classify
 from clnrm.healing.environment import expectation_view
 from clnrm.healing.heal import HealingPolicy, heal_test
 from clnrm.healing.labelled import labelled_set
