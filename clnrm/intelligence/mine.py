@@ -67,6 +67,10 @@ MISS_PROBABILITY: Final = 1e-6
 """Latency envelopes: chance that a same-sized export of the unchanged system has no
 span under the bound (before the tolerance widens it)."""
 MIN_LATENCY_SPANS: Final = 8
+MIN_FLOOR_HALF: Final = 4
+"""The floor model needs this many timed spans in each half."""
+FLOOR_QUANTILE: Final = 0.25
+"""The floor model's cluster: each half's fastest quarter."""
 MAX_ENUMERATION: Final = 8
 SPREAD_TOLERANCE: Final = 0.15
 """The smallest latency tolerance; the halves' spread, doubled, widens it."""
@@ -395,13 +399,42 @@ def _latency(facts: _Global, names: list[str], options: MiningOptions) -> list[L
             spread = abs(_quantile(halves[0], q) - _quantile(halves[1], q)) / at_q
         tolerance = round(max(SPREAD_TOLERANCE, 2 * spread), 3)
         max_ms = round(max(at_q * (1 + tolerance), at_q + 0.01), 3)
+        floor = _floor(halves)
+        if floor is not None and floor[2] < max_ms:  # the tighter of the two models
+            at_q, tolerance, max_ms = floor
         out.append(LatencyPattern(
             name=name, spans=n, p50_ms=round(_quantile(values, 0.5), 3),
             p95_ms=round(_quantile(values, 0.95), 3), quantile=round(q, 3),
             quantile_ms=round(at_q, 3), tolerance=tolerance, max_ms=max_ms,
+            basis="quantile" if floor is None or floor[2] != max_ms else "floor",
             evidence=Evidence(support=sum(1 for v in values if v <= max_ms), total=n,
                               unit="spans", confidence=round(1 - (1 - q) ** judged, 4))))
     return out
+
+
+def _floor(halves: list[list[float]]) -> tuple[float, float, float] | None:
+    """The floor model: ``(floor, tolerance, bound)`` from the two halves' fastest spans.
+
+    Contention only adds delay, so the fastest span of a name is its most stable
+    figure (the performance layer judges runs on their low quantile for the same
+    reason): a heavy, load-driven right tail moves the quantile the iid model needs
+    (for ten spans, the 75th percentile) by multiples, the minimum hardly at all.
+    The bound is the slower half's minimum widened by the largest of 15 %, twice the
+    gap between the halves' minima (a floor that moves with the machine's load) and the
+    spread of each half's fastest quarter above its minimum (no floor at all, as in a
+    lognormal service time); the quantile model's bound is kept when it is tighter.
+    None when a half has fewer than four timed spans.
+    """
+    if not all(len(h) >= MIN_FLOOR_HALF for h in halves):
+        return None
+    lo, hi = sorted(min(h) for h in halves)
+    if lo <= 0:
+        return None
+    # a floor is a cluster: each half's fastest quarter sits on it (no floor, as in a
+    # lognormal service time, spreads the quarter and widens the bound with it)
+    cluster = max(_quantile(h, FLOOR_QUANTILE) / min(h) for h in halves)
+    tolerance = round(max(SPREAD_TOLERANCE, 2 * (hi / lo - 1), cluster - 1), 3)
+    return hi, tolerance, round(max(hi * (1 + tolerance), hi + 0.01), 3)
 
 
 def _forbidden(rt: RequestType, facts: _Global, options: MiningOptions) -> list[ForbiddenEdge]:

@@ -165,6 +165,9 @@ class LatencyPattern(_Frozen):
     tolerance: float
     max_ms: float
     evidence: Evidence
+    basis: str = "quantile"
+    """``quantile``: ``quantile_ms`` is the sample's ``quantile``; ``floor``: it is the
+    slower half's fastest span (the tighter model wins, see ``mine._floor``)."""
 
 
 class ForbiddenEdge(_Frozen):

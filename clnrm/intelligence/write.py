@@ -112,8 +112,11 @@ def render(rt: RequestTypePatterns, mined: MinedPatterns, *,
         if lat.evidence.confidence < keep:
             continue
         out.blank()
-        out.add(f"# latency envelope: the fastest {lat.quantile:.0%} of {lat.spans} spans took "
-                f"<= {lat.quantile_ms} ms (p50 {lat.p50_ms} ms, p95 {lat.p95_ms} ms);",
+        head = (f"the fastest {lat.quantile:.0%} of {lat.spans} spans took <= "
+                f"{lat.quantile_ms} ms" if lat.basis == "quantile" else
+                f"floor: the fastest of each half of {lat.spans} spans took <= "
+                f"{lat.quantile_ms} ms")
+        out.add(f"# latency envelope, {head} (p50 {lat.p50_ms} ms, p95 {lat.p95_ms} ms);",
                 f"# tolerance {lat.tolerance:.0%} from the spread between two independent "
                 "halves: some span must finish within it",
                 "[[expect.span]]", f"name = {_q(lat.name)}",

@@ -10,6 +10,7 @@ import pytest
 from clnrm.intelligence.corpus import build_corpus
 from clnrm.intelligence.mine import mine
 from clnrm.intelligence.patterns import (
+    LatencyPattern,
     MinedPatterns,
     MiningOptions,
     RequestTypePatterns,
@@ -156,3 +157,51 @@ def test_clnrm_attributes_naming_the_test_are_not_asserted() -> None:
              for i in range(30)]
     (root,) = mine(build_corpus(spans)).request_types[0].spans
     assert root.attrs == {"clnrm.outcome": "passed"}
+
+
+def contended(traces: int, floors: list[float], seed: int = 7) -> list[Span]:
+    """One request type whose ``db query`` has a fixed floor per trace plus contention
+    delay: most spans (55 %) are 3-10 times slower than the floor, the rest sit on it."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[Span] = []
+    for t in range(traces):
+        trace = f"{t:032x}"
+        root = Span(name="GET /x", trace_id=trace, span_id=f"{t:08x}00000000",
+                    start_time_unix_nano=0, end_time_unix_nano=10**9, kind="SERVER",
+                    resource={"service.name": "api"})
+        out.append(root)
+        for c in range(2):
+            floor = floors[t % len(floors)]
+            ms = floor * (1 + 0.05 * rng.random()) * (rng.uniform(3, 10)
+                                                       if rng.random() < 0.55 else 1)
+            start = 10**6 * (1 + 400 * c)
+            out.append(Span(name="db query", trace_id=trace, span_id=f"{t:08x}{c + 1:08x}",
+                            parent_span_id=root.span_id, start_time_unix_nano=start,
+                            end_time_unix_nano=start + int(ms * 1e6), kind="CLIENT",
+                            resource={"service.name": "db"}))
+    return out
+
+
+def envelope(spans: list[Span]) -> LatencyPattern:
+    mined = mine(build_corpus(spans, "contended"))
+    return next(lat for rt in mined.request_types for lat in rt.latency
+                if lat.name == "db query")
+
+
+def test_a_stable_floor_under_a_heavy_contention_tail_gives_a_tight_envelope() -> None:
+    lat = envelope(contended(10, [10.0]))  # 20 spans: the iid model needs its ~50th pct.
+    assert lat.basis == "floor"
+    assert 10.0 <= lat.quantile_ms <= lat.max_ms < 18.0  # +80 % on every span is caught
+    assert lat.max_ms >= round(lat.quantile_ms * 1.15, 3) - 0.001
+
+
+def test_halves_whose_floors_disagree_widen_the_floor_bound() -> None:
+    from clnrm.intelligence.mine import _floor
+
+    agree = _floor([[10.0, 30.0, 90.0, 11.0], [10.5, 50.0, 12.0, 70.0]])
+    assert agree is not None and agree[0] == 10.5 and agree[2] == round(10.5 * 1.15, 3)
+    moved = _floor([[10.0, 30.0, 90.0, 11.0], [20.0, 50.0, 22.0, 70.0]])  # load doubled it
+    assert moved is not None and moved[1] == 2.0 and moved[2] == 60.0
+    assert _floor([[10.0, 11.0, 12.0], [10.0, 11.0, 12.0, 13.0]]) is None  # too few
