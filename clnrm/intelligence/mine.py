@@ -399,9 +399,9 @@ def _latency(facts: _Global, names: list[str], options: MiningOptions) -> list[L
             spread = abs(_quantile(halves[0], q) - _quantile(halves[1], q)) / at_q
         tolerance = round(max(SPREAD_TOLERANCE, 2 * spread), 3)
         max_ms = round(max(at_q * (1 + tolerance), at_q + 0.01), 3)
-        # the floor model judges an export at least as large as a half (a smaller one,
+        # the floor model judges an export at least as large as each half (a smaller one,
         # as one run of `--from`, has fewer chances to show its floor)
-        floor = _floor(halves) if judged >= min(map(len, halves)) else None
+        floor = _floor(halves) if judged >= max(map(len, halves)) else None
         if floor is not None and floor[2] < max_ms:  # the tighter of the two models
             at_q, tolerance, max_ms = floor
         out.append(LatencyPattern(
