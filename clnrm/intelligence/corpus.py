@@ -5,7 +5,8 @@ named only by its HTTP method (``GET``, as some instrumentations name server spa
 its ``http.route`` (or ``url.path``), so requests to different routes stay apart.
 A trace's root is its span without a parent in the trace (the earliest one if a
 broken export has several).  Orphans whose parent is missing are kept, with no
-parent name, so a partial export still mines.
+parent name, so a partial export still mines.  Traces of one root name whose roots
+share no first call are split into request types by clustering (:func:`split_by_calls`).
 """
 
 from __future__ import annotations
@@ -91,12 +92,65 @@ def build_corpus(spans: list[Span], source: str | Path = "<spans>") -> Corpus:
     for span in spans:
         by_trace[span.trace_id].append(span)
     traces = [build_trace(tid, by_trace[tid]) for tid in sorted(by_trace)]
-    grouped: dict[str, list[Trace]] = defaultdict(list)
+    by_root: dict[str, list[Trace]] = defaultdict(list)
     for trace in traces:
-        grouped[type_key(trace.root)].append(trace)
+        by_root[type_key(trace.root)].append(trace)
+    grouped: dict[str, list[Trace]] = {}
+    for key, group in by_root.items():
+        grouped.update(split_by_calls(key, group))
     types = [RequestType(key=key, root=group[0].root.name, service=group[0].root.service_name,
                          traces=group) for key, group in sorted(grouped.items())]
     return Corpus(source=str(source), traces=traces, types=types)
+
+
+MIN_CLUSTER_TRACES = 2
+"""A request type split off a shared root name needs this many traces."""
+
+
+def _first_calls(trace: Trace) -> frozenset[str]:
+    """What the root calls directly (service and name): the operation a request asks for."""
+    return frozenset(f"{s.service_name or ''} {s.name}" for s in trace.spans
+                     if trace.parent_of.get(s.span_id) is trace.root)
+
+
+def split_by_calls(key: str, group: list[Trace]) -> dict[str, list[Trace]]:
+    """Traces of one root name, clustered into request types where the name alone does not
+    separate them (one ``POST /rpc`` serving ``GetUser`` and ``Charge``).
+
+    Each trace is the set of calls its root makes; scikit-learn's agglomerative
+    clustering (single linkage, Jaccard distance, threshold just under 1) joins traces
+    that share a first call, so a type stays whole when its requests differ only in
+    optional calls (a cache miss adds one beside the calls every request makes) and is
+    split only into groups that share no first call at all.  Such a group is named by
+    its most common first call: ``gw POST /rpc [users GetUser]``.  A group with a leaf
+    root, with fewer than two distinct call sets, or without scikit-learn stays whole.
+    """
+    calls = [_first_calls(t) for t in group]
+    if len(group) < 2 * MIN_CLUSTER_TRACES or len(set(calls)) < 2 or not all(calls):
+        return {key: group}
+    try:
+        import numpy as np
+        from sklearn.cluster import AgglomerativeClustering
+    except ImportError:  # the [memory] extra brings it; without it, names alone
+        return {key: group}
+    vocabulary = sorted(set().union(*calls))
+    matrix = np.array([[name in c for name in vocabulary] for c in calls], dtype=bool)
+    labels = AgglomerativeClustering(n_clusters=None, metric="jaccard", linkage="single",
+                                     distance_threshold=0.999).fit_predict(matrix)
+    clusters: dict[int, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        clusters[int(label)].append(i)
+    if len(clusters) < 2 or min(map(len, clusters.values())) < MIN_CLUSTER_TRACES:
+        return {key: group}
+    out: dict[str, list[Trace]] = {}
+    for members in clusters.values():
+        counts: dict[str, int] = defaultdict(int)
+        for i in members:
+            for name in calls[i]:
+                counts[name] += 1
+        top = min(counts, key=lambda n: (-counts[n], n)).strip()
+        out[f"{key} [{top}]"] = [group[i] for i in members]
+    return out
 
 
 def load_corpus(path: Path | str) -> Corpus:
