@@ -128,6 +128,8 @@ def split_by_calls(key: str, group: list[Trace]) -> dict[str, list[Trace]]:
     calls = [_first_calls(t) for t in group]
     if len(group) < 2 * MIN_CLUSTER_TRACES or len(set(calls)) < 2 or not all(calls):
         return {key: group}
+    if frozenset.intersection(*calls):  # one call every request makes: one type, and
+        return {key: group}  # scikit-learn (seconds to import) is not needed
     try:
         import numpy as np
         from sklearn.cluster import AgglomerativeClustering
