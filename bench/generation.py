@@ -101,8 +101,9 @@ def evaluate(name: str, source: list[Span], fresh: list[list[Span]],
                           "noise": sum(map(len, fresh_bad)),
                           "source_failures": len(source_bad)}
         print(f"{label:9}: validity {passed}/{runs}, false alarms on fresh corpora "
-              f"{sum(map(len, fresh_bad))}" + (f" ({sorted(set(sum(fresh_bad, [])))})"
-                                               if any(fresh_bad) else ""))
+              f"{sum(map(len, fresh_bad))}"
+              + (f" ({sorted({name for bad in fresh_bad for name in bad})})"
+                 if any(fresh_bad) else ""))
     base = fresh[0]
     killed = {"generated": 0, "naive": 0}
     per_operator: dict[str, list[int]] = {op: [0, 0, 0] for op in OPERATORS}

@@ -24,6 +24,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def main() -> None:
         cases = [c for c in cases if Path(c.path).name.removesuffix(".clnrm.toml") in keep]
     run_one = scenario_runner(run_options())
 
-    def show(label: str):  # type: ignore[no-untyped-def]
+    def show(label: str) -> Callable[[CaseOutcome], None]:
         def on_case(c: CaseOutcome) -> None:
             mark = "healed" if c.healed else "red"
             print(f"{label} {Path(c.path).stem}: {c.expected} -> {c.predicted}, {mark}"

@@ -141,10 +141,10 @@ __all__: Iterable[str] = (
     "SECRET_NAME",
     "forget_secrets",
     "looks_secret",
+    "redacting",
     "redact_text",
     "redact_value",
     "redacted",
-    "redacting",
     "register_scenario_secrets",
     "register_secret",
 )

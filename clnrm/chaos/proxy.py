@@ -78,6 +78,7 @@ class ProxyServer:
         self._held: socket.socket | None = None
         self._control: asyncio.AbstractServer | None = None
         self._stopped: asyncio.Event | None = None
+        self._parent_watch: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,7 +92,7 @@ class ProxyServer:
             self._control = await asyncio.start_unix_server(self._serve_control,
                                                             path=self.control_path)
         if self.parent_pid:
-            loop.create_task(self._watch_parent())
+            self._parent_watch = loop.create_task(self._watch_parent())
 
     async def serve_forever(self) -> None:
         await self.start()

@@ -15,14 +15,17 @@ expectation failed while every service was healthy is the product's fault.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from clnrm.healing.model import Classification, FailureClass, FailureContext
 
 if TYPE_CHECKING:
-    from clnrm.results import TestResult
+    from clnrm.results import StepResult, TestResult
     from clnrm.scenario.model import Scenario
+
+_Verdict = Callable[..., Classification]
+"""``verdict(cls, *evidence, service=..., confidence=..., **extra)`` of one classification."""
 
 _READINESS_EXIT: Final = re.compile(
     r"service '(?P<svc>[^']+)' exited with code (?P<code>-?\d+|None) before it was ready")
@@ -121,7 +124,7 @@ def _first_run(test: TestResult, sc: Scenario | None) -> Classification:
                    confidence=0.3)
 
 
-def _exited(verdict, sc: Scenario | None, svc: str, code: str, head: str,  # type: ignore[no-untyped-def]
+def _exited(verdict: _Verdict, sc: Scenario | None, svc: str, code: str, head: str,
             logs: str) -> Classification:
     first = head.splitlines()[0]
     if code == "0":  # it ended normally: not a crash, and no restart policy re-runs it
@@ -147,7 +150,7 @@ def _exited(verdict, sc: Scenario | None, svc: str, code: str, head: str,  # typ
                    confidence=0.7)
 
 
-def _not_ready(verdict, sc: Scenario | None, m: re.Match[str],  # type: ignore[no-untyped-def]
+def _not_ready(verdict: _Verdict, sc: Scenario | None, m: re.Match[str],
                logs: str) -> Classification:
     svc, kind, seen, status = m.group("svc"), m.group("kind"), m.group("seen"), m.group("status")
     first = m.group(0).split("; last seen")[0]
@@ -176,7 +179,7 @@ def _not_ready(verdict, sc: Scenario | None, m: re.Match[str],  # type: ignore[n
                    f"container status: {status}", service=svc, confidence=0.85)
 
 
-def _step(verdict, sc: Scenario | None, step) -> Classification:  # type: ignore[no-untyped-def]
+def _step(verdict: _Verdict, sc: Scenario | None, step: StepResult) -> Classification:
     msg = step.message or ""
     text = f"{step.stdout}\n{step.stderr}"
     where = f"step {step.name!r}: {msg.splitlines()[0] if msg else 'failed'}"

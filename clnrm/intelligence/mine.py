@@ -24,6 +24,7 @@ import re
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Final
 
 import structlog
@@ -264,7 +265,7 @@ def _order(rt: RequestType, facts: _Global) -> list[OrderPattern]:
                 names[parent.span_id] = parent.name
         pairs: set[tuple[str, str, str]] = set()
         for pid, kids in children.items():
-            for a, b in zip(kids, kids[1:], strict=False):
+            for a, b in pairwise(kids):
                 if a.name != b.name:
                     pairs.add((names[pid], a.name, b.name))
         candidates.update(pairs)

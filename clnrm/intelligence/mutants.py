@@ -15,6 +15,7 @@ import copy
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from clnrm.intelligence.corpus import Corpus, RequestType, Trace, build_corpus
 from clnrm.otel.span import Span
@@ -140,7 +141,7 @@ def _reorder(corpus: Corpus, rt: RequestType,
     for trace in rt.traces:
         for parent in trace.spans:
             kids = [s for s in trace.spans if s.parent_span_id == parent.span_id]
-            for one, two in zip(kids, kids[1:], strict=False):
+            for one, two in pairwise(kids):
                 if one.name != two.name and (one.end_time_unix_nano or 0) <= (
                         two.start_time_unix_nano or 0):
                     pairs.add((one.name, two.name))

@@ -145,7 +145,7 @@ def normalise(spans: Sequence[Span]) -> list[dict[str, Any]]:
     for s in ordered:
         out.append({
             "name": s.name, "kind": s.kind, "status": s.status,
-            "parent": position.get(s.parent_span_id or "", None),
+            "parent": position.get(s.parent_span_id or ""),
             "attributes": _clean(s.attributes),
             "events": [{"name": e.name, "attributes": _clean(e.attributes)} for e in s.events],
             "resource": _clean(s.resource),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Final
 
 import numpy as np
@@ -71,7 +72,7 @@ def change_points(
     cuts: list[tuple[int, float]] = []  # (position in `series`, p-value)
     while True:
         bounds = [0, *sorted(c for c, _ in cuts), len(series)]
-        segments = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False)
+        segments = [(a, b) for a, b in pairwise(bounds)
                     if b - a >= 2 * min_size]
         if not segments:
             break

@@ -381,7 +381,7 @@ def _location(x: np.ndarray, *, use_log: bool) -> float:
 def _location_se2(x: np.ndarray, *, use_log: bool) -> float:
     """Squared standard error of the trimmed mean (Tukey-McLaughlin, via winsorizing)."""
     v = np.sort(np.log(x) if use_log else x)
-    g = int(math.floor(TRIM * len(v)))
+    g = math.floor(TRIM * len(v))
     w = np.clip(v, v[g], v[len(v) - g - 1])
     return float(np.var(w, ddof=1) / ((1 - 2 * TRIM) ** 2 * len(v)))
 

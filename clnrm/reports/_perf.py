@@ -27,6 +27,7 @@ from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final
 
 from clnrm.perf.metrics import LatencySummary, percentile
@@ -258,7 +259,7 @@ def history_chart(history: MetricHistory) -> HistoryChart:
                                   title=title))
     cuts.append(n)
     means = []
-    for a, b in zip(cuts, cuts[1:], strict=False):
+    for a, b in pairwise(cuts):
         if b > a:
             mean = sum(values[a:b]) / (b - a)
             means.append((x_of(a), x_of(b - 1), y_of(mean)))

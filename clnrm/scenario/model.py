@@ -46,7 +46,7 @@ def memory_size(value: object) -> object:
         text = value.strip().lower().removesuffix("b") if value.strip().lower()[-2:] in (
             "kb", "mb", "gb") else value.strip().lower()
         units = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
-        unit = units.get(text[-1:], None)
+        unit = units.get(text[-1:])
         number = text[:-1] if unit is not None else text
         try:
             return int(float(number) * (unit or 1))

@@ -12,11 +12,12 @@ from clnrm.healing.classify import classify
 from clnrm.results import Outcome, StepResult, ValidationResult, ValidationStatus
 from clnrm.results import TestResult as Result
 from clnrm.scenario import load_scenario
+from clnrm.scenario.model import Scenario
 
 SET = Path(__file__).resolve().parents[1] / "healing"
 
 
-def _sc(name: str):  # type: ignore[no-untyped-def]
+def _sc(name: str) -> Scenario:
     return load_scenario(SET / f"{name}.clnrm.toml")
 
 

@@ -23,7 +23,7 @@ from clnrm.healing.bandit import FixedOrder, RemediationBandit
 from clnrm.healing.classify import classify
 from clnrm.healing.environment import expectation_view
 from clnrm.healing.heal import HealingPolicy, heal_test
-from clnrm.healing.labelled import labelled_set
+from clnrm.healing.labelled import LabelledCase, labelled_set
 from clnrm.results import Outcome, StepResult
 from clnrm.results import TestResult as Result
 from clnrm.scenario import load_scenario
@@ -42,7 +42,7 @@ def _diag(cls: FailureClass, sc: Scenario, service: str | None = None, **extra: 
 
 
 @pytest.mark.parametrize("case", labelled_set(SET), ids=lambda c: Path(c.path).stem)
-def test_no_remediation_changes_anything_but_the_environment(case) -> None:  # type: ignore[no-untyped-def]
+def test_no_remediation_changes_anything_but_the_environment(case: LabelledCase) -> None:
     sc = load_scenario(Path(case.path))
     before = expectation_view(sc)
     for cls in EVERY_CLASS:

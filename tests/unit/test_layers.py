@@ -208,7 +208,7 @@ def test_a_layer_name_claimed_twice_is_an_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(plugins, "installed_plugins", with_twin)
     layers.test_layers.cache_clear()
     try:
-        with pytest.raises(PluginError, match="'chaos' is provided by both .*twin_plugin"):
+        with pytest.raises(PluginError, match=r"'chaos' is provided by both .*twin_plugin"):
             layers.test_layers()
     finally:
         monkeypatch.undo()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clnrm.perf.regression import Thresholds, compare, run_location
+from clnrm.perf.baseline import Baseline, RunMeasurement
+from clnrm.perf.regression import Thresholds, Verdict, compare, run_location
 
 LAT = "latency:GET /v1/delay"
 
@@ -35,7 +36,8 @@ def runs(seed: int, count: int, **kw: float) -> list[np.ndarray]:
     return [contended_run(rng, **kw) for _ in range(count)]
 
 
-def verdict(base: list[np.ndarray], cur: list[np.ndarray], location: str, alpha: float = 1e-4):
+def verdict(base: list[np.ndarray], cur: list[np.ndarray], location: str,
+            alpha: float = 1e-4) -> Verdict:
     [v] = compare({LAT: base}, {LAT: cur}, thresholds=Thresholds(alpha=alpha),
                   locations={LAT: location})
     return v
@@ -83,8 +85,8 @@ def test_the_verdict_names_the_location_it_tested() -> None:
 # -- the product: compare_runs and the tail check ---------------------------------------
 
 
-def _baseline_and_run(base: list[np.ndarray], cur: np.ndarray):
-    from clnrm.perf.baseline import Baseline, RunMeasurement
+def _baseline_and_run(base: list[np.ndarray], cur: np.ndarray,
+                      ) -> tuple[Baseline, RunMeasurement]:
     from clnrm.perf.fingerprint import Fingerprint
     from clnrm.perf.judge import _metric
 

@@ -326,7 +326,7 @@ def test_a_sustained_ten_percent_slowdown_fails_once_it_lasted() -> None:
 def test_one_run_fails_on_its_own_only_on_overwhelming_evidence() -> None:
     out = drive([0.0] * 12 + [3.0], seed=4)
     last = out[-1]
-    assert [v.fails for v in last.verdicts][0] and not last.shifts
+    assert last.verdicts[0].fails and not last.shifts
     assert "regression beyond the 3% floor" in last.verdicts[0].message
     small = drive([0.0] * 12 + [0.08], seed=4)[-1]
     assert not small.fails

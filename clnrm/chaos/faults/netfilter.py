@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 import shlex
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -56,7 +57,7 @@ def tagged_rules(pid: int, tag: str, table: str = "filter") -> list[list[str]]:
 
 
 def _has_comment(words: list[str], tag: str) -> bool:
-    return any(a == "--comment" and b == tag for a, b in zip(words, words[1:], strict=False))
+    return any(a == "--comment" and b == tag for a, b in pairwise(words))
 
 
 def delete_tagged(pid: int, tag: str, table: str = "filter") -> int:
@@ -227,9 +228,9 @@ class DnsFailure(_NetfilterFault[DnsFailureConfig]):
             return servers
         for line in text.splitlines():
             words = line.split()
-            if len(words) >= 2 and words[0] == "nameserver" and ":" not in words[1]:
-                if words[1] not in servers:
-                    servers.append(words[1])
+            if (len(words) >= 2 and words[0] == "nameserver" and ":" not in words[1]
+                    and words[1] not in servers):
+                servers.append(words[1])
         return servers
 
 
