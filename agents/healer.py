@@ -103,6 +103,7 @@ class Healer(SwarmAgent):
     def act(self, task: Task) -> TaskOutcome:
         from clnrm.errors import ClnrmError
         from clnrm.healing.heal import heal_test
+        from clnrm.healing.layer import healing_on
         from clnrm.healing.runs import rebuild_images, scenario_runner
         from clnrm.scenario import loads_scenario
 
@@ -113,6 +114,11 @@ class Healer(SwarmAgent):
                                facts={"healed": False, "attempts": 0})
         try:
             sc = loads_scenario(task.text, source=task.source)
+            if not healing_on(sc):  # the self_healing layer's rule, as the architect's
+                return TaskOutcome(task_id=task.id, agent=self.agent,
+                                   status=TaskStatus.declined,
+                                   reason=f"{self.name} declined {sc.name}: its "
+                                          "[self_healing] is absent or switched off")
             run_one = scenario_runner(run_options(self.settings))
             first = run_one(sc)
             if first.outcome.value == "passed":

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clnrm.healing.model import HealingReport
+from clnrm.healing.model import EnvironmentRecord, HealingReport
 from clnrm.otel.span import Span
 from clnrm.perf.result import PerformanceResult
 
@@ -160,6 +160,9 @@ class TestResult(BaseModel):
     chaos: ChaosReport | None = None
     performance: PerformanceResult | None = None  # clnrm.perf: measured, judged, explained
     healing: HealingReport | None = None  # clnrm run --heal: class, what was tried, healed
+    # the self_healing layer's snapshot of a failed test's services (classifier evidence;
+    # not in reports: its figures reach them quoted in healing.evidence)
+    environment: EnvironmentRecord | None = Field(default=None, exclude=True)
 
     @property
     def failed_validations(self) -> list[ValidationResult]:

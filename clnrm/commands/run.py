@@ -101,6 +101,10 @@ def run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[
         refuse_special_files(paths)  # a device or FIFO is refused before anything is read
         export_to = otel_target(*otel) if traces is None else None
         scenarios = load_all(paths, strict=strict)
+        if heal[0] is not None:  # --heal/--no-heal become each file's self_healing switch
+            from clnrm.healing.layer import with_heal_flag
+
+            scenarios = [with_heal_flag(sc, heal[0]) for sc in scenarios]
         if require is not None:
             require(scenarios)
         options.image_map = parse_map(image_map)
@@ -116,8 +120,9 @@ def run_files(paths: list[Path], options: Any, *, strict: bool, image_map: list[
                                 warm=_PRINTER_MODULES[fmt])  # imported while tests run
                 try:
                     result = runner.run(scenarios)
-                    healing = heal[0] is not False and result.exit_code != 0
-                    if healing:  # clnrm.healing: only failed tests, only their environment
+                    from clnrm.healing.layer import healing_on  # light: loaded as a layer
+
+                    if result.exit_code != 0 and any(healing_on(sc) for sc in scenarios):
                         from clnrm.healing.runs import heal_run
 
                         result = heal_run(result, scenarios, options, flag=heal[0],

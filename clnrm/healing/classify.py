@@ -105,6 +105,11 @@ def _first_run(test: TestResult, sc: Scenario | None) -> Classification:
             return verdict(FailureClass.oom_killed, m.group(0), _limit_text(sc, svc),
                            service=svc, confidence=0.7)
         return verdict(FailureClass.crashed_on_start, m.group(0), service=svc, confidence=0.7)
+    if (down := _died(test)) is not None:  # the self_healing layer saw it (engine state)
+        svc, text = down
+        if "OOMKilled" in text or (" 137" in text and _memory_mb(sc, svc) is not None):
+            return verdict(FailureClass.oom_killed, text, _limit_text(sc, svc), service=svc)
+        return verdict(FailureClass.crashed_on_start, text, service=svc, confidence=0.7)
     failed = [s for s in test.steps if s.outcome.value == "failed"]
     if failed:
         return _step(verdict, sc, failed[0])
@@ -122,6 +127,20 @@ def _first_run(test: TestResult, sc: Scenario | None) -> Classification:
                        confidence=0.7)
     return verdict(FailureClass.unknown, message.splitlines()[0] if message else "no message",
                    confidence=0.3)
+
+
+def _died(test: TestResult) -> tuple[str, str] | None:
+    """A service the ``self_healing`` layer found dead (killed, or exited non-zero) when
+    the test went wrong, in words; a service that exited 0 finished its job."""
+    env = test.environment
+    if env is None:
+        return None
+    for svc, st in env.down().items():
+        if st.get("oom_killed") or st.get("exit_code") not in (0, None):
+            return svc, (f"{svc} was {st.get('status') or 'not running'} (exit code "
+                         f"{st.get('exit_code')}{', OOMKilled' if st.get('oom_killed') else ''}"
+                         f", {st.get('restarts', 0)} restart(s)) when {env.moment}")
+    return None
 
 
 def _exited(verdict: _Verdict, sc: Scenario | None, svc: str, code: str, head: str,

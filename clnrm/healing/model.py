@@ -9,7 +9,7 @@ reader can check the class without rerunning anything.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -103,6 +103,21 @@ class TriedRemediation(BaseModel):
     cost_s: float = 0.0
 
 
+class EnvironmentRecord(BaseModel):
+    """What the ``self_healing`` layer saw of a failed test's services before teardown
+    (:mod:`clnrm.healing.layer`): the moment, which services had become ready (None: not
+    all of them), and the engine's state of each (status, running, exit_code,
+    oom_killed, restarts)."""
+
+    moment: str
+    ready: list[str] | None = None
+    services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def down(self) -> dict[str, dict[str, Any]]:
+        """The services the engine says were no longer running."""
+        return {name: st for name, st in self.services.items() if not st.get("running", True)}
+
+
 class HealingReport(BaseModel):
     """``"healing"`` of one test in ``--format json`` (the issue's shape, plus context)."""
 
@@ -123,5 +138,5 @@ class HealingReport(BaseModel):
         return f"not healed [{self.failure_class}]: {self.why_not or 'no remediation worked'}"
 
 
-__all__ = ["NOT_HEALABLE", "Classification", "FailureClass", "FailureContext",
-           "HealingReport", "TriedRemediation"]
+__all__ = ["NOT_HEALABLE", "Classification", "EnvironmentRecord", "FailureClass",
+           "FailureContext", "HealingReport", "TriedRemediation"]

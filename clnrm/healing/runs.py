@@ -25,13 +25,12 @@ log = structlog.get_logger("clnrm.healing")
 
 
 def wants_healing(sc: Scenario, flag: bool | None) -> bool:
-    """``--heal`` heals every file that does not switch healing off; without the flag a
-    file's own ``[self_healing]`` (or ``[layers] self_healing``) decides."""
-    off = (sc.self_healing is not None and not sc.self_healing.enabled) or (
-        sc.layers is not None and sc.layers.self_healing is False)
-    if flag is None:
-        return sc.layer_enabled("self_healing")
-    return flag and not off
+    """Whether ``sc`` is healed with ``--heal`` (True), ``--no-heal`` (False) or neither
+    (None): the ``self_healing`` layer's rule on the file as the flag makes it
+    (:func:`clnrm.healing.layer.with_heal_flag`)."""
+    from clnrm.healing.layer import healing_on, with_heal_flag
+
+    return healing_on(with_heal_flag(sc, flag))
 
 
 def scenario_runner(options: RunOptions, on_event: Callable[[str, str], None] | None = None

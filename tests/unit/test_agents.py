@@ -131,6 +131,15 @@ def test_healer_bids_to_heal_a_scenario_and_has_no_opinion_on_other_layers() -> 
     assert agent.propose(arch_task(BASE)) is None  # no opinion on other layers' work
 
 
+def test_the_healer_asks_the_self_healing_layer_and_declines_when_it_is_off() -> None:
+    agent = Healer(board=None, name="self_healing@t")
+    task = arch_task(BASE + "\n[self_healing]\nenabled = false\n").model_copy(
+        update={"layer": Layer.self_healing, "id": "swarm-t/planned/self_healing"})
+    outcome = agent.act(task)
+    assert outcome.status is TaskStatus.declined
+    assert outcome.reason.endswith("its [self_healing] is absent or switched off")
+
+
 def test_the_performance_agent_declines_a_scenario_whose_layer_is_off() -> None:
     agent = PerformanceAgent(board=None, name="performance@t")  # type: ignore[arg-type]
     task = arch_task(BASE + "\n[performance]\nenabled = false\n").model_copy(
