@@ -101,3 +101,39 @@ def test_heal_propose_prints_a_port_patch_and_applies_it_only_when_asked(
     assert "tcp = 8081" in fixed and "ports = [8081]" in fixed and "tcp = 8080" not in fixed
     again = run_cli("run", str(copy))
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+OOM_MID_STEPS = """\
+[meta]
+name = "heal_oom_mid_steps"
+timeout = "90s"
+
+[services.hog]
+image = "clnrm/busybox:latest"
+memory = "16m"
+command = ["sh", "-c", "touch /tmp/r; sleep 2;x=$(head -c 24m /dev/zero|tr '\\\\000' a); sleep 1h"]
+readiness = { command = ["test", "-f", "/tmp/r"], timeout = "20s" }
+
+[[steps]]
+name = "call"
+command = ["sh", "-c", "sleep 6; ping -c 1 -W 2 hog"]
+"""
+
+
+def test_the_layer_records_a_service_killed_mid_steps_so_it_is_healed_not_blamed(
+        tmp_path: Path) -> None:
+    """The service is ready, then the kernel kills it while the step runs: the step's own
+    output (an unknown host) says nothing about memory.  The self_healing layer's snapshot
+    of the engine state (State.OOMKilled, taken before teardown) is what classifies it."""
+    path = tmp_path / "oom_mid_steps.clnrm.toml"
+    path.write_text(OOM_MID_STEPS, encoding="utf-8")
+    env = {"CLNRM_MEMORY": str(tmp_path / "memory")}
+    plain = run_cli("run", "--format", "json", str(path), env=env)
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    assert json.loads(plain.stdout)["tests"][0]["healing"] is None  # healing is off
+    healed = run_cli("run", "--heal", "--format", "json", str(path), env=env)
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    report = json.loads(healed.stdout)["tests"][0]["healing"]
+    assert report["failure_class"] == "oom_killed", report
+    assert "OOMKilled" in report["evidence"] and "step 'call' failed" in report["evidence"]
+    assert report["healed"] and report["remediation"] == "raise_memory_limit"
