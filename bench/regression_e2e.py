@@ -409,7 +409,7 @@ def merge_calibration(out: Path, key: str, entry: dict[str, Any], argv: list[str
     the two systems may run as two processes at once)."""
     import fcntl
 
-    with open(out.with_suffix(".lock"), "w") as lock:
+    with open(Path(tempfile.gettempdir()) / f"{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             data = json.loads(out.read_text()) if out.is_file() else {}
