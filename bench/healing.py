@@ -13,7 +13,9 @@ Prints, per pass: heal rate (healable scenarios healed), false heals (a
 ``product_defect`` turned green: must be 0), mean remediation attempts over the
 healed ones (flaky ones aside: their reruns are the rerun policy's, printed apart),
 and the classifier's macro-F1 against the labels; then pass 2's
-attempts against pass 1's (target: at least 40 % fewer).  Targets: macro-F1 >= 0.9,
+attempts against pass 1's (target: at least 40 % fewer) and the most the floor of one
+attempt per heal allows (``1 - 1 / pass 1``; bench/healing_bandit.py gives the expected
+figures over many seeds, docs/healing.md why the target is out of reach).  Targets: macro-F1 >= 0.9,
 heal rate >= 90 %, false heals 0.  Ends with one JSON line.
 """
 
@@ -93,7 +95,11 @@ def main() -> None:
         "mean_attempts_pass2": round(second.mean_attempts, 3),
         "mean_attempts_fixed_order": round(base.mean_attempts, 3) if base else None,
         "mean_flaky_reruns": round(first.mean_flaky_reruns, 3),
-        "attempts_reduction": round(reduction, 3), "remediation_records": learned,
+        "attempts_reduction": round(reduction, 3),
+        # a heal takes at least 1 attempt: pass 2 cannot be more than this below pass 1
+        "max_reduction_at_floor": round(1 - 1 / first.mean_attempts, 3)
+        if first.mean_attempts else 0.0,
+        "remediation_records": learned,
         "misclassified": [f"{e}->{p}" for e, p in confusion],
         "duration_s": round(time.monotonic() - started, 1),
         "target": TARGET,

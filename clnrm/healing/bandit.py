@@ -80,13 +80,17 @@ class RemediationBandit:
         rng = np.random.default_rng([self._state.seed, self._state.draws])
         self._state.draws += 1
         best, best_score = names[0], -1.0
+        unknown_cost = self._class_cost(cls)
         for name in names:
             own = self._arm(cls, ctx, name)
             pool = self._arm(cls, "*", name)
             a = 1.0 + own.successes + POOL_WEIGHT * (pool.successes - own.successes)
             b = 1.0 + own.failures + POOL_WEIGHT * (pool.failures - own.failures)
             p = float(rng.beta(a, b))
-            cost = pool.mean_cost
+            # an untried remediation is not free: until it is tried it costs what a try
+            # of this class costs (presuming 0 s favoured every untried arm over one that
+            # had just healed, so a learned class kept exploring)
+            cost = pool.mean_cost if pool.tries else unknown_cost
             score = p / (1.0 + cost / 60.0)  # a minute of cost halves a sure fix's score
             if score > best_score:
                 best, best_score = name, score
@@ -112,6 +116,13 @@ class RemediationBandit:
             else:
                 arm.failures += 1
             arm.cost_s += cost_s
+
+    def _class_cost(self, cls: str) -> float:
+        """Mean seconds of one try of any remediation on this class (0 before any)."""
+        tried = [arm for key, arm in self._state.arms.items()
+                 if key.startswith(f"{cls}|*|") and arm.tries]
+        tries = sum(arm.tries for arm in tried)
+        return sum(arm.cost_s for arm in tried) / tries if tries else 0.0
 
     def _arm(self, cls: str, ctx: str, name: str) -> Arm:
         return self._state.arms.setdefault(f"{cls}|{ctx}|{name}", Arm())

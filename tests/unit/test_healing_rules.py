@@ -166,6 +166,19 @@ def test_bandit_is_deterministic_and_checkpointable(tmp_path: Path) -> None:
                                                           for _ in range(5)]
 
 
+def test_an_untried_remediation_is_not_presumed_free() -> None:
+    """An arm never tried costs what a try of its class costs: presumed at 0 s it beat a
+    remediation that had just healed (30 s a try) about half the time."""
+    sc = load_scenario(SET / "crashed_on_start_1.clnrm.toml")
+    diag = _diag(FailureClass.crashed_on_start, sc)
+    bandit = RemediationBandit(11)
+    for i in range(3):
+        bandit.observe(diag, "restart_service", True, 30.0, record_id=f"r{i}")
+    picks = [bandit.suggest(diag, ["restart_service", "raise_memory_limit"])
+             for _ in range(200)]
+    assert picks.count("restart_service") >= 140  # Beta(4,1) vs Beta(1,1): 80 % expected
+
+
 def test_the_heal_json_shape() -> None:
     sc = load_scenario(SET / "crashed_on_start_1.clnrm.toml")
     final = heal_test(sc, _readiness_failure(sc), _restart_fixes, FixedOrder())
