@@ -1,0 +1,61 @@
+"""The swarm's healer on real Ray, real Chroma and real Docker (issue 14).
+
+A scenario whose service crashes on its first start fails the orchestration run; the
+architect plans a self-healing task because the file's ``[self_healing]`` is on (the
+self_healing layer's rule); the healer claims it, reruns and heals the scenario, and
+every try is in the shared memory, where another process's ``clnrm memory query`` finds
+how it was fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.ray, pytest.mark.docker, pytest.mark.slow]
+
+CRASH = REPO / "tests" / "healing" / "crashed_on_start_2.clnrm.toml"
+
+
+def clnrm(*args: str, cwd: Path, timeout: float = 420) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RAY_ADDRESS": ""}  # never join a cluster the machine happens to name
+    return subprocess.run([sys.executable, "-m", "clnrm", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd, env=env)
+
+
+def test_the_healer_heals_a_failed_swarm_run_and_remembers_how(
+        tmp_path: Path, local_images: None, docker_client: Any, no_leaks: None) -> None:
+    source = tmp_path / "crash.clnrm.toml"
+    source.write_text(CRASH.read_text(encoding="utf-8") + "\n[self_healing]\nmax_attempts = 3\n",
+                      encoding="utf-8")
+    memory = tmp_path / "memory"
+
+    proc = clnrm("swarm", "run", str(source), "--memory", str(memory), "--format", "json",
+                 cwd=tmp_path)
+
+    # the orchestration run errored, and the swarm's verdict is that run's (2), healed or not
+    assert proc.returncode == 2 and proc.stdout, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["error"] is None
+    by_layer = {o["task_id"].rsplit("/", 1)[1]: o for o in report["outcomes"]}
+    assert by_layer["orchestration"]["status"] == "failed"  # the crash, unhealed
+    healer = by_layer["self_healing"]
+    assert healer["status"] == "done", healer["reason"]
+    facts = healer["facts"]
+    assert facts["failure_class"] == "crashed_on_start" and facts["healed"] is True
+    assert facts["remediation"] == "restart_service"
+    assert "healed by restart_service" in healer["reason"]
+
+    found = clnrm("memory", "query", "how was the crash on start of svc fixed", "--memory",
+                  str(memory), "-k", "20", "--format", "json", cwd=tmp_path, timeout=120)
+    assert found.returncode == 0, found.stderr[-2000:]
+    hits = json.dumps(json.loads(found.stdout))
+    assert "was fixed by restart_service" in hits
