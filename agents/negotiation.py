@@ -90,8 +90,17 @@ class SwarmReport(BaseModel):
 
     @property
     def exit_code(self) -> int:
-        """As ``clnrm run``: 2 nothing could be judged somewhere, 1 a verdict failed, 0 passed."""
-        codes = [o.exit_code for o in self.outcomes if o.exit_code is not None]
+        """As ``clnrm run``: 2 nothing could be judged somewhere, 1 a verdict failed, 0 passed.
+
+        As ``clnrm run --heal``, a scenario the healer healed counts as passed: its failed
+        orchestration run is superseded by the healed rerun (a healer never heals a product
+        defect, so a wrong answer stays red)."""
+        healed = {o.task_id.rsplit("/", 1)[0] for o in self.outcomes
+                  if o.agent is Agent.self_healing and o.status is TaskStatus.done
+                  and o.facts.get("healed") is True}
+        codes = [o.exit_code for o in self.outcomes if o.exit_code is not None
+                 and not (o.agent is Agent.orchestration
+                          and o.task_id.rsplit("/", 1)[0] in healed)]
         if any(o.status is TaskStatus.lost for o in self.outcomes) or 2 in codes:
             return 2
         return 1 if 1 in codes else 0

@@ -213,6 +213,28 @@ def test_swarm_exit_code_follows_clnrm_run(statuses: list[str], codes: list[int 
     assert SwarmReport(run_id="r", memory="m", outcomes=outcomes).exit_code == expected
 
 
+@pytest.mark.parametrize(("orchestration", "healer", "expected"), [
+    ((TaskStatus.failed, 2, {}), (TaskStatus.done, 0, {"healed": True}), 0),
+    ((TaskStatus.failed, 1, {}), (TaskStatus.failed, 1, {"healed": False}), 1),  # defect
+    ((TaskStatus.done, 0, {}), (TaskStatus.done, 0, {"healed": False}), 0),
+])
+def test_a_healed_scenario_counts_as_passed_as_with_run_heal(
+        orchestration: tuple[TaskStatus, int, dict[str, bool]],
+        healer: tuple[TaskStatus, int, dict[str, bool]], expected: int) -> None:
+    def outcome(agent: Agent, layer: str, scenario: str,
+                said: tuple[TaskStatus, int, dict[str, bool]]) -> TaskOutcome:
+        return TaskOutcome(task_id=f"r/{scenario}/{layer}", agent=agent, status=said[0],
+                           reason="", exit_code=said[1], facts=dict(said[2]))
+
+    outcomes = [outcome(Agent.orchestration, "orchestration", "s", orchestration),
+                outcome(Agent.self_healing, "self_healing", "s", healer)]
+    assert SwarmReport(run_id="r", memory="m", outcomes=outcomes).exit_code == expected
+    # healing one scenario never hides another's failure
+    other = outcome(Agent.orchestration, "orchestration", "t", (TaskStatus.failed, 1, {}))
+    assert SwarmReport(run_id="r", memory="m",
+                       outcomes=[*outcomes, other]).exit_code == max(expected, 1)
+
+
 def test_observe_lists_only_my_layers_open_tasks(board: Blackboard) -> None:
     tasks = planned(board)
     chaos = ScriptedChaos(board)
