@@ -44,7 +44,8 @@ test: lint images chromium
 # bench/memory.py runs bench/actor_overhead.py itself (its actor round-trip figure).
 BENCH_SCRIPTS := bench/overhead.py bench/validate.py bench/ingest.py bench/orchestration.py \
 	bench/memory.py bench/proxy.py bench/regression.py bench/regression_e2e.py \
-	bench/memory_kill.py bench/startup.py bench/healing.py bench/generation.py
+	bench/memory_kill.py bench/startup.py bench/healing.py bench/healing_bandit.py \
+	bench/generation.py
 
 bench: images bench-tools
 	$(BIN)/python bench/run_all.py $(BENCH_SCRIPTS)

@@ -40,6 +40,8 @@ BENCHES: dict[str, tuple[str, str, str]] = {
     "startup": ("startup.py", "ratio_vs_bare_python", "<= target x python -c pass"),
     "healing": ("healing.py", "macro_f1",
                 "classifier macro-F1; heal rate, false heals, pass-2 attempts in the line"),
+    "healing_bandit": ("healing_bandit.py", "attempts_reduction",
+                       "pass-2 attempts below pass 1 over 300 seeds (no Docker)"),
     "generation": ("generation.py", "shop_generated_mutation_score",
                    "mutants killed by generated tests (validity 1, noise 0)"),
 }
