@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -25,20 +25,10 @@ if TYPE_CHECKING:
 @lru_cache(maxsize=1)
 def fault_types() -> dict[str, type[Fault[Any]]]:
     """Every fault type by name; a name claimed twice is an error, not last-wins."""
-    from clnrm.plugins import plugin_manager
+    from clnrm.plugins import collect
 
-    pm = plugin_manager()
-    found: dict[str, type[Fault[Any]]] = {}
-    owners: dict[str, str] = {}
-    for impl in pm.hook.clnrm_fault_types.get_hookimpls():
-        provided = cast("list[type[Fault[Any]]]", impl.function() or [])  # the hookspec's type
-        for cls in provided:
-            if cls.type in found:
-                raise PluginError(f"fault type {cls.type!r} is provided by both "
-                                  f"{owners[cls.type]} and {impl.plugin_name}",
-                                  plugin=cls.type, hint="uninstall one of the two plugins")
-            found[cls.type] = cls
-            owners[cls.type] = impl.plugin_name
+    found: dict[str, type[Fault[Any]]] = collect("clnrm_fault_types", "fault type",
+                                                 lambda cls: cls.type)
     return dict(sorted(found.items(), key=lambda kv: (kv[1].category, kv[0])))
 
 

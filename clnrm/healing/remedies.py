@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from clnrm.errors import PluginError
 from clnrm.healing.model import Classification, FailureClass
 
 if TYPE_CHECKING:
@@ -60,20 +59,9 @@ class Remediation(ABC):
 @lru_cache(maxsize=1)
 def remediation_types() -> dict[str, type[Remediation]]:
     """Every remediation by name, from every plugin; a name claimed twice is an error."""
-    from clnrm.plugins import plugin_manager
+    from clnrm.plugins import collect
 
-    pm = plugin_manager()
-    found: dict[str, type[Remediation]] = {}
-    owners: dict[str, str] = {}
-    for impl in pm.hook.clnrm_remediation_types.get_hookimpls():
-        for cls in cast("list[type[Remediation]]", impl.function() or []):
-            if cls.name in found:
-                raise PluginError(f"remediation {cls.name!r} is provided by both "
-                                  f"{owners[cls.name]} and {impl.plugin_name}",
-                                  plugin=cls.name, hint="uninstall one of the two plugins")
-            found[cls.name] = cls
-            owners[cls.name] = impl.plugin_name
-    return found
+    return collect("clnrm_remediation_types", "remediation", lambda cls: cls.name)
 
 
 def candidates(diag: Classification, sc: Scenario, *,

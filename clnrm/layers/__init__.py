@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from clnrm.errors import PluginError
 from clnrm.layers.base import (
@@ -49,27 +49,22 @@ BUILTIN_LAYERS = ("orchestration", "chaos", "performance")
 """Registered through clnrm's own entry points (``pyproject.toml``)."""
 
 
+def _not_a_layer(item: object) -> tuple[str, str] | None:
+    if isinstance(item, TestLayer):
+        return None
+    return ("which is not a test layer",
+            "return instances with name, order, active() and session() "
+            "(clnrm.layers.TestLayer)")
+
+
 @lru_cache(maxsize=1)
 def test_layers() -> tuple[TestLayer, ...]:
     """Every installed layer in hook order; a name claimed twice is an error, not last-wins."""
     from clnrm import plugins
 
-    pm = plugins.installed_plugins()
-    found: dict[str, TestLayer] = {}
-    owners: dict[str, str] = {}
-    for impl in pm.hook.clnrm_test_layers.get_hookimpls():
-        for layer in cast("list[TestLayer]", impl.function() or []):
-            if not isinstance(layer, TestLayer):
-                raise PluginError(f"{impl.plugin_name} returned {layer!r} from "
-                                  "clnrm_test_layers, which is not a test layer",
-                                  hint="return instances with name, order, active() and "
-                                       "session() (clnrm.layers.TestLayer)")
-            if layer.name in found:
-                raise PluginError(f"test layer {layer.name!r} is provided by both "
-                                  f"{owners[layer.name]} and {impl.plugin_name}",
-                                  plugin=layer.name, hint="uninstall one of the two plugins")
-            found[layer.name] = layer
-            owners[layer.name] = impl.plugin_name
+    found: dict[str, TestLayer] = plugins.collect(
+        "clnrm_test_layers", "test layer", lambda layer: layer.name,
+        pm=plugins.installed_plugins(), check=_not_a_layer)
     missing = [name for name in BUILTIN_LAYERS if name not in found]
     if missing:  # never run a chaos test without its chaos layer because metadata is stale
         raise PluginError(f"the built-in test layers {', '.join(missing)} are not registered",

@@ -7,7 +7,9 @@ entry-point group; see docs/plugins.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -15,8 +17,10 @@ from clnrm import hookspecs
 from clnrm.errors import PluginError
 from clnrm.plugins.base import ServiceSpec, ServiceType, SpecContext
 
-__all__ = ["ServiceSpec", "ServiceType", "SpecContext", "installed_plugins", "plugin_manager",
-           "service_types"]
+__all__ = ["ServiceSpec", "ServiceType", "SpecContext", "collect", "installed_plugins",
+           "plugin_manager", "service_types"]
+
+T = TypeVar("T")
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -38,24 +42,45 @@ def installed_plugins() -> pluggy.PluginManager:
     return plugin_manager()
 
 
+def collect(hook: str, what: str, key: Callable[[T], str], *,
+            pm: pluggy.PluginManager | None = None,
+            check: Callable[[Any], tuple[str, str] | None] | None = None,
+            builtins: Iterable[T] = ()) -> dict[str, T]:
+    """What every plugin's ``hook`` returns, by name (``builtins`` first, then plugin order).
+
+    Every registry (service types, faults, layers, validators, remediations) is built
+    here so they all refuse the same things the same way: a name claimed twice is an
+    error naming both plugins, not last-wins, and ``check`` may refuse an item with
+    (why, hint).  Implementations are walked one by one, not through the combined hook
+    call, so an error can name the plugin that caused it."""
+    manager = pm if pm is not None else plugin_manager()
+    found: dict[str, T] = {}
+    owners: dict[str, str] = {}
+    for item in builtins:
+        found[key(item)] = item
+        owners[key(item)] = "clnrm"
+    for impl in getattr(manager.hook, hook).get_hookimpls():
+        for item in impl.function() or []:
+            refused = check(item) if check is not None else None
+            if refused is not None:
+                raise PluginError(f"{impl.plugin_name} returned {item!r} from {hook}, "
+                                  f"{refused[0]}", hint=refused[1])
+            name = key(item)
+            if name in found:
+                raise PluginError(f"{what} {name!r} is provided by both {owners[name]} "
+                                  f"and {impl.plugin_name}",
+                                  plugin=name, hint="uninstall one of the two plugins")
+            found[name] = item
+            owners[name] = impl.plugin_name
+    return found
+
+
 @lru_cache(maxsize=1)
 def service_types() -> dict[str, ServiceType]:
     """Every service type by name; a name claimed twice is an error, not last-wins."""
-    pm = plugin_manager()
-    found: dict[str, ServiceType] = {}
-    owners: dict[str, str] = {}
-    # Walk implementations one by one (not the combined hook call) so a clash can
-    # name the plugin that caused it.
-    for impl in pm.hook.clnrm_service_types.get_hookimpls():
-        for cls in impl.function() or []:
-            if cls.name in found:
-                raise PluginError(
-                    f"service type {cls.name!r} is provided by both {owners[cls.name]} "
-                    f"and {impl.plugin_name}",
-                    plugin=cls.name, hint="uninstall one of the two plugins")
-            found[cls.name] = cls()
-            owners[cls.name] = impl.plugin_name
-    return found
+    classes: dict[str, type[ServiceType]] = collect(
+        "clnrm_service_types", "service type", lambda cls: cls.name)
+    return {name: cls() for name, cls in classes.items()}
 
 
 def get_service_type(name: str) -> ServiceType:

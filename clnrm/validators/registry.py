@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Final, NamedTuple, cast
+from typing import Final, NamedTuple
 
-from clnrm.errors import PluginError
 from clnrm.otel.span import Span
 from clnrm.results import ValidationResult, ValidationStatus
 from clnrm.scenario.expect import Expect
@@ -43,28 +42,24 @@ BUILTIN_VALIDATORS: Final[tuple[SpanValidator, ...]] = (
 when the source file is unknown."""
 
 
+def _not_a_validator(item: object) -> tuple[str, str] | None:
+    if isinstance(item, SpanValidator):
+        return None
+    return ("which is not a span validator",
+            "return instances with a name and validate(expect, index, where) "
+            "(clnrm.validators.SpanValidator)")
+
+
 @lru_cache(maxsize=1)
 def installed_validators() -> tuple[SpanValidator, ...]:
     """The built-in validators, then those of every installed plugin (``clnrm_validators``
     hook); a name claimed twice is an error, not last-wins."""
     from clnrm import plugins
 
-    found = list(BUILTIN_VALIDATORS)
-    owners = {v.name: "clnrm" for v in found}
-    for impl in plugins.installed_plugins().hook.clnrm_validators.get_hookimpls():
-        for validator in cast("list[SpanValidator]", impl.function() or []):
-            if not isinstance(validator, SpanValidator):
-                raise PluginError(f"{impl.plugin_name} returned {validator!r} from "
-                                  "clnrm_validators, which is not a span validator",
-                                  hint="return instances with a name and validate(expect, "
-                                       "index, where) (clnrm.validators.SpanValidator)")
-            if validator.name in owners:
-                raise PluginError(f"validator {validator.name!r} is provided by both "
-                                  f"{owners[validator.name]} and {impl.plugin_name}",
-                                  plugin=validator.name, hint="uninstall one of the two plugins")
-            owners[validator.name] = impl.plugin_name
-            found.append(validator)
-    return tuple(found)
+    found: dict[str, SpanValidator] = plugins.collect(
+        "clnrm_validators", "validator", lambda v: v.name, pm=plugins.installed_plugins(),
+        check=_not_a_validator, builtins=BUILTIN_VALIDATORS)
+    return tuple(found.values())
 
 
 class ValidationTally(NamedTuple):
