@@ -9,7 +9,7 @@ in which they are called.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -47,7 +47,7 @@ def clnrm_fault_types() -> list[type[Fault]]:  # type: ignore[empty-body]
 
 
 @hookspec
-def clnrm_remediation_types() -> list[type[Remediation]]:  # type: ignore[empty-body]
+def clnrm_remediation_types() -> list[type[Remediation[Any]]]:  # type: ignore[empty-body]
     """Return the self-healing remediations this plugin provides.
 
     Each class's ``name`` is what ``[self_healing] strategies`` and ``clnrm heal list``

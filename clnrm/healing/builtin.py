@@ -4,7 +4,7 @@ this module imports nothing heavy: the remediations themselves load when asked f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clnrm.hookspecs import hookimpl
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 @hookimpl
-def clnrm_remediation_types() -> list[type[Remediation]]:
+def clnrm_remediation_types() -> list[type[Remediation[Any]]]:
     from clnrm.healing.remediations import BUILTIN
 
     return list(BUILTIN)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -38,7 +38,7 @@ class _ScaleConfig(RemediationConfig):
     backoff_s: float = Field(default=1.0, gt=0)
 
 
-class ExtendReadiness(Remediation):
+class ExtendReadiness(Remediation[_ScaleConfig]):
     name = "extend_readiness"
     summary = "longer readiness with backoff: probe limits and health-check retries x factor"
     classes = frozenset({F.readiness_timeout, F.slow_start, F.dependency_not_ready,
@@ -55,7 +55,6 @@ class ExtendReadiness(Remediation):
 
     def change(self, diag: Classification, sc: Scenario) -> EnvironmentChange:
         cfg = self.config
-        assert isinstance(cfg, _ScaleConfig)
         svc = _service(diag, sc)
         assert svc is not None
         return EnvironmentChange(
@@ -70,7 +69,7 @@ class _TimeoutConfig(RemediationConfig):
     floor_s: float = Field(default=20.0, gt=0)
 
 
-class ExtendTimeout(Remediation):
+class ExtendTimeout(Remediation[_TimeoutConfig]):
     """Set-up limits only: a probe's own limit, never a step's ``timeout`` or a
     performance expectation (those are expectations, and this class cannot name them)."""
 
@@ -87,7 +86,6 @@ class ExtendTimeout(Remediation):
 
     def change(self, diag: Classification, sc: Scenario) -> EnvironmentChange:
         cfg = self.config
-        assert isinstance(cfg, _TimeoutConfig)
         svc = _service(diag, sc)
         assert svc is not None
         return EnvironmentChange(
@@ -96,7 +94,7 @@ class ExtendTimeout(Remediation):
                                          probe_timeout_floor_s=cfg.floor_s)})
 
 
-class StartOrder(Remediation):
+class StartOrder(Remediation[RemediationConfig]):
     name = "start_order"
     summary = "start the service after the dependency it needed (depends_on + tcp readiness)"
     classes = frozenset({F.dependency_not_ready, F.crashed_on_start})
@@ -128,7 +126,7 @@ class _RestartConfig(RemediationConfig):
     retries: int = Field(default=3, ge=1, le=20)
 
 
-class RestartService(Remediation):
+class RestartService(Remediation[_RestartConfig]):
     name = "restart_service"
     summary = "restart the service when it exits during start (restart = on-failure:N)"
     classes = frozenset({F.crashed_on_start, F.dependency_not_ready, F.oom_killed})
@@ -144,7 +142,6 @@ class RestartService(Remediation):
 
     def change(self, diag: Classification, sc: Scenario) -> EnvironmentChange:
         cfg = self.config
-        assert isinstance(cfg, _RestartConfig)
         svc = _service(diag, sc)
         assert svc is not None
         return EnvironmentChange(summary=f"restart {svc!r} on failure, up to {cfg.retries}x",
@@ -157,7 +154,7 @@ class _LimitConfig(RemediationConfig):
     ceiling: float = Field(default=4096.0, gt=0)  # MiB for memory, cores for cpus
 
 
-class RaiseMemoryLimit(Remediation):
+class RaiseMemoryLimit(Remediation[_LimitConfig]):
     name = "raise_memory_limit"
     summary = "raise the service's memory limit x factor (at most ceiling MiB)"
     classes = frozenset({F.oom_killed, F.resource_starvation, F.crashed_on_start})
@@ -171,7 +168,6 @@ class RaiseMemoryLimit(Remediation):
 
     def change(self, diag: Classification, sc: Scenario) -> EnvironmentChange:
         cfg = self.config
-        assert isinstance(cfg, _LimitConfig)
         svc = _service(diag, sc)
         assert svc is not None
         now = sc.services[svc].memory or 0
@@ -185,7 +181,7 @@ class _CpuConfig(RemediationConfig):
     ceiling: float = Field(default=2.0, gt=0)
 
 
-class RaiseCpuLimit(Remediation):
+class RaiseCpuLimit(Remediation[_CpuConfig]):
     name = "raise_cpu_limit"
     summary = "raise the service's cpus limit x factor (at most ceiling cores)"
     classes = frozenset({F.resource_starvation, F.slow_start, F.readiness_timeout})
@@ -199,7 +195,6 @@ class RaiseCpuLimit(Remediation):
 
     def change(self, diag: Classification, sc: Scenario) -> EnvironmentChange:
         cfg = self.config
-        assert isinstance(cfg, _CpuConfig)
         svc = _service(diag, sc)
         assert svc is not None
         now = sc.services[svc].cpus or 0.0
@@ -208,7 +203,7 @@ class RaiseCpuLimit(Remediation):
                                  services={svc: ServiceChange(cpus=new)})
 
 
-class RetryStep(Remediation):
+class RetryStep(Remediation[RemediationConfig]):
     """A rerun, unchanged; only for a failure the rerun policy found flaky, and the
     flakiness is reported with the heal (never silent)."""
 
@@ -226,7 +221,7 @@ class RetryStep(Remediation):
 _IMAGE: re.Pattern[str] = re.compile(r"image '([^']+)'")
 
 
-class RebuildImage(Remediation):
+class RebuildImage(Remediation[RemediationConfig]):
     name = "rebuild_image"
     summary = "build a missing clnrm image locally (clnrm images build NAME); never pulls"
     classes = frozenset({F.image_missing})
@@ -250,7 +245,7 @@ class RebuildImage(Remediation):
         return EnvironmentChange(summary=f"clnrm images build {name}", rebuild_images=[name])
 
 
-class FixPort(Remediation):
+class FixPort(Remediation[RemediationConfig]):
     name = "fix_port"
     summary = "propose a patch to the test file: the port the service really listens on"
     classes = frozenset({F.port_or_config_mismatch})
@@ -268,7 +263,7 @@ class FixPort(Remediation):
                                          f"{sc.source}", rerun=False, patch=patch)
 
 
-class FreePort(Remediation):
+class FreePort(Remediation[RemediationConfig]):
     name = "free_port"
     summary = "propose a patch to the test file: another port, when the declared one is taken"
     classes = frozenset({F.port_or_config_mismatch})
@@ -301,7 +296,7 @@ def port_patch(path: Path, old: int, new: int) -> str:
     return "".join(difflib.unified_diff(lines, patched, f"a/{path.name}", f"b/{path.name}"))
 
 
-BUILTIN: tuple[type[Remediation], ...] = (
+BUILTIN: tuple[type[Remediation[Any]], ...] = (
     RetryStep, ExtendReadiness, ExtendTimeout, StartOrder, RestartService, RaiseMemoryLimit,
     RaiseCpuLimit, RebuildImage, FixPort, FreePort)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,8 +29,14 @@ class RemediationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Remediation(ABC):
-    """One way to mend an environment: which classes it addresses and what it changes."""
+RC = TypeVar("RC", bound=RemediationConfig)
+
+
+class Remediation(ABC, Generic[RC]):
+    """One way to mend an environment: which classes it addresses and what it changes.
+
+    Generic over its config (as a fault is), so ``self.config`` is typed in each
+    remediation without an ``isinstance`` check."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -38,8 +44,8 @@ class Remediation(ABC):
     proposal: ClassVar[bool] = False  # only proposes a patch to the test file
     Config: ClassVar[type[RemediationConfig]] = RemediationConfig
 
-    def __init__(self, config: RemediationConfig | None = None) -> None:
-        self.config = config or self.Config()
+    def __init__(self, config: RC | None = None) -> None:
+        self.config: RC = config if config is not None else cast("RC", self.Config())
 
     def why_not(self, diag: Classification, sc: Scenario) -> str | None:
         """Why this remediation cannot act on this failure (None: it can)."""
@@ -57,7 +63,7 @@ class Remediation(ABC):
 
 
 @lru_cache(maxsize=1)
-def remediation_types() -> dict[str, type[Remediation]]:
+def remediation_types() -> dict[str, type[Remediation[Any]]]:
     """Every remediation by name, from every plugin; a name claimed twice is an error."""
     from clnrm.plugins import collect
 
@@ -66,7 +72,7 @@ def remediation_types() -> dict[str, type[Remediation]]:
 
 def candidates(diag: Classification, sc: Scenario, *,
                allow: list[str] | None = None,
-               configs: dict[str, dict[str, Any]] | None = None) -> list[Remediation]:
+               configs: dict[str, dict[str, Any]] | None = None) -> list[Remediation[Any]]:
     """The remediations that may act on ``diag`` in ``sc``, in catalog order.
 
     ``allow`` is ``[self_healing] strategies`` (empty: all).  ``product_defect`` gets
@@ -74,7 +80,7 @@ def candidates(diag: Classification, sc: Scenario, *,
     """
     if diag.failure_class is FailureClass.product_defect:
         return []
-    out: list[Remediation] = []
+    out: list[Remediation[Any]] = []
     for name, cls in remediation_types().items():
         if diag.failure_class not in cls.classes or (allow and name not in allow):
             continue
