@@ -18,6 +18,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+NO_CLUSTER = {"RAY_ADDRESS": ""}
+"""Environment for swarm runs in tests: never join a Ray cluster the machine happens to name."""
+
+
 def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m clnrm ARGS`` as a user would, capturing both streams."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -154,53 +154,60 @@ class _LimitConfig(RemediationConfig):
     ceiling: float = Field(default=4096.0, gt=0)  # MiB for memory, cores for cpus
 
 
-class RaiseMemoryLimit(Remediation[_LimitConfig]):
-    name = "raise_memory_limit"
-    summary = "raise the service's memory limit x factor (at most ceiling MiB)"
-    classes = frozenset({F.oom_killed, F.resource_starvation, F.crashed_on_start})
-    Config: ClassVar[type[RemediationConfig]] = _LimitConfig
-
-    def why_not(self, diag: Classification, sc: Scenario) -> str | None:
-        svc = _service(diag, sc)
-        if svc is None or sc.services[svc].memory is None:
-            return "no memory limit declared on the service"
-        return None
-
-    def change(self, diag: Classification, sc: Scenario) -> EnvironmentChange:
-        cfg = self.config
-        svc = _service(diag, sc)
-        assert svc is not None
-        now = sc.services[svc].memory or 0
-        new = int(max(now, min(now * cfg.factor, cfg.ceiling * 2**20)))
-        return EnvironmentChange(summary=f"memory of {svc!r}: {now >> 20} -> {new >> 20} MiB",
-                                 services={svc: ServiceChange(memory=new)})
-
-
-class _CpuConfig(RemediationConfig):
+class _CpuConfig(_LimitConfig):
     factor: float = Field(default=10.0, gt=1.0, le=100.0)
     ceiling: float = Field(default=2.0, gt=0)
 
 
-class RaiseCpuLimit(Remediation[_CpuConfig]):
-    name = "raise_cpu_limit"
-    summary = "raise the service's cpus limit x factor (at most ceiling cores)"
-    classes = frozenset({F.resource_starvation, F.slow_start, F.readiness_timeout})
-    Config: ClassVar[type[RemediationConfig]] = _CpuConfig
+class _RaiseLimit(Remediation[_LimitConfig]):
+    """Raise a declared resource limit of the failing service (compose's ``memory`` /
+    ``cpus``) by ``factor``, at most to ``ceiling``; never invent a limit the file lacks."""
+
+    resource: ClassVar[Literal["memory", "cpus"]]
+    unit: ClassVar[float] = 1.0  # ceiling's unit in the key's unit
+    whole: ClassVar[bool] = False  # the key takes whole numbers (bytes)
 
     def why_not(self, diag: Classification, sc: Scenario) -> str | None:
         svc = _service(diag, sc)
-        if svc is None or sc.services[svc].cpus is None:
-            return "no cpus limit declared on the service"
+        if svc is None or getattr(sc.services[svc], self.resource) is None:
+            return f"no {self.resource} limit declared on the service"
         return None
 
     def change(self, diag: Classification, sc: Scenario) -> EnvironmentChange:
         cfg = self.config
         svc = _service(diag, sc)
         assert svc is not None
-        now = sc.services[svc].cpus or 0.0
-        new = max(now, min(now * cfg.factor, cfg.ceiling))
-        return EnvironmentChange(summary=f"cpus of {svc!r}: {now:g} -> {new:g}",
-                                 services={svc: ServiceChange(cpus=new)})
+        now = getattr(sc.services[svc], self.resource) or 0
+        new = max(now, min(now * cfg.factor, cfg.ceiling * self.unit))
+        if self.whole:
+            new = int(new)
+        return EnvironmentChange(summary=f"{self.resource} of {svc!r}: {self._says(now)} -> "
+                                         f"{self._says(new)}",
+                                 services={svc: ServiceChange(**{self.resource: new})})
+
+    def _says(self, value: float) -> str:
+        return f"{value:g}"
+
+
+class RaiseMemoryLimit(_RaiseLimit):
+    name = "raise_memory_limit"
+    summary = "raise the service's memory limit x factor (at most ceiling MiB)"
+    classes = frozenset({F.oom_killed, F.resource_starvation, F.crashed_on_start})
+    Config: ClassVar[type[RemediationConfig]] = _LimitConfig
+    resource = "memory"
+    unit = 2.0**20
+    whole = True
+
+    def _says(self, value: float) -> str:
+        return f"{int(value) >> 20} MiB"
+
+
+class RaiseCpuLimit(_RaiseLimit):
+    name = "raise_cpu_limit"
+    summary = "raise the service's cpus limit x factor (at most ceiling cores)"
+    classes = frozenset({F.resource_starvation, F.slow_start, F.readiness_timeout})
+    Config: ClassVar[type[RemediationConfig]] = _CpuConfig
+    resource = "cpus"
 
 
 class RetryStep(Remediation[RemediationConfig]):

@@ -10,25 +10,17 @@ how it was fixed.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import NO_CLUSTER, REPO, run_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.docker, pytest.mark.slow]
 
 CRASH = REPO / "tests" / "healing" / "crashed_on_start_2.clnrm.toml"
 
-
-def clnrm(*args: str, cwd: Path, timeout: float = 420) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RAY_ADDRESS": ""}  # never join a cluster the machine happens to name
-    return subprocess.run([sys.executable, "-m", "clnrm", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 def test_the_healer_heals_a_failed_swarm_run_and_remembers_how(
@@ -38,8 +30,8 @@ def test_the_healer_heals_a_failed_swarm_run_and_remembers_how(
                       encoding="utf-8")
     memory = tmp_path / "memory"
 
-    proc = clnrm("swarm", "run", str(source), "--memory", str(memory), "--format", "json",
-                 cwd=tmp_path)
+    proc = run_cli("swarm", "run", str(source), "--memory", str(memory), "--format", "json",
+                   cwd=tmp_path, env=NO_CLUSTER, timeout=420)
 
     # the orchestration run errored; the healer healed it, so, as `clnrm run --heal`, the
     # swarm passes (a product defect is never healed, so it would stay red)
@@ -55,8 +47,9 @@ def test_the_healer_heals_a_failed_swarm_run_and_remembers_how(
     assert facts["remediation"] == "restart_service"
     assert "healed by restart_service" in healer["reason"]
 
-    found = clnrm("memory", "query", "how was the crash on start of svc fixed", "--memory",
-                  str(memory), "-k", "20", "--format", "json", cwd=tmp_path, timeout=120)
+    found = run_cli("memory", "query", "how was the crash on start of svc fixed", "--memory",
+                    str(memory), "-k", "20", "--format", "json", cwd=tmp_path, timeout=120,
+                    env=NO_CLUSTER)
     assert found.returncode == 0, found.stderr[-2000:]
     hits = json.dumps(json.loads(found.stdout))
     assert "was fixed by restart_service" in hits

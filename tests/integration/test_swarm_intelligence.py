@@ -9,25 +9,17 @@ spans, stores what the demo system always does as pattern records, and a later
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import NO_CLUSTER, REPO, run_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.docker, pytest.mark.slow]
 
 DEMO = REPO / "scenarios" / "demo" / "demo.clnrm.toml"
 
-
-def clnrm(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RAY_ADDRESS": ""}  # never join a cluster the machine happens to name
-    return subprocess.run([sys.executable, "-m", "clnrm", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 def test_swarm_keeps_artifacts_and_the_intelligence_agent_stores_queryable_patterns(
@@ -37,8 +29,8 @@ def test_swarm_keeps_artifacts_and_the_intelligence_agent_stores_queryable_patte
                       encoding="utf-8")
     memory = tmp_path / "memory"
 
-    proc = clnrm("swarm", "run", str(source), "--memory", str(memory), "--format", "json",
-                 cwd=tmp_path)  # no --artifacts: the default folder
+    proc = run_cli("swarm", "run", str(source), "--memory", str(memory), "--format", "json",
+                   cwd=tmp_path, env=NO_CLUSTER, timeout=300)  # no --artifacts: the default folder
 
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
@@ -49,9 +41,9 @@ def test_swarm_keeps_artifacts_and_the_intelligence_agent_stores_queryable_patte
     assert intel["status"] == "done", intel["reason"]
     assert int(intel["facts"]["patterns"]) > 0 and int(intel["facts"]["assertions"]) > 0
 
-    found = clnrm("memory", "query", "which calls does the api always make", "--memory",
-                  str(memory), "--agent", "intelligence", "-k", "20", "--format", "json",
-                  cwd=tmp_path, timeout=120)
+    found = run_cli("memory", "query", "which calls does the api always make", "--memory",
+                    str(memory), "--agent", "intelligence", "-k", "20", "--format", "json",
+                    cwd=tmp_path, timeout=120, env=NO_CLUSTER)
     assert found.returncode == 0, found.stderr[-2000:]
     hits = json.dumps(json.loads(found.stdout))
     assert "always calls" in hits  # call patterns, with support and confidence
