@@ -9,11 +9,36 @@ from __future__ import annotations
 
 import logging
 import sys
+from types import ModuleType
 from typing import Any
 
-import structlog
 
-from clnrm.redact import redacting
+def _import_structlog() -> ModuleType:
+    """``import structlog``, but without Rich unless something already loaded it.
+
+    structlog's package imports ``structlog.dev`` and ``structlog.tracebacks``, which
+    import ``rich.traceback`` and ``rich.pretty`` (and through them pygments) only to
+    pretty-print an exception that a log line carries: about a third of ``clnrm run``'s
+    client start-up.  Rich is hidden while structlog loads, so those modules record
+    "no Rich"; :class:`_RichTraceback` hands Rich back to them on the first exception
+    rendered, so a log line prints exactly what structlog prints with Rich installed.
+    """
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        import structlog
+
+        return structlog
+    sys.modules["rich"] = None  # type: ignore[assignment]  # makes ``import rich`` fail
+    try:
+        import structlog
+    finally:
+        if sys.modules.get("rich", False) is None:
+            del sys.modules["rich"]
+    return structlog
+
+
+structlog = _import_structlog()
+
+from clnrm.redact import redacting  # noqa: E402
 
 
 def add_trace_ids(logger: object, method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +81,41 @@ def _stderr_logger(*args: Any) -> StderrLogger:
     return StderrLogger()
 
 
+class _RichTraceback(structlog.dev.RichTracebackFormatter):
+    """structlog's Rich exception formatter, importing Rich on the first exception.
+
+    Same arguments and output as the ``rich_traceback`` / ``rich_monochrome_traceback``
+    that structlog picks by default when Rich was importable: the first call gives
+    ``structlog.dev`` and ``structlog.tracebacks`` the Rich names they looked up at import.
+    """
+
+    def __call__(self, sio: Any, exc_info: Any) -> None:
+        _give_structlog_rich()
+        super().__call__(sio, exc_info)
+
+
+def _give_structlog_rich() -> None:
+    dev, tracebacks = structlog.dev, structlog.tracebacks
+    if getattr(dev, "rich", None) is not None and getattr(tracebacks, "rich", None) is not None:
+        return
+    import rich
+    import rich.pretty
+    from rich.console import Console
+    from rich.traceback import Traceback
+
+    dev.rich, dev.Console, dev.Traceback = rich, Console, Traceback
+    tracebacks.rich = rich
+
+
+def _console_renderer(*, colors: bool) -> Any:
+    """structlog's ConsoleRenderer as it is with Rich installed, Rich loaded lazily."""
+    if getattr(structlog.dev, "rich", None) is not None:  # Rich was loaded before structlog
+        return structlog.dev.ConsoleRenderer(colors=colors)
+    return structlog.dev.ConsoleRenderer(
+        colors=colors, exception_formatter=_RichTraceback(
+            color_system="truecolor" if colors else None))
+
+
 def configure(verbosity: int = 0, *, debug: bool = False) -> None:
     level = logging.DEBUG if debug or verbosity >= 2 else (
         logging.INFO if verbosity == 1 else logging.WARNING)
@@ -65,7 +125,7 @@ def configure(verbosity: int = 0, *, debug: bool = False) -> None:
             structlog.processors.add_log_level,
             add_trace_ids,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redacting(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())),
+            redacting(_console_renderer(colors=sys.stderr.isatty())),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=_stderr_logger,

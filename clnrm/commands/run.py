@@ -156,7 +156,7 @@ def _forward_spans(runner: Any, result: RunResult, target: Any) -> None:
 _PRINTER_MODULES = {
     OutputFormat.human: ("rich.console", "rich.markup", "rich.text", "clnrm.redact",
                          "clnrm.reports._human"),
-    OutputFormat.json: ("rich.markup", "clnrm.redact", "clnrm.reports"),
+    OutputFormat.json: ("rich.markup", "clnrm.redact", "clnrm.reports._json"),
 }
 """What :func:`print_result` imports for each format (the Runner imports it while the tests
 wait on the engine, so printing adds no import time after the run)."""
