@@ -23,7 +23,21 @@ below, and the JSON line says which (``noise``).  Calibrated: each simulated run
 drawn from the shape (21 log quantiles) of one measured run picked at random, so the
 p10, the trimmed mean and the p95 each drift from run to run as they drifted on the
 machine (older calibration files without shapes: one measured log drift moves every
-request of a run alike).  Provisional:
+request of a run alike).
+
+``--system demo_read`` simulates the read path span by span, with the regression the
+issue and ``bench/regression_e2e.py`` define there: an exact extra delay on the
+database query (``DB_READ_DELAY_MS``) of X % of the read's p95 (``GET /items``, median
+over the trial's baseline runs), added to every sample of the query's span ``SELECT
+items`` and of its ancestors ``GET /v1/items`` and ``GET /items``
+(:data:`QUERY_DELAY_REACHES`).  Every latency the calibration measured and the scenario
+file's ``[performance]`` compares (``demo-read-e2e.clnrm.toml``: ``metrics =
+["latency"]``, every span, as ``clnrm run`` compares it) is simulated, each from its
+own measured run shapes; one measured run is picked per simulated run for all spans,
+so they drift together as they did (the calibration keeps each span's marginal shape,
+not which request was which: the per-span tests do not need more).  ``judge_run`` gets
+that file's ``Performance``; naive and Otava alarm when any span's series does.
+Provisional:
 
 * per request: log-normal service time (median 40 ms, sigma 0.35), 2 % cache misses
   at 3x, 1 % GC pauses adding 50-250 ms (a slowdown scales service time, not GC);
@@ -35,7 +49,8 @@ Detectors, each asked after every monitored run whether to raise an alarm:
 * clnrm: ``judge_run`` fails the run (either of its checks: the new run against the
   baseline, or a shift confirmed over the history); the two checks are also shown
   alone ("new-run only", "history only");
-* naive: the new run's p95 > 1.1 x the p95 of the product's baseline runs, pooled;
+* naive: the new run's p95 > 1.1 x the p95 of the product's baseline runs, pooled
+  (on a path: for any span);
 * Apache Otava 0.8 at its defaults (``AnalysisOptions()``: window 50, p <= 0.001, no
   minimum magnitude) on the per-run p95 series and on the per-run median series, each
   re-analysed after every run like ``otava analyze`` in CI.  It pins numpy 2.2 / scipy
@@ -103,6 +118,15 @@ OTAVA_VERSION = "0.8.0"
 OTAVA_VENV = REPO / ".clnrm" / "bench" / "otava-venv"
 WHEELS = REPO / ".clnrm" / "bench" / "wheels"
 REFERENCE_SERIES = 120  # series checked against Otava's e-divisive
+QUERY_DELAY_REACHES = {
+    "demo_read": ("latency:SELECT items", "latency:GET /v1/items", "latency:GET /items",
+                  "load:latency"),
+}
+"""Per calibrated path simulated span by span: the metrics that ``DB_READ_DELAY_MS`` (a
+sleep inside the api's ``SELECT items`` span, ``demoapp/stores.py``) adds to: the
+query's span, the api's server span around it, the gateway's entry span and the load
+driver's latency.  +X % on the read path is this delay at X % of the entry span's p95,
+as ``bench/regression_e2e.py`` sets it."""
 
 OTAVA_WORKER = r"""
 import json, sys
@@ -174,6 +198,39 @@ class Noise:
     run as it drifted on the machine, the fast end as little and the tail as much,
     instead of one multiplicative factor moving all quantiles alike (plus the
     simulation's own sampling error, so the drift is, if anything, overstated)."""
+    spans: dict[str, list[list[float]]] = field(default_factory=dict)
+    """A path of several spans (the demo's read path): per compared metric, the measured
+    runs' shapes, run ``k`` of every metric being the same measured run, so the spans of
+    one simulated run drift together as they did.  When given, a run is a sample of
+    every one of them (:meth:`sample`) and a slowdown is an added delay (``delayed``)."""
+    span_requests: dict[str, int] = field(default_factory=dict)
+    entry: str = METRIC
+    """The path's entry span, whose p95 over the baseline runs defines +X %."""
+    delayed: tuple[str, ...] = ()
+    """The metrics an extra delay in the query reaches: the query's span and its
+    ancestors."""
+    perf: Performance = field(default_factory=Performance)
+    """The ``[performance]`` settings judged with: the defaults, or the scenario file's
+    (the read path's file compares every latency it measures, ``metrics = ["latency"]``)."""
+
+    @property
+    def metrics(self) -> list[str]:
+        """The metrics each simulated run measures (and the product compares)."""
+        return list(self.spans) or [METRIC]
+
+    def sample(self, rng: np.random.Generator, state: float, slowdown: float,
+               extra_ms: float = 0.0) -> dict[str, np.ndarray]:
+        """One run's samples per metric: from measured span shapes with ``extra_ms``
+        added to every sample of the ``delayed`` spans (a path), else :meth:`run`
+        with every request ``1 + slowdown`` times slower."""
+        if not self.spans:
+            return {METRIC: self.run(rng, state, slowdown)}
+        out = {}
+        for name, shapes in self.spans.items():
+            logs = np.interp(rng.random(self.span_requests[name]), self.profile_q,
+                             shapes[int(state)])
+            out[name] = np.exp(logs) + (extra_ms if name in self.delayed else 0.0)
+        return out
 
     def run_states(self, rng: np.random.Generator, runs: int) -> np.ndarray:
         """Per run of one trial: the measured shape it is drawn from (an index into
@@ -250,6 +307,9 @@ def load_noise(path: Path = CALIBRATION, system: str | None = None) -> Noise:
 
     lognormal_over2 = float(norm.sf(math.log(2.0) / sigma)) if sigma > 0 else 0.0
     profiles = [list(map(float, p)) for p in m.get("log_profile_per_run") or []]
+    if name in QUERY_DELAY_REACHES:
+        return _path_noise(path.name, data, name, usable[name], metric_name, m, sigma,
+                           [float(x) for x in dev])
     if len(profiles) >= 5 and m.get("profile_quantiles"):
         return Noise(
             source=f"calibrated: {path.name} system {name!r}, {metric_name}, the measured "
@@ -270,6 +330,45 @@ def load_noise(path: Path = CALIBRATION, system: str | None = None) -> Noise:
             "lag1_autocorrelation_log_location", 0.0))))
 
 
+def _path_noise(file: str, data: dict[str, Any], name: str, entry: dict[str, Any],
+                metric_name: str, m: dict[str, Any], sigma: float,
+                drift_log: list[float]) -> Noise:
+    """A path simulated span by span (``--system demo_read``): every latency the
+    calibration measured and the scenario file's ``[performance]`` compares, each drawn
+    from its own measured run shapes, the same measured run for all spans of a
+    simulated run; a slowdown adds its delay to the spans in
+    :data:`QUERY_DELAY_REACHES`."""
+    from clnrm.perf.judge import compared
+    from clnrm.scenario.loader import load_scenario
+
+    scenario = REPO / str(entry.get("file", ""))
+    if not scenario.is_file():
+        raise SystemExit(f"{file}: system {name!r} names no scenario file ({scenario})")
+    perf = load_scenario(scenario).performance
+    metrics = {k: v for k, v in (entry.get("metrics") or {}).items()
+               if compared(k, perf) and v.get("log_profile_per_run")}
+    runs = {len(v["log_profile_per_run"]) for v in metrics.values()}
+    if metric_name not in metrics or len(runs) != 1 or runs.pop() < 5:
+        raise SystemExit(f"{file}: system {name!r} has no aligned run shapes of its "
+                         f"compared spans ({', '.join(metrics) or 'none'})")
+    spans = {k: [list(map(float, p)) for p in v["log_profile_per_run"]]
+             for k, v in metrics.items()}
+    return Noise(
+        source=f"calibrated: {file} system {name!r}, the spans {', '.join(spans)} drawn "
+               f"from the measured shapes of {len(spans[metric_name])} runs "
+               f"({data.get('date', '?')}); +X % adds X % of {metric_name}'s baseline p95 "
+               f"to {', '.join(k for k in spans if k in QUERY_DELAY_REACHES[name])}",
+        requests=max(8, round(float(m.get("requests_per_run_median", 300)))),
+        median_ms=float(m.get("location_ms_median", 0.0)), sigma=sigma,
+        drift_log=drift_log,
+        rho=max(0.0, float(m.get("lag1_autocorrelation_log_location", 0.0))),
+        profile_q=[float(q) for q in m["profile_quantiles"]], profiles=spans[metric_name],
+        spans=spans, span_requests={k: max(8, round(float(v.get("requests_per_run_median",
+                                                                300))))
+                                    for k, v in metrics.items()},
+        entry=metric_name, delayed=QUERY_DELAY_REACHES[name], perf=perf)
+
+
 def _metric_of(entry: Any) -> tuple[str, dict[str, Any]] | None:
     """The compared metric's drift summary of one calibrated system, if it has runs."""
     if not isinstance(entry, dict):
@@ -286,11 +385,12 @@ def _metric_of(entry: Any) -> tuple[str, dict[str, Any]] | None:
 # -- one trial: the product's judgement, run after run -------------------------------------
 
 
-def measurement(trial: int, i: int, latencies: np.ndarray) -> RunMeasurement:
-    """A run as ``clnrm run`` stores it (``_metric`` computes the typical value)."""
-    metric = _metric(METRIC, "ms", "higher_is_worse", "p95", [float(x) for x in latencies])
+def measurement(trial: int, i: int, samples: dict[str, np.ndarray]) -> RunMeasurement:
+    """A run as ``clnrm run`` stores it (``_metric`` computes each typical value)."""
+    metrics = {name: _metric(name, "ms", "higher_is_worse", "p95", [float(x) for x in xs])
+               for name, xs in samples.items()}
     return RunMeasurement(scenario="bench", run_id=f"t{trial}-r{i:03d}",
-                          fingerprint=FINGERPRINT, metrics={METRIC: metric})
+                          fingerprint=FINGERPRINT, metrics=metrics)
 
 
 def p95(x: np.ndarray) -> float:
@@ -300,51 +400,62 @@ def p95(x: np.ndarray) -> float:
 def run_trial(job: tuple[int, float, Noise, bool]) -> dict[str, Any]:
     """Alarms of clnrm (``judge_run``) and the naive rule on one history; with
     ``judge_all`` the runs between the fill and the change are judged too (their alarms
-    are the per-run false alarms), else only the first of them and the monitored ones."""
+    are the per-run false alarms), else only the first of them and the monitored ones.
+    On a path (``noise.spans``) every span is measured and judged, the naive rule alarms
+    on any span, and a shift adds ``shift`` x the entry span's p95 (median over the
+    baseline runs, as ``bench/regression_e2e.py`` sets ``DB_READ_DELAY_MS``)."""
     seed, shift, noise, judge_all = job
     rng = np.random.default_rng(seed)
-    perf = Performance()
+    perf = noise.perf
+    names = noise.metrics
     stored: list[RunMeasurement] = []
-    names = ("clnrm", "clnrm new-run only", "clnrm history only", "naive p95 > 1.1x")
-    alarms: dict[str, list[bool]] = {n: [] for n in names}
-    pre_alarms = dict.fromkeys(names, 0)
+    detectors = ("clnrm", "clnrm new-run only", "clnrm history only", "naive p95 > 1.1x")
+    alarms: dict[str, list[bool]] = {n: [] for n in detectors}
+    pre_alarms = dict.fromkeys(detectors, 0)
     pre_judged = 0
-    p95s: list[float] = []
-    medians: list[float] = []
-    typical: list[float] = []
+    p95s: dict[str, list[float]] = {m: [] for m in names}
+    medians: dict[str, list[float]] = {m: [] for m in names}
+    typical: dict[str, list[float]] = {m: [] for m in names}
 
     def keep(stored: list[RunMeasurement], run: RunMeasurement,
-             latencies: np.ndarray) -> list[RunMeasurement]:
+             samples: dict[str, np.ndarray]) -> list[RunMeasurement]:
         """Store ``run`` and prune as the product's BaselineStore does; note its series."""
         stored = [*stored, run]
         gone = {r.run_id for r in pruned(stored, history=perf.history,
                                          baseline_runs=perf.baseline_runs)}
-        p95s.append(p95(latencies))
-        medians.append(float(np.median(latencies)))
-        typical.append(run.metrics[METRIC].value)
+        for m in names:
+            p95s[m].append(p95(samples[m]))
+            medians[m].append(float(np.median(samples[m])))
+            typical[m].append(run.metrics[m].value)
         return [r for r in stored if r.run_id not in gone]
 
     drift = noise.run_states(rng, HISTORY + MONITORED)
     full = False
+    extra_ms = 0.0
     for i in range(HISTORY + MONITORED):
-        latencies = noise.run(rng, float(drift[i]), shift if i >= HISTORY else 0.0)
-        run = measurement(seed, i, latencies)
+        slowdown = shift if i >= HISTORY else 0.0
+        if i == HISTORY and noise.spans:
+            base = [r.metrics[noise.entry].p95 for r in stored if r.baseline]
+            extra_ms = shift * float(np.median([b for b in base if b is not None]))
+        samples = noise.sample(rng, float(drift[i]), slowdown, extra_ms)
+        run = measurement(seed, i, samples)
         if full and i < HISTORY and not judge_all:
             # Judged, but nobody looks: a judged run is stored as a history run whatever
             # its verdicts (judge_run's "judged" state never sets as_baseline), so
             # skipping the statistics here stores exactly what `clnrm run` stores.
-            stored = keep(stored, run, latencies)
+            stored = keep(stored, run, samples)
             continue
         judged = judge_run(stored, run, perf, seed=seed)  # what `clnrm run` decides
         if judged.state == "judged":
             assert not judged.as_baseline
             full = True
             assert judged.baseline is not None
-            base_p95 = p95(np.asarray(judged.baseline.pooled(METRIC)))
+            base_p95 = {m: p95(np.asarray(judged.baseline.pooled(m))) for m in names}
             hits = {"clnrm": judged.fails,
                     "clnrm new-run only": any(v.fails for v in judged.verdicts),
                     "clnrm history only": any(v.fails for v in judged.shifts),
-                    "naive p95 > 1.1x": p95(latencies) > NAIVE_FACTOR * base_p95}
+                    "naive p95 > 1.1x": any(p95(samples[m]) > NAIVE_FACTOR * base_p95[m]
+                                            for m in names)}
             if i >= HISTORY:
                 for name, hit in hits.items():
                     alarms[name].append(bool(hit))
@@ -356,7 +467,7 @@ def run_trial(job: tuple[int, float, Noise, bool]) -> dict[str, Any]:
             raise SystemExit(f"run {i} was not judged ({judged.message}): HISTORY must "
                              f"exceed the fill ({FILL_RUNS})")
         stored = keep(stored, run.model_copy(update={"baseline": judged.as_baseline}),
-                      latencies)
+                      samples)
     return {"alarms": alarms, "pre_alarms": pre_alarms, "pre_judged": pre_judged,
             "p95": p95s, "median": medians, "typical": typical}
 
@@ -480,14 +591,19 @@ def main() -> None:
     parts: list[list[list[bool]]] = []
     reference: dict[str, Any] = {"skipped": otava_skip}
     if otava_python is not None:
-        series = [t["p95"] for t in trials] + [t["median"] for t in trials]
-        half = len(series) // 2
+        # one series per trial and metric; a trial alarms when any of its metrics does
+        names = noise.metrics
         try:
             with ProcessPoolExecutor(args.workers) as pool:
-                parts = list(pool.map(otava_alarms, [otava_python] * 2,
-                                      [series[:half], series[half:]]))
+                per_series = list(pool.map(
+                    otava_alarms, [otava_python] * 2,
+                    [[t[kind][m] for t in trials for m in names] for kind in ("p95", "median")]))
+            parts = [[[any(steps) for steps in zip(*flat[k * len(names):(k + 1) * len(names)],
+                                                   strict=True)]
+                      for k in range(len(trials))] for flat in per_series]
             step = max(1, len(trials) // REFERENCE_SERIES)
-            reference = reference_check(otava_python, [t["typical"] for t in trials[::step]],
+            reference = reference_check(otava_python,
+                                        [t["typical"][noise.entry] for t in trials[::step]],
                                         args.seed)
         except RuntimeError as exc:
             otava_skip = f"skipped: {exc}".splitlines()[0]
@@ -510,11 +626,16 @@ def main() -> None:
     print_table(table, per_run, args.trials, args.aa_trials, aa_runs)
     verdict = judge(table)
     elapsed = time.perf_counter() - started
+    perf_text = ("the scenario file's [performance]" if noise.spans else "Performance()")
+    slowdown_text = (f"+X % adds X % of {noise.entry}'s baseline p95 to "
+                     f"{', '.join(m for m in noise.metrics if m in noise.delayed)}"
+                     if noise.spans else "every request 1+X times slower")
     print(f"noise: {noise.source}; {noise.requests} requests per run")
     print(f"{args.aa_trials} A/A and {args.trials} A/B trials per cell, "
           f"{HISTORY + MONITORED} runs per trial judged by clnrm.perf.judge.judge_run with "
-          f"Performance() (baseline_runs={Performance().baseline_runs}, "
-          f"alpha={Performance().alpha}), {elapsed:.0f} s")
+          f"{perf_text} (baseline_runs={noise.perf.baseline_runs}, alpha={noise.perf.alpha}) "
+          f"on {', '.join(noise.metrics)}; slowdown: {slowdown_text}; {elapsed:.0f} s; "
+          f"load average {os.getloadavg()[0]:.1f}")
     if "series" in reference:
         print(f"changepoint vs Otava's e-divisive (permutations) on {reference['series']} "
               f"series: same change points {reference['same_change_points']:.1%}, same one "
@@ -534,8 +655,11 @@ def main() -> None:
         figures["otava_p95"] = figures["otava_median"] = {"skipped": otava_skip}
     print(json.dumps({
         "bench": "regression", "code_path": "clnrm.perf.judge.judge_run",
-        "defaults": {"baseline_runs": Performance().baseline_runs,
-                     "alpha": Performance().alpha, "history": Performance().history},
+        "defaults": {"baseline_runs": noise.perf.baseline_runs, "alpha": noise.perf.alpha,
+                     "history": noise.perf.history,
+                     "metrics": noise.perf.metrics or "product defaults"},
+        "compared": noise.metrics, "slowdown": slowdown_text,
+        "loadavg_1m": round(os.getloadavg()[0], 2),
         "noise": {"source": noise.source, "requests_per_run": noise.requests,
                   **({"measured_runs": len(noise.drift_log),
                       "drift_log_sd": round(float(np.std(noise.drift_log, ddof=1)), 4),
