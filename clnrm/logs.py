@@ -22,17 +22,23 @@ def _import_structlog() -> ModuleType:
     client start-up.  Rich is hidden while structlog loads, so those modules record
     "no Rich"; :class:`_RichTraceback` hands Rich back to them on the first exception
     rendered, so a log line prints exactly what structlog prints with Rich installed.
+    Colorama is hidden too off Windows: ``structlog.dev`` only reads its ANSI codes, and
+    its own fallback codes are the same strings.
     """
-    if "structlog" in sys.modules or "rich" in sys.modules:
+    hidden = [name for name in ("rich", "colorama")
+              if name not in sys.modules and (name == "rich" or sys.platform != "win32")]
+    if "structlog" in sys.modules or "rich" not in hidden:
         import structlog
 
         return structlog
-    sys.modules["rich"] = None  # type: ignore[assignment]  # makes ``import rich`` fail
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes ``import name`` fail
     try:
         import structlog
     finally:
-        if sys.modules.get("rich", False) is None:
-            del sys.modules["rich"]
+        for name in hidden:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
     return structlog
 
 
