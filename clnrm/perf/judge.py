@@ -152,7 +152,13 @@ held now and then) leaves the p10 alone, so each latency is also tested on its p
 TAIL_MIN_EFFECT_PCT: Final = 50.0
 """The tail check's practical floor: the p95 must grow by more than this, and
 significantly against the run-to-run drift the baseline's own p95s show (measured at
-47-96 % on the shared machine), before a run fails on its tail."""
+47-96 % on the shared machine), before a tail regression is reported.
+
+Reported, not failing, unless ``[performance] fail_on_tail = true``: on a machine whose
+load changes between the baseline and the run, the tail moves with the load and a
+20 ms sleep's p95 went from 23 ms to 45-95 ms in A/A runs (7 of 19 would have failed,
+``bench/regression_e2e.py``); a tail regression cannot be told apart from contention
+there, so by default it is a warning with its figures, never silent."""
 TAIL_SUFFIX: Final = " (tail)"
 """Appended to a latency's name in the tail check's verdicts."""
 _LOCATED_KINDS: Final = frozenset({"latency", "load"})
@@ -211,8 +217,12 @@ def compare_runs(baseline: Baseline, run: RunMeasurement, perf: Performance | No
     tails = [m for m in names if location_of(m, directions[m]) != "trimmed"]
     if not tails:
         return verdicts
-    tail_th = th.model_copy(update={"min_effect_percent": max(th.min_effect_percent,
-                                                              TAIL_MIN_EFFECT_PCT)})
+    fail_on_tail = perf is not None and perf.fail_on_tail
+    tail_th = th.model_copy(update={
+        "min_effect_percent": max(th.min_effect_percent, TAIL_MIN_EFFECT_PCT),
+        "fail_on_regression": th.fail_on_regression and fail_on_tail,
+        "reported_because": th.reported_because if not th.fail_on_regression
+        else "the tail moves with the machine's load; fail_on_tail = true fails on it"})
     return verdicts + compare(
         {m + TAIL_SUFFIX: base[m] for m in tails}, {m + TAIL_SUFFIX: current[m] for m in tails},
         thresholds=tail_th, directions={m + TAIL_SUFFIX: directions[m] for m in tails},

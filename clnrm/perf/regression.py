@@ -75,6 +75,8 @@ class Thresholds(BaseModel):
     p95_latency_increase_max_percent: float | None = Field(default=None, ge=0)
     throughput_decrease_max_percent: float | None = Field(default=None, ge=0)
     fail_on_regression: bool = True
+    reported_because: str = "fail_on_regression = false"
+    """Why a regression that does not fail is only reported (said in its message)."""
     alpha: float = Field(default=0.01, gt=0, lt=1)
     correction: Literal["holm", "bh"] = "holm"
     min_effect_percent: float = Field(default=3.0, ge=0)
@@ -264,7 +266,7 @@ class _Tested:
                 f"beyond the {th.min_effect_percent:g}% floor"
             what = "regression " + limit + ("" if th.fail_on_regression
                                             else " (reported, not failing: "
-                                                 "fail_on_regression = false)")
+                                                 f"{th.reported_because})")
         elif not significant:
             what = f"no significant {worse} at alpha={th.alpha:g}"
         elif not beyond_floor:
