@@ -79,15 +79,15 @@ naive (lower FPR, recall not lower in any cell and higher in one); no worse than
 Otava (recall >= the better Otava series' in every cell, FPR <= max(its FPR, 1 %)).
 Ends with one JSON line of figures.
 
-Measured 2026-12-07 05:02-05:15 UTC on the shared 2-core machine (load average ~9),
-``--system demo_read --aa-trials 200 --trials 40 --judge-all 40``: clnrm 4.0 % false
-alarms in five-run windows (95 % CI 1.7-7.7 %; 0.75 % of 2120 judged runs; new-run
-check alone 1.0 %, history check alone 3.5 %: three spans give it three chances),
-recall 100 % at +5/+10/+20/+50 % (new-run check alone 68/78/90/100 %); naive 90 %
-false alarms, recall 90/93/100/100 %; Otava p95 series 16.5 % false alarms, recall
-20/25/38/75 %, median series 21 %, recall 98/100/100/100 %.  The FPR target (1 %) is
-not met on the read path; the default system's figures are in docs/performance.md
-(its output is unchanged by the read-path model: same JSON at the same seed).
+Measured 2026-12-07 04:50-05:17 UTC on the shared 2-core machine (load average 6-12),
+``--system demo_read`` at the defaults (1000 A/A, 200 A/B trials per cell): clnrm 3.9 %
+false alarms in five-run windows (95 % CI 2.8-5.3 %; 0.91 % of 10600 judged runs;
+new-run check alone 1.0 %, history check alone 3.1 %: three spans give it three
+chances), recall 100 % at +5/+10/+20/+50 % (new-run check alone 62/84/91/100 %);
+naive 88 % false alarms, recall 93/96/99/100 %; Otava p95 series 21 % false alarms,
+recall 22/21/28/71 %, median series 22 %, recall 96/97/100/100 %.  The FPR target
+(1 %) is not met on the read path; the default system's figures are in
+docs/performance.md (its output is unchanged by the read-path model: same JSON at the same seed).
 """
 
 from __future__ import annotations
