@@ -40,16 +40,27 @@ def test_same_deterministic_scenario_gives_one_digest() -> None:
     assert len(digests) == 1 and None not in digests, digests
 
 
+def _containers_of(client: Any, *files: Path) -> set[str]:
+    """Ids of every container, running or not, made for the tests of ``files`` (clnrm
+    names them ``clnrm-<run>-<test>-...``): other runs on a shared engine do not count."""
+    import tomllib
+
+    tests = [tomllib.loads(f.read_text(encoding="utf-8"))["meta"]["name"] for f in files]
+    return {c["Id"] for c in client.api.containers(all=True)
+            if any(f"-{t}-" in name for name in c["Names"] for t in tests)}
+
+
 def test_traces_file_is_judged_without_containers(tmp_path: Path, docker_client: Any) -> None:
     res = run_cli("run", str(POSITIVE), "--artifacts", str(tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
     [spans_file] = list(tmp_path.glob("*/*.spans.jsonl"))
-    before = docker_client.api.containers(all=True)
+    before = _containers_of(docker_client, POSITIVE, NEGATIVE_KIND)
     ok = run_cli("run", str(POSITIVE), "--traces", str(spans_file))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = run_cli("run", str(NEGATIVE_KIND), "--traces", str(spans_file))
     assert bad.returncode == 1 and "kind server (want client)" in bad.stdout
-    assert docker_client.api.containers(all=True) == before, "--traces must start nothing"
+    after = _containers_of(docker_client, POSITIVE, NEGATIVE_KIND)
+    assert after == before, "--traces must start nothing"
     broken = tmp_path / "broken.json"
     broken.write_text('{"resourceSpans": [\n  {"scopeSpans": [}\n]}', encoding="utf-8")
     res = run_cli("run", str(POSITIVE), "--traces", str(broken))
