@@ -120,6 +120,9 @@ delegate("swarm", "clnrm.swarm.cli", "swarm_app",
          "Run test files through the agent swarm on Ray (embedded, or --address).")
 delegate("heal", "clnrm.healing.cli", "heal_app",
          "Self-healing: the remediation catalog, what was learned, proposed file fixes.")
+delegate("campaign", "clnrm.swarm.campaign.cli", "campaign_app",
+         "Long autonomous test campaigns on the swarm (start, status, resume, stop, list, "
+         "report).")
 app.add_typer(images_app, name="images")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(import_app, name="import")

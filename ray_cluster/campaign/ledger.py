@@ -224,13 +224,20 @@ class Ledger:
             self._put(db, "reason", "")
             self._put(db, "stop_requested", False)
 
-    def heartbeat(self) -> None:
+    def heartbeat(self, *, elapsed_s: float | None = None) -> None:
+        """The owner is alive; ``elapsed_s`` is the campaign's running time so far (all
+        drivers together: what ``--duration`` is measured against)."""
         with self._tx() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'owner'").fetchone()
             if row:
                 owner = json.loads(row[0])
                 owner["heartbeat"] = time.time()
                 self._put(db, "owner", owner)
+            if elapsed_s is not None:
+                self._put(db, "elapsed_s", round(elapsed_s, 3))
+
+    def elapsed_s(self) -> float:
+        return float(self._get("elapsed_s", 0.0))
 
     def owner(self) -> dict[str, Any] | None:
         owner = self._get("owner")
@@ -317,11 +324,12 @@ class Ledger:
             raise ValueError(f"result names finding {result.finding}, given {finding.key}")
         if finding is not None and result.finding is None:
             result = result.model_copy(update={"finding": finding.key})
+        result = result.model_copy(update={"recorded_at": time.time()})
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO results(unit, idx, result, recorded_at) "
                 "VALUES (?, ?, ?, ?)",
-                (result.unit, result.index, result.model_dump_json(), time.time()))
+                (result.unit, result.index, result.model_dump_json(), result.recorded_at))
             new = cur.rowcount == 1
             if new and finding is not None:
                 self._merge_finding(db, finding.model_copy(
@@ -384,6 +392,8 @@ class Ledger:
             item: dict[str, Any] = {"unit": r.unit, "outcome": r.outcome}
             if r.finding is not None:
                 item["finding"] = r.finding
+            item.update(attempt=r.attempt, worker=r.worker, duration_s=r.duration_s,
+                        recorded_at=r.recorded_at)
             results.append(item)
         return CampaignStatus(id=self.spec.id, state=self.state(), units_planned=planned,
                               units_done=done, results=results, findings=self.findings())

@@ -117,6 +117,7 @@ class UnitResult(BaseModel):
     worker: str
     attempt: int = 1
     facts: dict[str, Scalar] = Field(default_factory=dict)
+    recorded_at: float | None = None  # time.time() when the ledger recorded it
 
 
 class CampaignStatus(BaseModel):

@@ -109,7 +109,9 @@ def test_status_has_the_issue_shape(ledger: Ledger) -> None:
     doc = ledger.status().model_dump(mode="json")
     assert set(doc) == {"id", "state", "units_planned", "units_done", "results", "findings"}
     assert doc["state"] == "running" and doc["units_planned"] == 2 and doc["units_done"] == 1
-    assert doc["results"] == [{"unit": "c1/u00000", "outcome": "passed"}]
+    (item,) = doc["results"]
+    assert item["unit"] == "c1/u00000" and item["outcome"] == "passed" and "finding" not in item
+    assert item["attempt"] == 1 and item["worker"] == "w0" and item["recorded_at"] > 0
 
 
 def test_create_twice_and_open_unknown_are_clear_errors(tmp_path: Path) -> None:
