@@ -312,7 +312,8 @@ def _table(lines: list[str], path: tuple[str, ...], table: Mapping[str, Any]) ->
 
 
 def write_reproducer(finding: Finding, text: str, path: Path, *, source: str | None = None,
-                     runs: int = RERUNS, rerun: RerunFn | None = None) -> Finding:
+                     runs: int = RERUNS, jobs: int = 1, rerun: RerunFn | None = None
+                     ) -> Finding:
     """Write the minimal reproducer of ``finding`` (cut from the unit's scenario ``text``)
     to ``path``, rerun it ``runs`` times and return the finding with ``reproducer``,
     ``verified_runs`` and ``verified_failures`` set.
@@ -320,7 +321,9 @@ def write_reproducer(finding: Finding, text: str, path: Path, *, source: str | N
     A rerun counts as a failure only when it fails with the same finding key.  When the
     cut-down file does not load (a table the cut left dangling), the whole scenario is
     used instead: a larger reproducer beats none.  ``rerun`` replaces the real runner
-    (unit tests); ``runs=0`` writes the file without verifying it.
+    (unit tests); ``runs=0`` writes the file without verifying it; ``jobs`` reruns that
+    many copies at once (a weakness that shows only when the machine is quiet is worth
+    knowing about too, so 1 is the default).
     """
     from clnrm.errors import ScenarioError
     from clnrm.scenario.loader import loads_scenario
@@ -343,7 +346,10 @@ def write_reproducer(finding: Finding, text: str, path: Path, *, source: str | N
     tmp.replace(path)
     failures = 0
     if runs > 0:
-        tests = (rerun or rerun_with_runner)(path, runs)
+        if rerun is not None:
+            tests = rerun(path, runs)
+        else:
+            tests = rerun_with_runner(path, runs, jobs=jobs)
         scenario = loads_scenario(path.read_text(), source=str(path))
         choice = (FaultChoice(fault=finding.fault, target=finding.service, explore=True,
                               reason="reproducer") if finding.fault != NO_FAULT else None)
