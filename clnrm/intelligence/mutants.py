@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import TypeVar
 
 from clnrm.intelligence.corpus import Corpus, RequestType, Trace, build_corpus
 from clnrm.otel.span import Span
 
 STATUS_CODE_KEYS = ("http.status_code", "http.response.status_code")
 SLOWDOWN = 0.8
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,26 @@ def _entries(corpus: Corpus) -> tuple[dict[str, list[Span]], set[tuple[str, str]
     return entries, calls
 
 
+class _Draws(random.Random):
+    """The seeded generator an operator draws with: its first choice (the target) is the
+    ``draw``-th of a seeded shuffle, so the draws of one operator and request type pick
+    different targets while there are enough (with replacement, two of three draws often
+    hit the same target and the mutant set shrank); later choices are plain draws."""
+
+    def __init__(self, seed: str, draw: int) -> None:
+        super().__init__(seed)
+        self.draw = draw
+        self.targeted = False
+
+    def choice(self, seq: Sequence[T]) -> T:  # type: ignore[override]
+        if self.targeted:
+            return super().choice(seq)
+        self.targeted = True
+        order = list(range(len(seq)))
+        self.shuffle(order)
+        return seq[order[self.draw % len(order)]]
+
+
 def mutate(spans: list[Span], operator: str, key: str, seed: int = 0,
            draw: int = 0) -> Mutant | None:
     """Apply ``operator`` to every trace of request type ``key`` (the ``draw``-th seeded
@@ -89,7 +111,7 @@ def mutate(spans: list[Span], operator: str, key: str, seed: int = 0,
     rt = next((r for r in corpus.types if r.key == key), None)
     if rt is None:
         return None
-    rng = random.Random(f"{seed}/{operator}/{key}" + (f"/{draw}" if draw else ""))
+    rng = _Draws(f"{seed}/{operator}/{key}", draw)
     described = OPERATORS[operator](corpus, rt, rng)
     if described is None:
         return None
@@ -135,31 +157,77 @@ def _shift(trace: Trace, root: Span, delta: int) -> None:
                 span.end_time_unix_nano += delta
 
 
+Label = tuple[str, int]
+"""A sibling by name and its place among same-named siblings (the 5th ``clnrm.step``)."""
+
+
+def _labelled(trace: Trace) -> dict[str, list[tuple[Label, Span]]]:
+    """Parent span id -> its children in start order, each with its label."""
+    out: dict[str, list[tuple[Label, Span]]] = {}
+    for parent in trace.spans:
+        seen: dict[str, int] = {}
+        kids: list[tuple[Label, Span]] = []
+        for span in trace.spans:  # a trace's spans are in start order
+            if span.parent_span_id == parent.span_id:
+                kids.append(((span.name, seen.get(span.name, 0)), span))
+                seen[span.name] = seen.get(span.name, 0) + 1
+        if kids:
+            out[parent.span_id] = kids
+    return out
+
+
+def _sequential_pairs(rt: RequestType) -> list[tuple[Label, Label]]:
+    """Consecutive siblings, the first ending before the second starts, in every trace
+    holding both: two sequential calls.  Siblings whose order varies between traces
+    (services started in parallel) are concurrent: swapping them gives a trace the
+    unchanged system also makes, which no test can tell apart without false alarms."""
+    pairs: set[tuple[Label, Label]] = set()
+    broken: set[tuple[Label, Label]] = set()
+    for trace in rt.traces:
+        for kids in _labelled(trace).values():
+            spans = dict(kids)
+            for (la, a), (lb, b) in pairwise(kids):
+                if la[0] != lb[0] and (a.end_time_unix_nano or 0) <= (
+                        b.start_time_unix_nano or 0):
+                    pairs.add((la, lb))
+            for la, lb in pairs:
+                a, b = spans.get(la), spans.get(lb)
+                if a is not None and b is not None and (a.end_time_unix_nano or 0) > (
+                        b.start_time_unix_nano or 0):
+                    broken.add((la, lb))
+    for trace in rt.traces:  # pairs found in a later trace, broken in an earlier one
+        for kids in _labelled(trace).values():
+            spans = dict(kids)
+            for la, lb in pairs - broken:
+                a, b = spans.get(la), spans.get(lb)
+                if a is not None and b is not None and (a.end_time_unix_nano or 0) > (
+                        b.start_time_unix_nano or 0):
+                    broken.add((la, lb))
+    return sorted(pairs - broken)
+
+
 def _reorder(corpus: Corpus, rt: RequestType,
              rng: random.Random) -> tuple[str, set[str]] | None:
-    pairs: set[tuple[str, str]] = set()
-    for trace in rt.traces:
-        for parent in trace.spans:
-            kids = [s for s in trace.spans if s.parent_span_id == parent.span_id]
-            for one, two in pairwise(kids):
-                if one.name != two.name and (one.end_time_unix_nano or 0) <= (
-                        two.start_time_unix_nano or 0):
-                    pairs.add((one.name, two.name))
+    pairs = _sequential_pairs(rt)
     if not pairs:
         return None
-    first, then = rng.choice(sorted(pairs))
+    first, then = rng.choice(pairs)
     for trace in rt.traces:
-        a = next((s for s in trace.spans if s.name == first), None)
-        b = next((s for s in trace.spans if s.name == then), None)
-        if a is None or b is None or a.parent_span_id != b.parent_span_id:
-            continue
-        sa, ea = a.start_time_unix_nano or 0, a.end_time_unix_nano or 0
-        sb, eb = b.start_time_unix_nano or 0, b.end_time_unix_nano or 0
-        if ea > sb:
-            continue
-        _shift(trace, b, sa - sb)
-        _shift(trace, a, (sa + (eb - sb) + (sb - ea)) - sa)
-    return f"{then!r} now runs before {first!r}", set()
+        for kids in _labelled(trace).values():
+            spans = dict(kids)
+            a, b = spans.get(first), spans.get(then)
+            if a is None or b is None:
+                continue
+            sa, ea = a.start_time_unix_nano or 0, a.end_time_unix_nano or 0
+            sb, eb = b.start_time_unix_nano or 0, b.end_time_unix_nano or 0
+            _shift(trace, b, sa - sb)
+            _shift(trace, a, (sa + (eb - sb) + (sb - ea)) - sa)
+    return f"{_label(then)} now runs before {_label(first)}", set()
+
+
+def _label(label: Label) -> str:
+    name, k = label
+    return repr(name) if k == 0 else f"{name!r} (#{k + 1})"
 
 
 def _error(corpus: Corpus, rt: RequestType, rng: random.Random) -> tuple[str, set[str]] | None:
@@ -229,9 +297,15 @@ OPERATORS: dict[str, Callable[[Corpus, RequestType, random.Random],
 """Operator name -> function; the bench reports a score per operator."""
 
 
+CORPUS_WIDE = frozenset({"latency+80%"})
+"""Operators whose change is the same whichever request type drew it (a service slower
+everywhere): drawn by two request types, it is one mutant, not two."""
+
+
 def mutants(spans: list[Span], seed: int = 0, draws: int = 1) -> list[Mutant]:
     """Every operator on every request type of ``spans`` (those that apply), ``draws``
-    seeded targets each (the same target drawn twice counts once)."""
+    seeded targets each, different while there are enough (a corpus-wide mutant drawn
+    again by another request type counts once)."""
     corpus = build_corpus(spans, "<mutants>")
     out: list[Mutant] = []
     seen: set[tuple[str, str, str]] = set()
@@ -239,7 +313,11 @@ def mutants(spans: list[Span], seed: int = 0, draws: int = 1) -> list[Mutant]:
         for operator in OPERATORS:
             for draw in range(draws):
                 mutant = mutate(spans, operator, rt.key, seed, draw)
-                if mutant is not None and (operator, rt.key, mutant.description) not in seen:
-                    seen.add((operator, rt.key, mutant.description))
+                if mutant is None:
+                    continue
+                key = (operator, "" if operator in CORPUS_WIDE else rt.key,
+                       mutant.description)
+                if key not in seen:
+                    seen.add(key)
                     out.append(mutant)
     return out
