@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated file stems (a subset)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--baseline-only", action="store_true",
+                        help="only the fixed-order pass (run beside a --no-baseline run "
+                             "on a machine with cores to spare; the figures combine)")
     args = parser.parse_args()
 
     from clnrm.memory import open_memory
@@ -63,6 +66,15 @@ def main() -> None:
         return on_case
 
     started = time.monotonic()
+    if args.baseline_only:
+        base = run_pass(cases, FixedOrder(), run_one=run_one, on_case=show("fixed"))
+        print(json.dumps({"bench": "healing_fixed_order", "scenarios": len(cases),
+                          "heal_rate": round(base.heal_rate, 3),
+                          "false_heals": base.false_heals,
+                          "mean_attempts_fixed_order": round(base.mean_attempts, 3),
+                          "macro_f1": round(base.macro_f1, 3),
+                          "duration_s": round(time.monotonic() - started, 1)}))
+        return
     with tempfile.TemporaryDirectory(prefix="clnrm-heal-bench-") as memory:
         with open_memory(Path(memory) / "store") as store:
             ledger = RemediationLedger(store, run_id="bench-pass-1")

@@ -7,6 +7,15 @@ expected second (cheaper fixes win a tie of odds).  So a remediation learned on
 ``db`` (postgres, tcp probe) is tried first on the next ``db`` failure, and a
 different service of the same class starts from the class's pooled experience.
 
+It learns magnitudes too: a scalable remediation (readiness x2/x4/x8, memory x2/x4/x8,
+restarts 1/2/4...) is tried at its smallest step when nothing is known, and escalated
+one try at a time; the level that healed is kept per (class, context, remediation), so
+the next failure of that class in that context starts there, and per failure signature
+(scenario and test), so a second run of the same broken scenario goes straight to the
+fix that healed it (:meth:`known_fix`).  A try that failed at a level below the one that
+then healed in the same heal was too small a dose, not a wrong remediation: it is not
+counted against the remediation's odds (its seconds are).
+
 The shape is Ray Tune's searcher: two verbs (:meth:`suggest`, :meth:`observe`) and
 checkpointable state (:meth:`state` / :meth:`from_state`); outcomes live in the shared
 memory as ``RemediationRecord``s (:class:`RemediationLedger`), so a killed healer
@@ -54,6 +63,10 @@ class BanditState(BaseModel):
     draws: int = 0  # how many choices were made (the RNG stream position)
     arms: dict[str, Arm] = Field(default_factory=dict)  # "class|context|action" -> arm
     seen: list[str] = Field(default_factory=list)  # record ids folded in (idempotence)
+    levels: dict[str, int] = Field(default_factory=dict)  # "class|context|action" -> level
+    fixes: dict[str, tuple[str, int]] = Field(default_factory=dict)  # "class|signature"
+    doses: dict[str, list[int]] = Field(default_factory=dict)  # "heal|action" -> failed levels
+    healed: dict[str, int] = Field(default_factory=dict)  # "heal|action" -> level that healed
 
 
 def context_key(context: FailureContext) -> str:
@@ -97,25 +110,56 @@ class RemediationBandit:
         return best
 
     def observe(self, diag: Classification, name: str, success: bool, cost_s: float, *,
-                record_id: str | None = None) -> None:
-        """Fold in one outcome (once per ``record_id``)."""
+                record_id: str | None = None, level: int = 1, signature: str | None = None,
+                heal: str | None = None) -> None:
+        """Fold in one outcome (once per ``record_id``): ``level`` is the magnitude tried,
+        ``signature`` the failing test's identity, ``heal`` the id shared by one heal's
+        tries."""
         self._fold(diag.failure_class.value, context_key(diag.context), name, success,
-                   cost_s, record_id)
+                   cost_s, record_id, level=level, signature=signature, heal=heal)
+
+    def start_level(self, diag: Classification, name: str) -> int:
+        """The level to try ``name`` at first: the highest that healed this class in this
+        context (1 when none did)."""
+        key = f"{diag.failure_class.value}|{context_key(diag.context)}|{name}"
+        return self._state.levels.get(key, 1)
+
+    def known_fix(self, diag: Classification, signature: str) -> tuple[str, int] | None:
+        """The remediation and level that last healed this very failure (class and test)."""
+        return self._state.fixes.get(f"{diag.failure_class.value}|{signature}")
 
     def _fold(self, cls: str, ctx: str, name: str, success: bool, cost_s: float,
-              record_id: str | None) -> None:
+              record_id: str | None, *, level: int = 1, signature: str | None = None,
+              heal: str | None = None) -> None:
         if record_id is not None:
             if record_id in self._seen:
                 return
             self._seen.add(record_id)
             self._state.seen.append(record_id)
+        dose = f"{heal}|{name}" if heal else None
+        counted = True  # a too-small dose of what then healed is no evidence against it
+        if dose is not None and success:
+            self._state.healed[dose] = max(level, self._state.healed.get(dose, 0))
+            undone = [lv for lv in self._state.doses.pop(dose, []) if lv < level]
+            for key_ctx in (ctx, "*"):
+                self._arm(cls, key_ctx, name).failures -= len(undone)
+        elif dose is not None:
+            if self._state.healed.get(dose, 0) > level:
+                counted = False
+            else:
+                self._state.doses.setdefault(dose, []).append(level)
         for key_ctx in (ctx, "*"):
             arm = self._arm(cls, key_ctx, name)
             if success:
                 arm.successes += 1
-            else:
+            elif counted:
                 arm.failures += 1
             arm.cost_s += cost_s
+        if success:
+            key = f"{cls}|{ctx}|{name}"
+            self._state.levels[key] = max(level, self._state.levels.get(key, 1))
+            if signature:
+                self._state.fixes[f"{cls}|{signature}"] = (name, level)
 
     def _class_cost(self, cls: str) -> float:
         """Mean seconds of one try of any remediation on this class (0 before any)."""
@@ -158,7 +202,9 @@ class RemediationBandit:
                 continue
             self._fold(cls, str(meta.get("context", "")), rec.action,
                        rec.outcome.value == "succeeded", float(meta.get("cost_s", 0.0)),
-                       rec.id)
+                       rec.id, level=int(meta.get("level", 1) or 1),
+                       signature=str(meta.get("signature") or "") or None,
+                       heal=str(meta.get("heal") or "") or None)
         return len(self._seen) - before
 
     def stats(self) -> dict[str, dict[str, dict[str, float]]]:
@@ -172,7 +218,10 @@ class RemediationBandit:
             out.setdefault(cls, {})[name] = {
                 "tries": arm.tries, "successes": arm.successes,
                 "mean_cost_s": round(arm.mean_cost, 3),
-                "preference": round((1 + arm.successes) / (2 + arm.tries), 3)}
+                "preference": round((1 + arm.successes) / (2 + arm.tries), 3),
+                "level": max((lv for k, lv in self._state.levels.items()
+                              if k.startswith(f"{cls}|") and k.endswith(f"|{name}")),
+                             default=1)}
         return out
 
 
@@ -183,7 +232,14 @@ class FixedOrder:
         return names[0] if names else None
 
     def observe(self, diag: Classification, name: str, success: bool, cost_s: float, *,
-                record_id: str | None = None) -> None:
+                record_id: str | None = None, level: int = 1, signature: str | None = None,
+                heal: str | None = None) -> None:
+        return None
+
+    def start_level(self, diag: Classification, name: str) -> int:
+        return 1
+
+    def known_fix(self, diag: Classification, signature: str) -> tuple[str, int] | None:
         return None
 
 
@@ -210,7 +266,9 @@ class RemediationLedger:
         return bandit
 
     def remember(self, diag: Classification, *, test: str, scenario: str, action: str,
-                 success: bool, cost_s: float, attempt: int, detail: str) -> RemediationRecord:
+                 success: bool, cost_s: float, attempt: int, detail: str, level: int = 1,
+                 params: dict[str, Any] | None = None, signature: str | None = None,
+                 heal: str | None = None) -> RemediationRecord:
         from clnrm.memory import Agent, RemediationOutcome, RemediationRecord
 
         ctx = context_key(diag.context)
@@ -227,7 +285,9 @@ class RemediationLedger:
                     f"{action}: {detail}; evidence: {diag.evidence_text[:300]}"),
             metadata={"failure_class": diag.failure_class.value, "context": ctx,
                       "cost_s": round(cost_s, 3), "test": test, "scenario": scenario,
-                      "service": service, "attempt": attempt,
+                      "service": service, "attempt": attempt, "level": level,
+                      "signature": signature or "", "heal": heal or "",
+                      **{f"param_{k}": v for k, v in (params or {}).items()},
                       **{f"ctx_{k}": v for k, v in diag.context.features().items()}})
         self.store.put([record])
         return record

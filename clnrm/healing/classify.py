@@ -225,6 +225,8 @@ def _step(verdict: _Verdict, sc: Scenario | None, step: StepResult) -> Classific
         port = _refused_port(text)
         target = next((n for n, s in sc.services.items() if port is not None
                        and s.ports and port not in s.ports and n in text), None)
+        if target is None and port is None:  # the client named only an address (wget)
+            target, port = _called_port(sc, step.name)
         if target is not None:
             return verdict(FailureClass.port_or_config_mismatch, where,
                            f"{target!r} declares ports {list(sc.services[target].ports)}",
@@ -304,6 +306,18 @@ def _listening_port(sc: Scenario | None, svc: str, logs: str) -> int | None:
                              text, re.I):
             return int(m.group(1))
     return None
+
+
+def _called_port(sc: Scenario, step: str) -> tuple[str | None, int | None]:
+    """The ``service:port`` a refused step's command calls, when that service declares
+    other ports (a client such as wget names only the address it could not reach)."""
+    cmd = next((s.command for s in sc.steps if s.name == step), None)
+    text = cmd if isinstance(cmd, str) else " ".join(cmd or [])
+    for m in re.finditer(r"\b([\w-]+):(\d{2,5})\b", text):
+        cfg = sc.services.get(m.group(1))
+        if cfg is not None and cfg.ports and int(m.group(2)) not in cfg.ports:
+            return m.group(1), int(m.group(2))
+    return None, None
 
 
 def _refused_port(text: str) -> int | None:

@@ -5,11 +5,19 @@ share.  It never calls a test healed unless a rerun *passed* with every expectat
 unchanged (the change went through :func:`~clnrm.healing.environment.apply_change`);
 ``product_defect`` is never remediated, and each try's outcome goes to the chooser
 and the memory ledger the moment it is known.
+
+A try is a remediation at a magnitude (:attr:`Remediation.max_level`): with nothing
+learned, a scalable remediation starts at its smallest step and a failed try offers the
+next step up as a candidate beside the untried remediations; the chooser picks among
+them.  What was learned short-cuts this: the fix that healed this very failure before
+(same class, same scenario and test) is tried first, at the level that healed it, and
+otherwise a remediation starts at the level that healed its class in this context.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -53,7 +61,12 @@ class Chooser(Protocol):
     def suggest(self, diag: Classification, names: list[str]) -> str | None: ...
 
     def observe(self, diag: Classification, name: str, success: bool, cost_s: float, *,
-                record_id: str | None = None) -> None: ...
+                record_id: str | None = None, level: int = 1, signature: str | None = None,
+                heal: str | None = None) -> None: ...
+
+    def start_level(self, diag: Classification, name: str) -> int: ...
+
+    def known_fix(self, diag: Classification, signature: str) -> tuple[str, int] | None: ...
 
 
 class HealingPolicy(BaseModel):
@@ -103,6 +116,8 @@ def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
           rebuild: Callable[[list[str]], None] | None, sleep: Callable[[float], None],
           clock: Callable[[], float]) -> TestResult:
     diag = classify(first, sc)
+    signature = f"{sc.name}/{first.name}"
+    heal_id = uuid.uuid4().hex[:16]
     report = HealingReport(failure_class=diag.failure_class.value, healed=False,
                            evidence=diag.evidence_text, confidence=diag.confidence)
     if diag.failure_class in RERUN_CLASSES and policy.reruns:
@@ -120,7 +135,8 @@ def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
                                                          outcome="passed" if ok else "failed")
                                         for ok in reruns])
                 _learn(chooser, ledger, diag, sc, first, "retry_step", True, cost,
-                       len(reruns), "rerun unchanged passed")
+                       len(reruns), "rerun unchanged passed", signature=signature,
+                       heal=heal_id)
                 again.warnings.append(f"flaky: failed first, passed on unchanged rerun "
                                       f"{len(reruns)} (confidence {diag.confidence:g})")
                 again.healing = report
@@ -131,19 +147,40 @@ def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
         return _not_healable(sc, first, diag, report, policy)
     current = first
     tried: list[TriedRemediation] = []
+    failed_at: dict[str, int] = {}  # remediation -> highest level tried that failed
+    done: set[str] = set()  # changes already tried (a level past a ceiling repeats one)
+    known = chooser.known_fix(diag, signature)
     for attempt in range(1, policy.max_attempts + 1):
-        usable = [r for r in candidates(diag, sc, allow=policy.strategies,
-                                        configs=policy.configs)
-                  if r.name not in {t.remediation for t in tried} and not r.proposal]
-        name = chooser.suggest(diag, [r.name for r in usable])
+        options: dict[str, Any] = {}
+        for r in candidates(diag, sc, allow=policy.strategies, configs=policy.configs):
+            if r.proposal:
+                continue
+            level = (failed_at[r.name] + 1 if r.name in failed_at
+                     else max(chooser.start_level(diag, r.name),
+                              known[1] if known and known[0] == r.name else 1))
+            while level <= r.max_level:
+                remedy_at = r.at_level(level)
+                change_at = remedy_at.change(diag, sc)
+                if change_at.summary not in done:
+                    options[r.name] = (remedy_at, change_at)
+                    break
+                level += 1
+        # breadth first for a chooser that takes the first name: every remediation at its
+        # start level before any escalation, then catalog order
+        names = sorted(options, key=lambda n: options[n][0].level)
+        if known is not None and known[0] in options and attempt == 1:
+            name: str | None = known[0]  # this very failure was healed by it: go straight
+        else:
+            name = chooser.suggest(diag, names)
         if name is None:
             break
-        remedy = next(r for r in usable if r.name == name)
-        change = remedy.change(diag, sc)
+        remedy, change = options[name]
+        done.add(change.summary)
         try:
             changed = apply_change(sc, change)
         except HealingRuleError as exc:  # a plugin overstepped: a failed try, said loudly
             tried.append(TriedRemediation(remediation=name, outcome="failed", detail=str(exc)))
+            failed_at[name] = remedy.max_level  # never again in this heal
             continue
         if policy.backoff_s:
             sleep(policy.backoff_s * attempt)
@@ -154,10 +191,14 @@ def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
         cost = clock() - started
         ok = current.outcome.value == "passed"
         tried.append(TriedRemediation(remediation=name, outcome="passed" if ok else "failed",
-                                      detail=change.summary, cost_s=round(cost, 3)))
-        _learn(chooser, ledger, diag, sc, first, name, ok, cost, attempt, change.summary)
+                                      detail=change.summary, cost_s=round(cost, 3),
+                                      level=remedy.level))
+        failed_at[name] = remedy.level
+        _learn(chooser, ledger, diag, sc, first, name, ok, cost, attempt, change.summary,
+               level=remedy.level, params=remedy.config.model_dump(), signature=signature,
+               heal=heal_id)
         log.info("healing.try", test=first.name, failure_class=diag.failure_class.value,
-                 remediation=name, passed=ok, attempt=attempt)
+                 remediation=name, level=remedy.level, passed=ok, attempt=attempt)
         if ok:
             report = _report(diag, healed=True, attempts=attempt, remediation=name, tried=tried)
             current.warnings.append(f"healed by {name} after {attempt} attempt(s): "
@@ -196,16 +237,19 @@ def _report(diag: Classification, **fields: Any) -> HealingReport:
 
 def _learn(chooser: Chooser, ledger: RemediationLedger | None, diag: Classification,
            sc: Scenario, first: TestResult, name: str, ok: bool, cost: float, attempt: int,
-           detail: str) -> None:
+           detail: str, *, level: int = 1, params: dict[str, Any] | None = None,
+           signature: str | None = None, heal: str | None = None) -> None:
     record_id = None
     if ledger is not None:
         try:
             record_id = ledger.remember(diag, test=first.name, scenario=sc.source or sc.name,
                                         action=name, success=ok, cost_s=cost,
-                                        attempt=attempt, detail=detail).id
+                                        attempt=attempt, detail=detail, level=level,
+                                        params=params, signature=signature, heal=heal).id
         except Exception as exc:  # memory down: learn in-process, say so, keep healing
             log.warning("healing.memory_unavailable", error=str(exc))
-    chooser.observe(diag, name, ok, cost, record_id=record_id)
+    chooser.observe(diag, name, ok, cost, record_id=record_id, level=level,
+                    signature=signature, heal=heal)
 
 
 __all__ = ["RERUN_CLASSES", "WHY_NOT", "Chooser", "HealingPolicy", "heal_test"]

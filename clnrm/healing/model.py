@@ -101,6 +101,7 @@ class TriedRemediation(BaseModel):
     outcome: Literal["passed", "failed", "proposed", "skipped"]
     detail: str = ""
     cost_s: float = 0.0
+    level: int = 1  # the magnitude tried (1: the remediation's first step)
 
 
 class EnvironmentRecord(BaseModel):

@@ -33,8 +33,17 @@ def _has_setup_limit(sc: Scenario, svc: str) -> bool:
     return cfg.health_check is not None or any(p.timeout is not None for p in cfg.readiness)
 
 
+LEVELS = 3
+"""Magnitudes of a scalable remediation: x2, x4, x8 of its first step by default."""
+
+
+def _power(factor: float, level: int, cap: float) -> float:
+    """``factor`` at ``level`` (factor, factor**2, ...), at most ``cap``."""
+    return min(factor**level, cap)
+
+
 class _ScaleConfig(RemediationConfig):
-    factor: float = Field(default=4.0, ge=1.0, le=20.0)
+    factor: float = Field(default=2.0, ge=1.0, le=20.0)  # level 1; level k: factor**k
     backoff_s: float = Field(default=1.0, gt=0)
 
 
@@ -44,6 +53,7 @@ class ExtendReadiness(Remediation[_ScaleConfig]):
     classes = frozenset({F.readiness_timeout, F.slow_start, F.dependency_not_ready,
                          F.resource_starvation})
     Config: ClassVar[type[RemediationConfig]] = _ScaleConfig
+    max_level = LEVELS
 
     def why_not(self, diag: Classification, sc: Scenario) -> str | None:
         svc = _service(diag, sc)
@@ -57,16 +67,17 @@ class ExtendReadiness(Remediation[_ScaleConfig]):
         cfg = self.config
         svc = _service(diag, sc)
         assert svc is not None
+        factor = _power(cfg.factor, self.level, 20.0)
         return EnvironmentChange(
-            summary=f"readiness of {svc!r}: limits x{cfg.factor:g}, backoff {cfg.backoff_s:g} s",
-            services={svc: ServiceChange(probe_timeout_factor=cfg.factor,
+            summary=f"readiness of {svc!r}: limits x{factor:g}, backoff {cfg.backoff_s:g} s",
+            services={svc: ServiceChange(probe_timeout_factor=factor,
                                          probe_interval_s=cfg.backoff_s,
-                                         health_check_retries_factor=cfg.factor)})
+                                         health_check_retries_factor=factor)})
 
 
 class _TimeoutConfig(RemediationConfig):
-    factor: float = Field(default=8.0, ge=1.0, le=20.0)
-    floor_s: float = Field(default=20.0, gt=0)
+    factor: float = Field(default=2.0, ge=1.0, le=20.0)  # level 1; level k: factor**k
+    floor_s: float = Field(default=5.0, gt=0)  # level 1; doubles per level
 
 
 class ExtendTimeout(Remediation[_TimeoutConfig]):
@@ -77,6 +88,7 @@ class ExtendTimeout(Remediation[_TimeoutConfig]):
     summary = "longer set-up limit (readiness probe timeouts, at least floor_s)"
     classes = frozenset({F.slow_start, F.readiness_timeout})
     Config: ClassVar[type[RemediationConfig]] = _TimeoutConfig
+    max_level = LEVELS
 
     def why_not(self, diag: Classification, sc: Scenario) -> str | None:
         svc = _service(diag, sc)
@@ -88,10 +100,12 @@ class ExtendTimeout(Remediation[_TimeoutConfig]):
         cfg = self.config
         svc = _service(diag, sc)
         assert svc is not None
+        factor = _power(cfg.factor, self.level, 20.0)
+        floor = cfg.floor_s * 2 ** (self.level - 1)
         return EnvironmentChange(
-            summary=f"set-up limit of {svc!r} x{cfg.factor:g} (at least {cfg.floor_s:g} s)",
-            services={svc: ServiceChange(probe_timeout_factor=cfg.factor,
-                                         probe_timeout_floor_s=cfg.floor_s)})
+            summary=f"set-up limit of {svc!r} x{factor:g} (at least {floor:g} s)",
+            services={svc: ServiceChange(probe_timeout_factor=factor,
+                                         probe_timeout_floor_s=floor)})
 
 
 class StartOrder(Remediation[RemediationConfig]):
@@ -123,7 +137,7 @@ class StartOrder(Remediation[RemediationConfig]):
 
 
 class _RestartConfig(RemediationConfig):
-    retries: int = Field(default=3, ge=1, le=20)
+    retries: int = Field(default=1, ge=1, le=20)  # level 1; doubles per level
 
 
 class RestartService(Remediation[_RestartConfig]):
@@ -131,6 +145,7 @@ class RestartService(Remediation[_RestartConfig]):
     summary = "restart the service when it exits during start (restart = on-failure:N)"
     classes = frozenset({F.crashed_on_start, F.dependency_not_ready, F.oom_killed})
     Config: ClassVar[type[RemediationConfig]] = _RestartConfig
+    max_level = LEVELS
 
     def why_not(self, diag: Classification, sc: Scenario) -> str | None:
         svc = _service(diag, sc)
@@ -141,21 +156,21 @@ class RestartService(Remediation[_RestartConfig]):
         return None
 
     def change(self, diag: Classification, sc: Scenario) -> EnvironmentChange:
-        cfg = self.config
         svc = _service(diag, sc)
         assert svc is not None
-        return EnvironmentChange(summary=f"restart {svc!r} on failure, up to {cfg.retries}x",
+        retries = min(self.config.retries * 2 ** (self.level - 1), 20)
+        return EnvironmentChange(summary=f"restart {svc!r} on failure, up to {retries}x",
                                  services={svc: ServiceChange(
-                                     restart=f"on-failure:{cfg.retries}")})
+                                     restart=f"on-failure:{retries}")})
 
 
 class _LimitConfig(RemediationConfig):
-    factor: float = Field(default=4.0, gt=1.0, le=64.0)
+    factor: float = Field(default=2.0, gt=1.0, le=64.0)  # level 1; level k: factor**k
     ceiling: float = Field(default=4096.0, gt=0)  # MiB for memory, cores for cpus
 
 
 class _CpuConfig(_LimitConfig):
-    factor: float = Field(default=10.0, gt=1.0, le=100.0)
+    factor: float = Field(default=4.0, gt=1.0, le=100.0)
     ceiling: float = Field(default=2.0, gt=0)
 
 
@@ -166,6 +181,7 @@ class _RaiseLimit(Remediation[_LimitConfig]):
     resource: ClassVar[Literal["memory", "cpus"]]
     unit: ClassVar[float] = 1.0  # ceiling's unit in the key's unit
     whole: ClassVar[bool] = False  # the key takes whole numbers (bytes)
+    max_level = LEVELS
 
     def why_not(self, diag: Classification, sc: Scenario) -> str | None:
         svc = _service(diag, sc)
@@ -178,7 +194,7 @@ class _RaiseLimit(Remediation[_LimitConfig]):
         svc = _service(diag, sc)
         assert svc is not None
         now = getattr(sc.services[svc], self.resource) or 0
-        new = max(now, min(now * cfg.factor, cfg.ceiling * self.unit))
+        new = max(now, min(now * cfg.factor**self.level, cfg.ceiling * self.unit))
         if self.whole:
             new = int(new)
         return EnvironmentChange(summary=f"{self.resource} of {svc!r}: {self._says(now)} -> "

@@ -43,9 +43,19 @@ class Remediation(ABC, Generic[RC]):
     classes: ClassVar[frozenset[FailureClass]]
     proposal: ClassVar[bool] = False  # only proposes a patch to the test file
     Config: ClassVar[type[RemediationConfig]] = RemediationConfig
+    max_level: ClassVar[int] = 1
+    """How many magnitudes the remediation has (1: none).  Level 1 is the configured first
+    step (the smallest change that might do); each level up doubles the change (a factor
+    is squared, cubed...), so with no memory a healer escalates one try at a time and a
+    learned level (:mod:`clnrm.healing.bandit`) lets it start where a fix was found."""
 
-    def __init__(self, config: RC | None = None) -> None:
+    def __init__(self, config: RC | None = None, *, level: int = 1) -> None:
         self.config: RC = config if config is not None else cast("RC", self.Config())
+        self.level = max(1, min(level, self.max_level))
+
+    def at_level(self, level: int) -> Remediation[RC]:
+        """This remediation (same config) at magnitude ``level``."""
+        return type(self)(self.config, level=level)
 
     def why_not(self, diag: Classification, sc: Scenario) -> str | None:
         """Why this remediation cannot act on this failure (None: it can)."""
@@ -59,7 +69,8 @@ class Remediation(ABC, Generic[RC]):
     def describe(cls) -> dict[str, Any]:
         return {"name": cls.name, "summary": cls.summary,
                 "classes": sorted(c.value for c in cls.classes), "proposal": cls.proposal,
-                "parameters": {k: f.default for k, f in cls.Config.model_fields.items()}}
+                "parameters": {k: f.default for k, f in cls.Config.model_fields.items()},
+                "levels": cls.max_level}
 
 
 @lru_cache(maxsize=1)

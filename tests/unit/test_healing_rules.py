@@ -187,7 +187,7 @@ def test_the_heal_json_shape() -> None:
             "evidence"} <= set(doc)
     assert doc["tried"][0] == {"remediation": "retry_step", "outcome": "failed",
                                "detail": doc["tried"][0]["detail"],
-                               "cost_s": doc["tried"][0]["cost_s"]}
+                               "cost_s": doc["tried"][0]["cost_s"], "level": 1}
     assert final.healing is not None
     assert final.healing.human().startswith("healed by restart_service after 2 attempt(s)")
 
