@@ -4,6 +4,7 @@ system they came from and on a fresh corpus of it, and fail on changed behaviour
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -131,3 +132,60 @@ def test_cli_bad_trace_file_is_a_located_error_exit_2(tmp_path: Path, content: s
 def test_cli_needs_exactly_one_input(tmp_path: Path) -> None:
     res = runner.invoke(app, ["generate", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "exactly one of --traces" in res.output
+
+
+def jaeger_export(spans: list[Span]) -> dict[str, object]:
+    """The spans as Jaeger JSON (microseconds, tags, one process per service)."""
+    def tag(key: str, value: object) -> dict[str, object]:
+        kind = ("bool" if isinstance(value, bool) else "int64" if isinstance(value, int)
+                else "float64" if isinstance(value, float) else "string")
+        return {"key": key, "type": kind, "value": value if kind != "string" else str(value)}
+
+    traces: dict[str, list[Span]] = {}
+    for span in spans:
+        traces.setdefault(span.trace_id, []).append(span)
+    data = []
+    for trace_id, members in traces.items():
+        services = sorted({s.service_name or "unknown" for s in members})
+        processes = {f"p{i}": {"serviceName": name, "tags": []}
+                     for i, name in enumerate(services)}
+        data.append({"traceID": trace_id, "processes": processes, "spans": [{
+            "traceID": trace_id, "spanID": s.span_id, "operationName": s.name,
+            "references": ([{"refType": "CHILD_OF", "traceID": trace_id,
+                             "spanID": s.parent_span_id}] if s.parent_span_id else []),
+            "startTime": (s.start_time_unix_nano or 0) // 1000,
+            "duration": ((s.end_time_unix_nano or 0) - (s.start_time_unix_nano or 0)) // 1000,
+            "tags": [tag(k, v) for k, v in s.attributes.items()]
+            + [tag("span.kind", s.kind)]
+            + ([tag("otel.status_code", s.status)] if s.status != "UNSET" else []),
+            "processID": f"p{services.index(s.service_name or 'unknown')}"}
+            for s in members]})
+    return {"data": data}
+
+
+def test_cli_generates_the_same_tests_from_otlp_jaeger_and_jsonl(tmp_path: Path) -> None:
+    """Every input kind of issue 15: spans.jsonl, OTLP JSON and Jaeger JSON give the same
+    request types and assertions, and the tests pass on the system's spans."""
+    from clnrm.otel.encode import otlp_json_from_spans
+
+    spans = shop_corpus(1)
+    jsonl = write_jsonl(tmp_path / "spans.jsonl", spans)
+    otlp = tmp_path / "otlp.json"
+    otlp.write_text(json.dumps(otlp_json_from_spans(spans)), encoding="utf-8")
+    jaeger = tmp_path / "jaeger.json"
+    jaeger.write_text(json.dumps(jaeger_export(spans)), encoding="utf-8")
+    written: dict[str, dict[str, str]] = {}
+    for export in (jsonl, otlp, jaeger):
+        out = tmp_path / export.stem
+        res = runner.invoke(app, ["generate", "--traces", str(export), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "200 traces" in res.output and "4 request types" in res.output, res.output
+        written[export.stem] = {p.name: p.read_text(encoding="utf-8").split("\n", 1)[1]
+                                for p in sorted(out.glob("*.clnrm.toml"))}
+        judged = runner.invoke(app, ["run", str(out), "--traces", str(jsonl)])
+        assert judged.exit_code == 0, judged.output
+    assert written["otlp"] == written["spans"]  # the same bytes, bar the source line
+    assert written["jaeger"].keys() == written["spans"].keys()
+    count = re.compile(r"^\[\[expect\.span\]\]$", re.M)
+    assert ([len(count.findall(t)) for t in written["jaeger"].values()]
+            == [len(count.findall(t)) for t in written["spans"].values()])
