@@ -189,3 +189,38 @@ def test_cli_generates_the_same_tests_from_otlp_jaeger_and_jsonl(tmp_path: Path)
     count = re.compile(r"^\[\[expect\.span\]\]$", re.M)
     assert ([len(count.findall(t)) for t in written["jaeger"].values()]
             == [len(count.findall(t)) for t in written["spans"].values()])
+
+
+def test_cli_flags_and_the_files_generation_keys(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed's keys: [intelligence.generation] of a --from file, flags over them; and a
+    run clnrm just made (--from, local backend: clnrm's own spans) as the input."""
+    monkeypatch.chdir(tmp_path)  # the runs' artifacts stay out of the repository
+    source = write_jsonl(tmp_path / "spans.jsonl", shop_corpus(1))
+    out = tmp_path / "flags"
+    res = runner.invoke(app, ["generate", "--traces", str(source), "--out", str(out),
+                              "--min-pattern-frequency", "0.9", "--confidence-threshold",
+                              "0.6", "--include-error-scenarios", "--no-counts", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    texts = {p.name: p.read_text(encoding="utf-8") for p in out.glob("*.clnrm.toml")}
+    users = texts["frontend-get-users-id.clnrm.toml"]
+    assert "seed 3,\n# min_pattern_frequency 0.9, confidence_threshold 0.6." in users
+    assert 'name = "SELECT users"' not in users  # only cache misses read the db
+    assert not any("[expect.counts" in t for t in texts.values())
+    assert any("# error path:" in t for t in texts.values())  # 1 in 60 payments failed
+    scenario = tmp_path / "two-steps.clnrm.toml"
+    scenario.write_text(
+        '[meta]\nname = "two_steps"\n\n[intelligence.generation]\nconfidence_threshold = 0.6'
+        '\nmin_pattern_frequency = 0.5\n\n[[steps]]\nname = "hello"\n'
+        'command = ["sh", "-c", "echo hello"]\nexpected_output_regex = "hello"\n\n'
+        '[[steps]]\nname = "bye"\ncommand = ["sh", "-c", "echo bye"]\n', encoding="utf-8")
+    for flags, threshold in (([], "0.6"), (["--confidence-threshold", "0.7"], "0.7")):
+        out = tmp_path / f"from-{threshold}"
+        res = runner.invoke(app, ["generate", "--from", str(scenario), "--runs", "2",
+                                  "--backend", "local", "--out", str(out), *flags])
+        assert res.exit_code == 0, res.output
+        (test,) = out.glob("*.clnrm.toml")
+        text = test.read_text(encoding="utf-8")
+        assert f"min_pattern_frequency 0.5, confidence_threshold {threshold}." in text
+        assert '[[steps]]\nname = "hello"' in text and "# seen in 2/2 traces" in text
+        assert runner.invoke(app, ["run", str(test), "--backend", "local"]).exit_code == 0
