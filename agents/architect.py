@@ -79,7 +79,9 @@ class Architect(SwarmAgent):
             for earlier in on[1:on.index(layer)]:  # optional layers planned before this one
                 if conflicts(earlier, layer):
                     after.append(ids[earlier])
-                    notes.append(precedence(earlier, layer)[2])
+                    first, _, rule = precedence(earlier, layer)
+                    if first is earlier:  # else the plan's order wins (see blocked_by)
+                        notes.append(rule)
                 elif layer in WAITS_FOR_ALL:
                     after.append(ids[earlier])
             tasks.append(Task(id=ids[layer], run_id=task.run_id, layer=layer,

@@ -29,13 +29,14 @@ import os
 import secrets
 from abc import ABC, abstractmethod
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple
 
 from clnrm.memory import Agent, FailureRecord, Record, RunRecord
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from clnrm.agents.blackboard import Blackboard
+    from clnrm.memory import MemoryStore
 
     from clnrm.results import RunResult, TestResult
     from clnrm.runner import RunOptions
@@ -90,16 +91,36 @@ class Task(BaseModel):
 
 
 class Bid(BaseModel):
-    """An agent's answer to "will you take this task?"; ``value`` None is a decline."""
+    """An agent's answer to "will you take this task?"; ``value`` None is a decline.
+
+    A bid states what the task is worth to the bidder (``value``, 0..1, read from the
+    memory: see :mod:`clnrm.agents.evidence`) and what it will cost (``cost_s``: the
+    median duration of the bidder's past runs of the scenario, or its layer's stated
+    default), with the memory facts behind both in ``evidence``, so the award rule can
+    weigh value per second and the decision can quote why.  ``cost_s`` None means
+    the bidder does not know: the award rule charges its layer's default and says so.
+    """
 
     task_id: str
     agent: Agent
     value: float | None = Field(default=None, ge=0.0, le=1.0)
     reason: str
+    cost_s: float | None = Field(default=None, gt=0.0)
+    evidence: str = ""
 
     @property
     def declined(self) -> bool:
         return self.value is None
+
+    @property
+    def cost(self) -> float:
+        """Seconds charged by the award rule: the stated cost, else the layer's default."""
+        return self.cost_s if self.cost_s is not None else DEFAULT_COST_S[layer_of(self.agent)]
+
+    @property
+    def per_second(self) -> float:
+        """Value per second of cost: what the award rule ranks (0 for a decline)."""
+        return (self.value or 0.0) / self.cost
 
 
 class TaskStatus(StrEnum):
@@ -126,18 +147,52 @@ class TaskOutcome(BaseModel):
     facts: dict[str, Scalar] = Field(default_factory=dict)
 
 
-# -- the conflict rule -------------------------------------------------------
+# -- the conflict rules --------------------------------------------------------
 
-CONFLICTING_LAYERS: Final[frozenset[frozenset[Layer]]] = frozenset({
-    frozenset({Layer.performance, Layer.chaos}),
-})
+
+class ConflictRule(NamedTuple):
+    """Two layers that never work on one scenario at the same time, and who goes first."""
+
+    first: Layer
+    second: Layer
+    name: str
+    why: str
+
+
+CONFLICT_RULES: Final[tuple[ConflictRule, ...]] = (
+    ConflictRule(Layer.performance, Layer.chaos, "measurement before perturbation",
+                 "a baseline measured under injected faults would hide regressions"),
+    ConflictRule(Layer.self_healing, Layer.performance, "healing before re-measuring",
+                 "a measurement taken while remediations change the environment, or of a "
+                 "failure not healed yet, would be kept as the scenario's performance"),
+)
+"""The conflict rules, as data: the architect chains each pair in a plan, the board
+applies them again at claim time (a plan's own ``after`` edge between the two wins: a
+healer planned after a measurement waits for it, and measures nothing)."""
+
+CONFLICTING_LAYERS: Final[frozenset[frozenset[Layer]]] = frozenset(
+    frozenset({r.first, r.second}) for r in CONFLICT_RULES)
 """Layers that must never work on the same scenario at the same time."""
 
 PRECEDENCE: Final[tuple[Layer, ...]] = (
     Layer.architecture, Layer.orchestration, Layer.performance, Layer.chaos,
     Layer.self_healing, Layer.intelligence,
 )
-"""Plan order, and who goes first when two conflicting layers want the same scenario."""
+"""Plan order (the healer after every run whose failures it would mend)."""
+
+DEFAULT_COST_S: Final[dict[Layer, float]] = {
+    Layer.architecture: 1.0, Layer.orchestration: 30.0, Layer.performance: 60.0,
+    Layer.chaos: 60.0, Layer.self_healing: 90.0, Layer.intelligence: 5.0,
+}
+"""A layer's cost in seconds when the memory has no past run to measure it by: one
+scenario run is about 30 s on the 2-core CI machine (demo), a performance or chaos run
+twice that (iterations, steady state and recovery), healing a run and a healed rerun
+plus its remediation; architecture and intelligence run nothing."""
+
+
+def layer_of(agent: Agent) -> Layer:
+    """The layer an agent owns."""
+    return Layer.architecture if agent is Agent.architect else Layer(agent.value)
 
 
 def conflicts(a: Layer, b: Layer) -> bool:
@@ -147,18 +202,37 @@ def conflicts(a: Layer, b: Layer) -> bool:
 def precedence(a: Layer, b: Layer) -> tuple[Layer, Layer, str]:
     """``(first, second, reason)`` for two conflicting layers on one scenario.
 
-    The rule is *measurement before perturbation*: performance measures its
-    baseline on an undisturbed system, and only then may chaos inject faults.
-    A baseline measured under injected faults would make every later
-    regression look normal, whereas chaos loses nothing by waiting.
+    *Measurement before perturbation*: performance measures its baseline on an
+    undisturbed system, and only then may chaos inject faults.  A baseline measured
+    under injected faults would make every later regression look normal, whereas
+    chaos loses nothing by waiting.  *Healing before re-measuring*: a measurement
+    that comes after a healing waits for it, because remediations change the
+    environment (a restart, more memory) and an unhealed failure is no performance.
     """
-    first, second = sorted((a, b), key=PRECEDENCE.index)
-    return first, second, (f"conflict rule 'measurement before perturbation': {first.value} "
-                           f"goes before {second.value} on the same scenario, because a "
-                           f"baseline measured under injected faults would hide regressions")
+    rule = next(r for r in CONFLICT_RULES if {r.first, r.second} == {a, b})
+    return rule.first, rule.second, (f"conflict rule '{rule.name}': {rule.first.value} goes "
+                                     f"before {rule.second.value} on the same scenario, "
+                                     f"because {rule.why}")
+
+
+def first_task_id(task: Task, layer: Layer) -> str:
+    """The id of the task ``layer``'s agent does first when it wins ``task`` (another
+    layer's): one per scenario and layer, e.g. ``<run>/<scenario>/self_healing-first``."""
+    return f"{task.id.rsplit('/', 1)[0]}/{layer.value}-first"
 
 
 # -- agents ------------------------------------------------------------------
+
+
+def scenario_name(task: Task) -> str:
+    """The scenario's name as memory records it (``[meta] name``), else the task's slug."""
+    from clnrm.errors import ClnrmError
+    from clnrm.scenario import loads_scenario
+
+    try:
+        return loads_scenario(task.text, source=task.source).name
+    except ClnrmError:
+        return task.scenario
 
 
 def incarnation_id() -> str:
@@ -199,11 +273,27 @@ class SwarmAgent(ABC):
         return [t for t in mine if t.id not in finished]
 
     def propose(self, task: Task) -> Bid | None:
-        """A full bid for my own layer; no opinion (None) on anyone else's."""
+        """A full bid for my own layer, at the cost my past runs of the scenario measured;
+        no opinion (None) on anyone else's.  Agents with evidence override this."""
         if task.layer is not self.layer:
             return None
-        return Bid(task_id=task.id, agent=self.agent, value=1.0,
-                   reason=f"{self.name} does {self.layer.value} work")
+        cost, why = self.cost(scenario_name(task))
+        return Bid(task_id=task.id, agent=self.agent, value=1.0, cost_s=cost, evidence=why,
+                   reason=f"{self.name} does {self.layer.value} work; {why}")
+
+    @property
+    def memory(self) -> MemoryStore | None:
+        """The shared memory bids read, or None (an agent without a board bids blind)."""
+        return self._board.store if self._board is not None else None
+
+    def cost(self, scenario: str, *, agent: Agent | None = None, factor: float = 1.0,
+             what: str = "") -> tuple[float, str]:
+        """Seconds my task on ``scenario`` will take and why: the median duration of
+        ``agent``'s (mine) past runs of it in memory, else my layer's stated default."""
+        from clnrm.agents.evidence import past_cost
+
+        return past_cost(self.memory, scenario, agent or self.agent, self.layer,
+                         factor=factor, what=what)
 
     @abstractmethod
     def act(self, task: Task) -> TaskOutcome:
@@ -307,6 +397,42 @@ class ScenarioRunningAgent(SwarmAgent):
         super().__init__(board, name=name)
         self.settings = settings or RunSettings()
 
+    # -- the bid ---------------------------------------------------------------
+    def propose(self, task: Task) -> Bid | None:
+        """My layer's tasks only: a decline when the file gives my layer nothing to do,
+        else the value :meth:`value` reads from memory at the cost my past runs measured."""
+        from clnrm.errors import ClnrmError
+        from clnrm.scenario import loads_scenario
+
+        if task.layer is not self.layer:
+            return None
+        try:
+            scenario = loads_scenario(task.text, source=task.source)
+        except ClnrmError:
+            return super().propose(task)  # act reports the bad file as a failed task
+        why_not = self.declines(scenario)
+        if why_not is not None:
+            return Bid(task_id=task.id, agent=self.agent, value=None,
+                       reason=f"{self.name} declines {task.layer.value} for {task.scenario}: "
+                              f"{why_not}")
+        value, why = self.value(task, scenario)
+        cost, cost_why = self.cost(scenario.name)
+        evidence = f"{why}; {cost_why}"
+        return Bid(task_id=task.id, agent=self.agent, value=value, cost_s=cost,
+                   evidence=evidence, reason=f"{self.name}: {evidence}")
+
+    def value(self, task: Task, scenario: Scenario) -> tuple[float, str]:
+        """What my run of ``scenario`` is worth (0..1) and why, from memory."""
+        return 1.0, f"only {self.layer.value} can run {scenario.name}'s {self.layer.value} work"
+
+    def verdict_failed(self, task: Task) -> TaskOutcome | None:
+        """The scenario's failed verdict run among my task's dependencies, if any."""
+        from clnrm.agents.evidence import failed_verdict
+
+        if self._board is None or not task.after:
+            return None
+        return failed_verdict(self.board.outcomes(list(task.after)), task)
+
     # -- the hooks -------------------------------------------------------------
     def declines(self, scenario: Scenario) -> str | None:
         """Why this file gives my layer nothing to do, or None to run it."""
@@ -334,6 +460,10 @@ class ScenarioRunningAgent(SwarmAgent):
 
     def facts(self, result: RunResult) -> dict[str, Scalar]:
         """Layer facts, between the clnrm run id and the duration."""
+        return {}
+
+    def run_tags(self, result: RunResult) -> dict[str, Scalar]:
+        """Metadata on every record of the run (``m.<key>``), for later bids to filter on."""
         return {}
 
     def exit_code(self, result: RunResult) -> int:
@@ -385,7 +515,8 @@ class ScenarioRunningAgent(SwarmAgent):
 
     def records(self, task: Task, name: str, result: RunResult, summary: str) -> list[Record]:
         """The run, tagged with the swarm run and task, then what each test adds."""
-        tag: dict[str, Scalar] = {"swarm_run": task.run_id, "task": task.id}
+        tag: dict[str, Scalar] = {"swarm_run": task.run_id, "task": task.id, "scenario": name,
+                                  **self.run_tags(result)}
         records: list[Record] = [RunRecord(
             agent=self.agent, run_id=result.run_id, scenario=name, status=run_status(result),
             duration_s=result.duration_s, summary=summary, metadata=tag)]

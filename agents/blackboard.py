@@ -15,9 +15,15 @@ id, without a similarity search::
     <task>:result            decision  ``m.status``, ``m.exit_code``, facts as ``m.f.*``
     <run>:summary            decision  the run's verdict in one sentence
 
-**Award rule.** The highest bid wins; a tie goes to the agent whose layer the
-task is, then to the smaller agent name.  With no bid at all the task is
-declined, and the decision quotes every decline.
+**Award rule.** Bids state a value (0..1, from memory) and a cost (seconds, from
+past runs); the bid with the highest value per second of cost wins, a tie goes to
+the agent whose layer the task is, then to the smaller agent name.  With no bid at
+all the task is declined, and the decision quotes every decline.  Another layer's
+agent that wins a task does not do that layer's work: it goes first with its own
+(``<scenario>/<its layer>-first``, posted before the task), and the task is negotiated
+again once that is done, without its bid (``heal first, then perturb``).  The
+``<task>:assign`` decision says the value, cost and evidence of the winner, every
+competing bid, the rule, and the conflict rules that order the task.
 
 **Claim rule.** A task may be claimed once its ``after`` tasks are finished and
 no conflicting task of the same scenario is unfinished ahead of it (see
@@ -39,10 +45,22 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
-from clnrm.agents.base import Bid, Scalar, Task, TaskOutcome, TaskStatus, conflicts, precedence
+from clnrm.agents.base import (
+    CONFLICT_RULES,
+    Bid,
+    Layer,
+    Scalar,
+    Task,
+    TaskOutcome,
+    TaskStatus,
+    conflicts,
+    first_task_id,
+    layer_of,
+    precedence,
+)
 from clnrm.memory import Agent, BlackboardAction, BlackboardEntry, MemoryStore
 from pydantic import BaseModel
 
@@ -61,23 +79,89 @@ class Award(BaseModel):
     task_id: str
     winner: Agent | None
     reason: str
+    value: float | None = None  # the winning bid's
+    cost_s: float | None = None  # the cost the rule charged it
+    first: str | None = None  # a non-owner won: the id of the task it does first
+
+    @property
+    def per_second(self) -> float:
+        return (self.value or 0.0) / self.cost_s if self.cost_s else 0.0
 
 
-def award(task: Task, bids: Iterable[Bid]) -> Award:
-    """The award rule (module docstring): highest bid, then own layer, then name."""
+AWARD_RULE = ("highest value per second of cost wins; a tie goes to the task's own layer, "
+              "then to the smaller agent name")
+"""The award rule in words, quoted by every decision."""
+
+GOES_FIRST: dict[tuple[Layer, Layer], str] = {
+    (Layer.self_healing, Layer.chaos): "heal first, then perturb",
+    (Layer.self_healing, Layer.performance): "heal first, then re-measure",
+}
+"""Why a winning non-owner goes first, by (its layer, the task's layer)."""
+
+
+def _offer(bid: Bid) -> str:
+    cost = (f"{bid.cost:.1f} s" if bid.cost_s is not None
+            else f"{bid.cost:.0f} s (its layer's default)")
+    return f"value {bid.value:.2f} / cost {cost} = {bid.per_second:.4f}/s"
+
+
+def order_note(task: Task) -> str:
+    """The conflict rules that order ``task`` against its scenario's other layers."""
+    notes = []
+    for rule in CONFLICT_RULES:
+        if task.layer is rule.second:
+            notes.append(f"{rule.second.value} is run after {rule.first.value} on "
+                         f"{task.scenario}, never before it (conflict rule '{rule.name}')")
+        elif task.layer is rule.first:
+            notes.append(f"{rule.first.value} is run before {rule.second.value} on "
+                         f"{task.scenario} (conflict rule '{rule.name}')")
+    deps = f"it waits for {', '.join(d.rsplit('/', 1)[1] for d in task.after)}" \
+        if task.after else "it waits for nothing"
+    return "; ".join([deps, *notes])
+
+
+def award(task: Task, bids: Iterable[Bid], *, gone_first: Collection[str] = ()) -> Award:
+    """The award rule (module docstring): value per cost, then own layer, then name.
+
+    ``gone_first``: ids of first tasks already posted in this run; a non-owner whose
+    first task is among them (or among ``task.after``) went first already, and its bid
+    no longer counts.  Pure: the same bids give the same award.
+    """
     offers = [b for b in bids if b.task_id == task.id]
-    live = [b for b in offers if not b.declined]
+    owner = task.layer.agent
+    done_first = {*task.after, *gone_first}
+    live = [b for b in offers if not b.declined and (
+        b.agent is owner or first_task_id(task, layer_of(b.agent)) not in done_first)]
     if not live:
         declines = "; ".join(b.reason for b in offers if b.declined) or "no agent answered"
         return Award(task_id=task.id, winner=None,
                      reason=f"{task.layer.value} for {task.scenario} declined: {declines}")
-    best = min(live, key=lambda b: (-(b.value or 0.0), b.agent is not task.layer.agent,
-                                    b.agent.value))
-    others = len(live) - 1
-    return Award(task_id=task.id, winner=best.agent,
-                 reason=f"{task.layer.value} for {task.scenario} awarded to {best.agent.value}: "
-                        f"bid {best.value:.2f} ({best.reason})"
-                        + (f", over {others} other bid(s)" if others else ", the only bid"))
+    ranked = sorted(live, key=lambda b: (-round(b.per_second, 12), b.agent is not owner,
+                                         b.agent.value))
+    best, others = ranked[0], ranked[1:]
+    parts = [f"{task.layer.value} for {task.scenario} awarded to {best.agent.value}: "
+             f"{_offer(best)} ({best.reason})"]
+    parts.append("competing bids: " + "; ".join(f"{b.agent.value} {_offer(b)} ({b.reason})"
+                                                for b in others) if others else "the only bid")
+    gone = [b for b in offers if not b.declined and b not in live]
+    if gone:
+        parts.append("not counted (went first already): "
+                     + ", ".join(b.agent.value for b in gone))
+    declined = [b for b in offers if b.declined]
+    if declined:
+        parts.append("declined: " + "; ".join(b.reason for b in declined))
+    parts.append(f"rule: {AWARD_RULE}")
+    first = None
+    if best.agent is not owner:
+        mine = layer_of(best.agent)
+        first = first_task_id(task, mine)
+        why = GOES_FIRST.get((mine, task.layer), f"{mine.value} first, then {task.layer.value}")
+        parts.append(f"{best.agent.value} does not own {task.layer.value}: it goes first with "
+                     f"its own {mine.value} work on {task.scenario} ({first}), then "
+                     f"{task.layer.value} is negotiated again without its bid ({why})")
+    parts.append("order: " + order_note(task))
+    return Award(task_id=task.id, winner=best.agent, reason=". ".join(parts), value=best.value,
+                 cost_s=best.cost, first=first)
 
 
 def _entry(record_id: str, *, agent: Agent, topic: str, action: BlackboardAction, reason: str,
@@ -153,6 +237,10 @@ class Blackboard:
         return [Task.from_json(str(posts[_bb(f"{i}:post")].metadata["task"]))
                 for i in ids if _bb(f"{i}:post") in posts]
 
+    def posted(self, task_id: str) -> bool:
+        """Whether ``task_id`` was posted (one read by id)."""
+        return bool(self._entries([f"{task_id}:post"]))
+
     def outcome(self, task_id: str) -> TaskOutcome | None:
         return self.outcomes([task_id]).get(task_id)
 
@@ -185,11 +273,38 @@ class Blackboard:
                                run_id=run_id, bid=b.value) for b in bids])
 
     def record_award(self, task: Task, decided: Award) -> None:
+        metadata: dict[str, Scalar] = {"winner": decided.winner.value if decided.winner
+                                       else "", "layer": task.layer.value,
+                                       "scenario": task.scenario}
+        if decided.value is not None and decided.cost_s is not None:
+            metadata.update(value=decided.value, cost_s=decided.cost_s,
+                            per_second=round(decided.per_second, 6))
         self.store.put([_entry(f"{task.id}:assign", agent=decided.winner or Agent.architect,
                                topic=task.id, action=BlackboardAction.decision,
-                               reason=decided.reason, run_id=task.run_id,
-                               metadata={"winner": decided.winner.value if decided.winner
-                                         else ""})])
+                               reason=decided.reason, run_id=task.run_id, bid=decided.value,
+                               metadata=metadata)])
+
+    def post_first(self, task: Task, decided: Award) -> tuple[Task, Task]:
+        """A non-owner won ``task``: post its first task (its own layer, waiting for what
+        ``task`` waits for) into the plan before ``task``, make ``task`` wait for it, and
+        record the award on the first task.  Returns ``(first, task as it now waits)``."""
+        assert decided.winner is not None and decided.first is not None
+        first = Task(id=decided.first, run_id=task.run_id, layer=layer_of(decided.winner),
+                     scenario=task.scenario, source=task.source, text=task.text,
+                     after=task.after, plan_id=task.plan_id,
+                     purpose=f"go first, before {task.layer.value}")
+        later = task.model_copy(update={"after": (*task.after, first.id)})
+        with self._lock:
+            self._post_tasks([first, later], by=Agent.architect)
+            if task.plan_id is not None:
+                plan = self._entries([f"{task.plan_id}:plan"]).get(_bb(f"{task.plan_id}:plan"))
+                if plan is not None:
+                    ids = [i for i in json.loads(str(plan.metadata["tasks"])) if i != first.id]
+                    ids.insert(ids.index(task.id) if task.id in ids else len(ids), first.id)
+                    self.store.put([plan.model_copy(update={"metadata": {
+                        **plan.metadata, "tasks": json.dumps(ids)}})])
+            self.record_award(first, decided.model_copy(update={"task_id": first.id}))
+        return first, later
 
     def decide(self, run_id: str, key: str, reason: str, *, topic: str | None = None,
                agent: Agent = Agent.architect) -> None:
@@ -208,8 +323,8 @@ class Blackboard:
             if dep not in done:
                 return f"{task.id} waits for {dep} to finish"
         for rival in rivals:
-            if rival.id in done:
-                continue
+            if rival.id in done or task.id in rival.after:
+                continue  # finished, or the plan puts the rival after me: it waits for me
             first, _, rule = precedence(rival.layer, task.layer)
             if first is rival.layer or self.claim_of(rival.id) is not None:
                 return f"{task.id} waits for {rival.id}: {rule}"
@@ -292,4 +407,4 @@ def _outcome_of(entry: BlackboardEntry) -> TaskOutcome:
                        facts={k[2:]: v for k, v in m.items() if k.startswith("f.")})
 
 
-__all__ = ["Award", "Blackboard", "Claim", "award"]
+__all__ = ["AWARD_RULE", "Award", "Blackboard", "Claim", "award", "order_note"]

@@ -45,6 +45,26 @@ class ChaosAgent(ScenarioRunningAgent):
             return "its chaos layer is switched off ([layers] chaos or [chaos] enabled)"
         return None
 
+    def value(self, task: Task, scenario: Scenario) -> tuple[float, str]:
+        """Faults never tried on the scenario's services, or that found weaknesses before;
+        a scenario whose verdict run failed is worth less: faults mostly re-find it."""
+        from clnrm.agents.evidence import FAILED_VERDICT_FACTOR, chaos_value
+
+        value, why = chaos_value(self.memory, scenario)
+        if self.verdict_failed(task) is not None:
+            value = round(value * FAILED_VERDICT_FACTOR, 3)
+            why += (f"; its verdict run failed, so faults would mostly re-find that failure "
+                    f"(value x{FAILED_VERDICT_FACTOR})")
+        return value, why
+
+    def run_tags(self, result: RunResult) -> dict[str, Scalar]:
+        """The faults injected (``pause:db``), so a later bid knows what was tried."""
+        from clnrm.agents.evidence import fault_key
+
+        return {"faults": ",".join(sorted({fault_key(e.type, e.target) for t in result.tests
+                                           if t.chaos for e in t.chaos.timeline
+                                           if e.injected_s is not None}))}
+
     def test_lines(self, test: TestResult) -> list[str]:
         """The fault timeline, one line per occurrence."""
         from clnrm.chaos.report import timeline_lines

@@ -18,7 +18,7 @@ A plain class: no Ray import; ``clnrm.swarm.actors`` wraps it like every agent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from clnrm.agents.base import (
     MESSAGE_LIMIT,
@@ -76,29 +76,70 @@ class Healer(SwarmAgent):
         return (name, figures["preference"]) if figures["successes"] else None
 
     def propose(self, task: Task) -> Bid | None:
+        """My own task, valued by what the memory knows of the failure's class (known: 0.9,
+        never healed: 0.5, nothing failed: 0.2); a performance or chaos task of a scenario
+        whose verdict run failed, to go first (:meth:`_first`); no opinion otherwise."""
         if task.layer is not self.layer:
+            return self._first(task)
+        prior, passed = self._prior(task)
+        if prior is None:
+            value, why = 0.2, (f"{task.scenario} " + (
+                "passed: nothing to heal" if passed else
+                "has no failure on the board yet; will run it and heal it if it fails"))
+        else:
+            value, why = self._value(task, prior)
+        return self._bid(task, value, why)
+
+    FIRST: ClassVar[dict[Layer, str]] = {Layer.performance: "heal first, then re-measure",
+                                         Layer.chaos: "heal first, then perturb"}
+    """The tasks the healer bids to go before when the scenario's verdict run failed."""
+
+    def _first(self, task: Task) -> Bid | None:
+        """Bid on a measurement or a perturbation of a scenario whose verdict run failed
+        and whose healing is on: winning it, the healer heals first (a task of its own,
+        ``<scenario>/self_healing-first``), then the task is negotiated again."""
+        from clnrm.agents.base import first_task_id
+        from clnrm.agents.evidence import failed_verdict
+
+        from clnrm.errors import ClnrmError
+        from clnrm.healing.layer import healing_on
+        from clnrm.scenario import loads_scenario
+
+        if task.layer not in self.FIRST or self._board is None or not task.after:
             return None
+        prior = failed_verdict(self.board.outcomes(list(task.after)), task)
+        if prior is None or self.board.posted(first_task_id(task, self.layer)):
+            return None  # nothing failed, or I went first on this scenario already
+        try:
+            if not healing_on(loads_scenario(task.text, source=task.source)):
+                return None
+        except ClnrmError:
+            return None
+        value, why = self._value(task, prior)
+        return self._bid(task, value, f"{task.scenario}'s verdict run failed; "
+                                      f"{self.FIRST[task.layer]}: {why}")
+
+    def _value(self, task: Task, prior: TaskOutcome) -> tuple[float, str]:
         from clnrm.healing.classify import classify
         from clnrm.results import Outcome, TestResult
 
-        prior, passed = self._prior(task)
-        if prior is None:
-            return Bid(task_id=task.id, agent=self.agent, value=0.2,
-                       reason=f"{self.name}: {task.scenario} "
-                              + ("passed: nothing to heal" if passed else
-                                 "has no failure on the board yet; will run it and heal it "
-                                 "if it fails"))
         diag = classify(TestResult(name=task.scenario, file=task.source,
                                    outcome=Outcome.ERROR, message=prior.reason))
         known = self._known(diag, task.run_id)
         if known is not None:
-            return Bid(task_id=task.id, agent=self.agent, value=0.9,
-                       reason=f"{self.name}: {diag.failure_class.value} is a known failure "
-                              f"class; {known[0]} healed it before (preference "
-                              f"{known[1]:.2f})")
-        return Bid(task_id=task.id, agent=self.agent, value=0.5,
-                   reason=f"{self.name}: {diag.failure_class.value} has not been healed "
-                          "before; will explore the catalog")
+            return 0.9, (f"{diag.failure_class.value} is a known failure class; {known[0]} "
+                         f"healed it before (preference {known[1]:.2f})")
+        return 0.5, (f"{diag.failure_class.value} has not been healed before; will explore "
+                     "the catalog")
+
+    def _bid(self, task: Task, value: float, why: str) -> Bid:
+        """The bid at the cost of a run and a healed rerun of the scenario."""
+        from clnrm.agents.base import scenario_name
+
+        cost, cost_why = self.cost(scenario_name(task), agent=Agent.orchestration, factor=2.0,
+                                   what="a run and a healed rerun, 2 x the ")
+        return Bid(task_id=task.id, agent=self.agent, value=value, cost_s=cost,
+                   evidence=f"{why}; {cost_why}", reason=f"{self.name}: {why}; {cost_why}")
 
     def act(self, task: Task) -> TaskOutcome:
         from clnrm.errors import ClnrmError

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clnrm.agents.base import (
+    Bid,
     Layer,
     RunSettings,
     Scalar,
@@ -29,6 +30,7 @@ from clnrm.agents.base import (
     Task,
     TaskOutcome,
     TaskStatus,
+    scenario_name,
 )
 from clnrm.memory import Agent, PatternRecord
 
@@ -52,6 +54,19 @@ class IntelligenceAgent(SwarmAgent):
                  settings: RunSettings | None = None) -> None:
         super().__init__(board, name=name)
         self.settings = settings or RunSettings()
+
+    def propose(self, task: Task) -> Bid | None:
+        """My own tasks: worth more when the memory has request types of the scenario
+        without a generated test (its PatternRecords), at my past runs' cost."""
+        from clnrm.agents.evidence import intelligence_value
+
+        if task.layer is not self.layer:
+            return None
+        name = scenario_name(task)
+        value, why = intelligence_value(self.memory, name)
+        cost, cost_why = self.cost(name)
+        return Bid(task_id=task.id, agent=self.agent, value=value, cost_s=cost,
+                   evidence=f"{why}; {cost_why}", reason=f"{self.name}: {why}; {cost_why}")
 
     def act(self, task: Task) -> TaskOutcome:
         from clnrm.errors import ClnrmError

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from clnrm.agents.base import Bid, Layer, SwarmAgent, Task, TaskOutcome, TaskStatus, conflicts
-from clnrm.agents.blackboard import Blackboard, award
+from clnrm.agents.blackboard import Award, Blackboard, award
 from clnrm.memory import Agent
 from pydantic import BaseModel, Field
 
@@ -139,6 +139,8 @@ class Swarm:
         self._emit = on_event or (lambda scenario, message: None)
         self.memory = memory
         self.ray = ray
+        self._rank: dict[str, float] = {}  # task id -> the winning bid's value per second
+        self._first: set[str] = set()  # first tasks posted (a non-owner won a task)
 
     def run(self, files: Sequence[tuple[str, str]]) -> SwarmReport:
         started = time.monotonic()
@@ -154,18 +156,22 @@ class Swarm:
                 now = time.monotonic()
                 ready = [t for t in pending.values() if refused.get(t.id, (0, 0))[1] <= now
                          and self._ready(t, done, inflight)]
-                declined = self._negotiate([t for t in ready if t.id not in awarded], awarded)
+                known = len(pending)
+                declined = self._negotiate([t for t in ready if t.id not in awarded], awarded,
+                                           pending)
+                posted_first = len(pending) > known  # a non-owner won: its first task is new
                 for task, outcome in declined:
                     pending.pop(task.id)
                     done[task.id] = outcome
-                for task in ready:
+                # best value per cost first: an agent's calls queue in this order
+                for task in sorted(ready, key=lambda t: (-self._rank.get(t.id, 0.0), t.id)):
                     if task.id in awarded and task.id in pending:
                         self._emit(task.scenario, f"{task.layer.value}: {awarded[task.id].value} "
                                                   f"works")
                         inflight[self.handles[awarded[task.id]].work(task)] = pending.pop(task.id)
                 if not inflight:
-                    if declined:
-                        continue  # their dependants may be ready now
+                    if declined or posted_first:
+                        continue  # their dependants, or a first task, may be ready now
                     if any(refused.get(t, (0, 0))[1] > now for t in pending):
                         time.sleep(POLL_S)
                         continue
@@ -224,26 +230,65 @@ class Swarm:
         return not any(other.plan_id == task.plan_id and conflicts(other.layer, task.layer)
                        for other in inflight.values())
 
-    def _negotiate(self, tasks: list[Task],
-                   awarded: dict[str, Agent]) -> list[tuple[Task, TaskOutcome]]:
-        """Ask every agent, record bids and awards; return the tasks nobody would take."""
+    def _negotiate(self, tasks: list[Task], awarded: dict[str, Agent],
+                   pending: dict[str, Task]) -> list[tuple[Task, TaskOutcome]]:
+        """Ask every agent, record bids and awards; return the tasks nobody would take.
+
+        An award to the task's own agent hands it out.  An award to another agent posts
+        that agent's first task (:meth:`Blackboard.post_first`) and puts it in
+        ``pending``, awarded; the task itself waits for it and is negotiated again
+        when it is ready.  Tasks of one round are handed out best value per cost first,
+        and each decision says where its task stood in the round.
+        """
         if not tasks:
             return []
         asked = [h.propose(tasks) for h in self.handles.values()]
         bids = [b for fut in asked for b in fut.result()]
         self.board.record_bids(bids, self.run_id)
         declined: list[tuple[Task, TaskOutcome]] = []
+        decisions: list[tuple[Task, Award]] = []
         for task in tasks:
-            decided = award(task, bids)
-            self.board.record_award(task, decided)
+            decided = award(task, bids, gone_first=self._first)
             if decided.winner is not None and decided.winner in self.handles:
+                if decided.first is not None:
+                    first, later = self.board.post_first(task, decided)
+                    self._first.add(first.id)
+                    pending[task.id] = later
+                    pending[first.id] = first
+                    awarded[first.id] = decided.winner
+                    self._rank[first.id] = decided.per_second
+                    self._emit(task.scenario, f"{task.layer.value}: {decided.winner.value} "
+                                              "goes first")
+                    continue
                 awarded[task.id] = decided.winner
+                self._rank[task.id] = decided.per_second
+                decisions.append((task, decided))
                 continue
+            self.board.record_award(task, decided)
             outcome = TaskOutcome(task_id=task.id, agent=task.layer.agent,
                                   status=TaskStatus.declined, reason=decided.reason)
             declined.append((task, self.board.finish(task, outcome)))
             self._emit(task.scenario, f"{task.layer.value}: declined")
+        self._record_round(decisions)
         return declined
+
+    def _record_round(self, decisions: list[tuple[Task, Award]]) -> None:
+        """Record each award, saying where its task stood among this round's hand-outs."""
+        ranked = sorted(decisions, key=lambda d: (-d[1].per_second, d[0].id))
+        for n, (task, decided) in enumerate(ranked):
+            if len(ranked) > 1:
+                later = [f"{t.layer.value} for {t.scenario} ({d.per_second:.4f}/s)"
+                         for t, d in ranked[n + 1:]]
+                earlier = [f"{t.layer.value} for {t.scenario} ({d.per_second:.4f}/s)"
+                           for t, d in ranked[:n]]
+                note = (f"round: {task.layer.value} for {task.scenario} was run "
+                        + (f"before {', '.join(later)}" if later else "")
+                        + (" and " if later and earlier else "")
+                        + (f"after {', '.join(earlier)}" if earlier else "")
+                        + f": handed out {n + 1} of {len(ranked)} by value per cost "
+                        f"({decided.per_second:.4f}/s)")
+                decided = decided.model_copy(update={"reason": f"{decided.reason}. {note}"})
+            self.board.record_award(task, decided)
 
     def _result_of(self, fut: Future[TaskOutcome], task: Task) -> TaskOutcome:
         try:

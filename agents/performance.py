@@ -18,6 +18,8 @@ A plain class: no Ray import; ``clnrm.swarm.actors`` wraps it like every agent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from clnrm.agents.base import (
@@ -29,6 +31,7 @@ from clnrm.agents.base import (
     failure_record,
     run_options,
 )
+from clnrm.agents.evidence import utc_now
 from clnrm.memory import Agent, Record
 
 if TYPE_CHECKING:
@@ -44,6 +47,8 @@ class PerformanceAgent(ScenarioRunningAgent):
     agent = Agent.performance
     layer = Layer.performance
     verb = "performance measured"
+    clock: Callable[[], datetime] = staticmethod(utc_now)
+    """When "now" is for a stale baseline; tests freeze it."""
 
     def declines(self, scenario: Scenario) -> str | None:
         from clnrm.layers import layer_active
@@ -54,6 +59,18 @@ class PerformanceAgent(ScenarioRunningAgent):
 
     def prepare(self, scenario: Scenario) -> Scenario:
         return scenario.model_copy(update={"chaos": None})  # measure, never perturb
+
+    def value(self, task: Task, scenario: Scenario) -> tuple[float, str]:
+        """A missing, thin or stale baseline or a recent change point makes a measurement
+        worth more; a failed verdict run is not worth measuring (its run is not kept)."""
+        from clnrm.agents.evidence import FAILED_VERDICT_FACTOR, perf_value
+
+        value, why = perf_value(self.memory, scenario, clock=self.clock)
+        if self.verdict_failed(task) is not None:
+            value = round(value * FAILED_VERDICT_FACTOR, 3)
+            why += (f"; its verdict run failed, and a run whose steps fail is not kept as a "
+                    f"measurement (value x{FAILED_VERDICT_FACTOR})")
+        return value, why
 
     def options(self) -> RunOptions:
         from clnrm.perf.options import PerfOptions

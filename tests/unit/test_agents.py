@@ -95,22 +95,33 @@ def test_conflict_rule_puts_measurement_before_perturbation(a: Layer, b: Layer) 
     assert "baseline measured under injected faults" in reason
 
 
-def test_only_performance_and_chaos_conflict() -> None:
+def test_conflict_rule_puts_healing_before_re_measuring() -> None:
+    first, second, reason = precedence(Layer.performance, Layer.self_healing)
+    assert (first, second) == (Layer.self_healing, Layer.performance)
+    assert reason.startswith("conflict rule 'healing before re-measuring'")
+
+
+def test_only_measurement_perturbation_and_healing_conflict() -> None:
+    assert conflicts(Layer.self_healing, Layer.performance)
     assert not conflicts(Layer.orchestration, Layer.chaos)
+    assert not conflicts(Layer.self_healing, Layer.chaos)
     assert not conflicts(Layer.self_healing, Layer.intelligence)
 
 
-def test_award_goes_to_highest_bid_then_own_layer_then_name() -> None:
+def test_award_goes_to_best_value_per_cost_then_own_layer_then_name() -> None:
     task = arch_task(BASE).model_copy(update={"layer": Layer.orchestration,
                                               "id": "swarm-t/planned/orchestration"})
-    bids = [Bid(task_id=task.id, agent=Agent.chaos, value=0.5, reason="could"),
-            Bid(task_id=task.id, agent=Agent.intelligence, value=0.9, reason="keen"),
-            Bid(task_id=task.id, agent=Agent.orchestration, value=0.9, reason="mine")]
-    decided = award(task, bids)
-    assert decided.winner is Agent.orchestration
-    assert "over 2 other bid(s)" in decided.reason
-    decided = award(task, bids[:2])
-    assert decided.winner is Agent.intelligence
+    bids = [Bid(task_id=task.id, agent=Agent.chaos, value=0.5, cost_s=10, reason="could"),
+            Bid(task_id=task.id, agent=Agent.intelligence, value=0.9, cost_s=30, reason="keen"),
+            Bid(task_id=task.id, agent=Agent.orchestration, value=0.6, cost_s=20, reason="mine")]
+    decided = award(task, bids)  # 0.05/s, 0.03/s, 0.03/s: the cheap bid wins
+    assert decided.winner is Agent.chaos and decided.first == "swarm-t/planned/chaos-first"
+    decided = award(task, bids[1:])  # a tie in value per cost goes to the task's own layer
+    assert decided.winner is Agent.orchestration and decided.first is None
+    assert "competing bids: intelligence value 0.90 / cost 30.0 s = 0.0300/s (keen)" \
+        in decided.reason
+    bids[2] = bids[2].model_copy(update={"agent": Agent.performance})
+    assert award(task, bids[1:]).winner is Agent.intelligence  # then the smaller name
 
 
 def test_award_with_only_declines_quotes_every_decline() -> None:
