@@ -25,6 +25,9 @@ from clnrm.swarm.campaign.explore import fault_name, toml_value
 from clnrm.swarm.campaign.model import FaultChoice, Finding, UnitResult, UnitSpec, finding_key
 
 if TYPE_CHECKING:
+    from clnrm.agents.negotiation import SwarmReport
+    from clnrm.memory import MemoryStore
+
     from clnrm.results import TestResult
     from clnrm.scenario.layers import FaultSpec
     from clnrm.scenario.model import Scenario
@@ -55,42 +58,50 @@ class Weakness:
 
 
 def weakness_of(test: TestResult, scenario: Scenario | None,
-                choice: FaultChoice | None = None) -> Weakness | None:
-    """What ``test`` shows, or None when it passed.
+                choice: FaultChoice | None = None, *, pick: int = 0) -> Weakness | None:
+    """What ``test`` shows, or None when it passed: one of :func:`weaknesses_of`, chosen
+    by ``pick`` (the unit's seed) when several verdicts failed alike, so the units of one
+    campaign surface each of them, each unit deterministically."""
+    found = weaknesses_of(test, scenario, choice)
+    return found[pick % len(found)] if found else None
 
-    The failing expectation is the first failed validation, preferring one aimed at the
-    explored fault ``choice`` (a new weakness tells more than the file's known one), else
-    the first failed step, else the test's own message (a service that never started).
+
+def weaknesses_of(test: TestResult, scenario: Scenario | None,
+                  choice: FaultChoice | None = None) -> list[Weakness]:
+    """Every weakness ``test`` shows (none when it passed).
+
+    The failed validations, only those aimed at the explored fault ``choice`` when there
+    are any (a new weakness tells more than the file's known one); without one, the first
+    failed step; without that, the test's own message (a service that never started).
     """
     if test.outcome.value == "passed":
-        return None
+        return []
     from clnrm.healing.classify import classify
 
     cls = classify(test, scenario)
     failed = test.failed_validations
     if choice is not None:
         mine = f"@{fault_name(choice)}:"
-        failed = sorted(failed, key=lambda v: mine not in v.expectation)
-    spec: FaultSpec | None = None
-    if failed:
-        v = failed[0]
-        expectation = f"{v.validator}: {v.expectation}"
-        message = v.message or f"expected {v.expected}; saw {v.seen}"
-        spec = _fault_of_validation(scenario, v.validator, v.expectation)
-    elif (step := next((s for s in test.steps if s.outcome.value == "failed"), None)):
-        expectation = f"step {step.name}"
-        message = step.message or f"exit code {step.exit_code}"
-    else:
-        expectation = f"test: {cls.failure_class.value}"
-        message = (test.message or "").split("\n", 1)[0]
-    if spec is None:
-        spec = _fault_in_play(scenario, choice)
-    fault = spec.type if spec is not None else (choice.fault if choice else NO_FAULT)
-    service = ((spec.target if spec is not None else None)
-               or (choice.target if choice else None)
-               or cls.context.service or NO_FAULT)
-    return Weakness(cls.failure_class.value, service, fault, expectation,
-                    message[:MESSAGE_LIMIT], spec.label if spec is not None else None)
+        failed = [v for v in failed if mine in v.expectation] or failed
+    found: list[tuple[str, str, FaultSpec | None]] = [
+        (f"{v.validator}: {v.expectation}", v.message or f"expected {v.expected}; saw {v.seen}",
+         _fault_of_validation(scenario, v.validator, v.expectation)) for v in failed]
+    if not found and (step := next((s for s in test.steps if s.outcome.value == "failed"),
+                                   None)):
+        found = [(f"step {step.name}", step.message or f"exit code {step.exit_code}", None)]
+    if not found:
+        found = [(f"test: {cls.failure_class.value}", (test.message or "").split("\n", 1)[0],
+                  None)]
+    out = []
+    for expectation, message, judged in found:
+        spec = judged or _fault_in_play(scenario, choice)
+        fault = spec.type if spec is not None else (choice.fault if choice else NO_FAULT)
+        service = ((spec.target if spec is not None else None)
+                   or (choice.target if choice else None)
+                   or cls.context.service or NO_FAULT)
+        out.append(Weakness(cls.failure_class.value, service, fault, expectation,
+                            message[:MESSAGE_LIMIT], spec.label if spec is not None else None))
+    return out
 
 
 def _faults(scenario: Scenario | None) -> list[FaultSpec]:
@@ -125,21 +136,81 @@ def _fault_in_play(scenario: Scenario | None, choice: FaultChoice | None) -> Fau
     return faults[0] if len(faults) == 1 else None
 
 
-def finding_for(unit: UnitSpec, result: UnitResult, test: TestResult | None,
-                scenario: Scenario | None = None) -> Finding | None:
-    """The finding a unit's failed test shows; None for a unit that passed or broke.
+def finding_for(unit: UnitSpec, outcome: UnitResult | SwarmReport,
+                test: TestResult | None = None, scenario: Scenario | None = None, *,
+                text: str | None = None, memory: MemoryStore | None = None) -> Finding | None:
+    """The finding a unit's failed run shows; None for a unit that passed or broke.
 
-    ``test`` is the unit's run of its scenario (with the explored fault in it) and
-    ``scenario`` that file as loaded; the finding names this unit as its first.
+    Two ways in.  With the unit's :class:`UnitResult` and its ``test`` (the scenario's
+    TestResult, ``scenario`` the file as loaded).  Or, as the campaign worker calls it,
+    with the unit's :class:`~clnrm.agents.negotiation.SwarmReport`, the TOML ``text`` it
+    ran and the ``memory`` its agents wrote to: the agents keep no TestResult, so the
+    failed verdicts are read back from the failure records they filed for the unit's
+    clnrm runs (:func:`test_from_memory`).  The finding names this unit as its first.
     """
-    if result.outcome != "failed" or test is None:
-        return None
-    weak = weakness_of(test, scenario, unit.fault)
+    if isinstance(outcome, UnitResult):
+        if outcome.outcome != "failed" or test is None:
+            return None
+    else:
+        if outcome.exit_code != 1:
+            return None
+        if text is not None:
+            from clnrm.scenario.loader import loads_scenario
+
+            scenario = loads_scenario(text, source=unit.scenario)
+        test = test_from_memory(outcome, memory, scenario, source=unit.scenario)
+    weak = weakness_of(test, scenario, unit.fault, pick=unit.seed)
     if weak is None:
         return None
     return Finding(key=weak.key, failure_class=weak.failure_class, service=weak.service,
                    fault=weak.fault, expectation=weak.expectation, message=weak.message,
                    first_unit=unit.id, units=[unit.id], occurrences=1)
+
+
+_CHAOS_MESSAGE: Final = re.compile(
+    r"^chaos experiment .+?: (?P<exp>.+): expected (?P<expected>.*?); saw (?P<seen>.*)$", re.S)
+
+
+def test_from_memory(report: SwarmReport, memory: MemoryStore | None,
+                     scenario: Scenario | None, *, source: str = "") -> TestResult:
+    """The unit's failed test as far as its agents recorded it.
+
+    The chaos agent files one failure per failed verdict (``chaos experiment <name>:
+    <expectation>: expected <x>; saw <y>``, signature ``chaos:<validator>``); the
+    orchestration agent one per failed run, its signature naming the failed steps; the
+    performance agent one per regression.  Those become the validations, steps and
+    message :func:`clnrm.healing.classify.classify` reads.  Without a memory (or with no
+    records) the failed outcomes' own reasons are the message.
+    """
+    from clnrm.results import Outcome, StepResult, TestResult, ValidationResult, ValidationStatus
+
+    runs = [str(o.facts["clnrm_run"]) for o in report.outcomes
+            if "clnrm_run" in o.facts and o.status.value == "failed"]
+    records: list[Any] = []
+    for run in runs if memory is not None else []:
+        hits = memory.query("failed", kind="failure", where={"run_id": run}, k=20)  # type: ignore[union-attr]
+        records.extend(sorted((h.record for h in hits), key=lambda r: str(r.message)))
+    validations, steps, messages = [], [], []
+    for r in records:
+        signature = str(getattr(r, "signature", ""))
+        message = str(getattr(r, "message", ""))
+        if signature.startswith("chaos:") and (m := _CHAOS_MESSAGE.match(message)):
+            validations.append(ValidationResult(
+                validator=signature[6:], expectation=m["exp"], status=ValidationStatus.FAIL,
+                expected=m["expected"], seen=m["seen"], message=message))
+        elif signature.startswith("performance:"):
+            validations.append(ValidationResult(
+                validator="performance", expectation=signature[12:],
+                status=ValidationStatus.FAIL, seen=message, message=message))
+        else:
+            messages.append(message.split(": ", 1)[-1] if " run " in message else message)
+            steps.extend(StepResult(name=name, command=[], outcome=Outcome.FAILED,
+                                    message=message) for name in signature.split(",") if name)
+    if not records:
+        messages = [o.reason for o in report.outcomes if o.status.value == "failed"]
+    name = scenario.name if scenario is not None else source
+    return TestResult(name=name, file=source, outcome=Outcome.FAILED, validations=validations,
+                      steps=steps, message="\n".join(messages) or None)
 
 
 def finding_facts(finding: Finding | None) -> dict[str, str]:
@@ -315,8 +386,9 @@ def write_reproducer(finding: Finding, text: str, path: Path, *, source: str | N
                      runs: int = RERUNS, jobs: int = 1, rerun: RerunFn | None = None
                      ) -> Finding:
     """Write the minimal reproducer of ``finding`` (cut from the unit's scenario ``text``)
-    to ``path``, rerun it ``runs`` times and return the finding with ``reproducer``,
-    ``verified_runs`` and ``verified_failures`` set.
+    to ``path`` (a ``.toml`` file, or the campaign's findings folder: then
+    ``<key>.clnrm.toml`` in it), rerun it ``runs`` times and return the finding with
+    ``reproducer``, ``verified_runs`` and ``verified_failures`` set.
 
     A rerun counts as a failure only when it fails with the same finding key.  When the
     cut-down file does not load (a table the cut left dangling), the whole scenario is
@@ -328,7 +400,8 @@ def write_reproducer(finding: Finding, text: str, path: Path, *, source: str | N
     from clnrm.errors import ScenarioError
     from clnrm.scenario.loader import loads_scenario
 
-    body = None
+    if path.suffix != ".toml":
+        path = path / f"{finding.key}.clnrm.toml"
     try:
         body = to_toml(minimal_document(text, finding, source=source))
         loads_scenario(body, source=str(path))
@@ -354,8 +427,8 @@ def write_reproducer(finding: Finding, text: str, path: Path, *, source: str | N
         choice = (FaultChoice(fault=finding.fault, target=finding.service, explore=True,
                               reason="reproducer") if finding.fault != NO_FAULT else None)
         for test in tests:
-            weak = weakness_of(test, scenario, choice)
-            failures += weak is not None and weak.key == finding.key
+            failures += any(w.key == finding.key
+                            for w in weaknesses_of(test, scenario, choice))
     return finding.model_copy(update={"reproducer": str(path), "verified_runs": runs,
                                       "verified_failures": failures})
 
@@ -395,4 +468,4 @@ def dedupe(findings: Iterable[Finding]) -> list[Finding]:
 
 __all__ = ["NO_FAULT", "RERUNS", "Weakness", "dedupe", "finding_facts", "finding_for",
            "minimal_document", "rerun_with_runner", "reproducer_path", "reproducible",
-           "to_toml", "weakness_of", "write_reproducer"]
+           "test_from_memory", "to_toml", "weakness_of", "weaknesses_of", "write_reproducer"]

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 import tomli
+from clnrm.agents.base import TaskOutcome, TaskStatus
+from clnrm.agents.negotiation import SwarmReport
+from clnrm.memory import Hit
+from clnrm.memory.records import Agent, FailureRecord
 from clnrm.swarm.campaign.explore import scenario_with_fault
 from clnrm.swarm.campaign.findings import (
     dedupe,
@@ -179,3 +183,77 @@ def test_write_reproducer_counts_reruns_that_fail_with_the_same_finding(
     body = where.read_text()
     assert body.startswith(f"# Reproducer of campaign finding {first.key}")
     assert "the_fallback_answered" not in body  # the expectation that did not fail is gone
+
+
+class FailureMemory:
+    """The memory's ``query`` as the worker's store answers it: failures by run id."""
+
+    def __init__(self, records: list[FailureRecord]) -> None:
+        self.records = records
+        self.asked: list[dict[str, object]] = []
+
+    def query(self, text: str, *, kind: str | None = None, k: int = 10,
+              where: dict[str, object] | None = None) -> list[Hit]:
+        self.asked.append({"kind": kind, **(where or {})})
+        return [Hit(record=r, score=1.0) for r in self.records
+                if where is None or r.run_id == where.get("run_id")][:k]
+
+
+def swarm_report(*outcomes: TaskOutcome) -> SwarmReport:
+    return SwarmReport(run_id="c-u00007-abc", memory="m", outcomes=list(outcomes))
+
+
+def chaos_failure(run: str, expectation: str, seen: str) -> FailureRecord:
+    return FailureRecord(agent=Agent.chaos, run_id=run, test="chaos_db_pause_no_fallback",
+                         message=f"chaos experiment chaos_db_pause_no_fallback: {expectation}: "
+                                 f"expected >= 0.95; saw {seen}",
+                         signature="chaos:resilience")
+
+
+def test_the_workers_way_in_reads_the_failed_verdicts_back_from_memory() -> None:
+    memory = FailureMemory([
+        chaos_failure("r-chaos", SURVIVE, "0.600 (18 of 30 probe samples)"),
+        chaos_failure("r-chaos", "the_fallback_answered: emitted fallback.stale_cache",
+                      "no such span"),
+        chaos_failure("r-other", SURVIVE, "a run of another unit")])
+    report = swarm_report(
+        TaskOutcome(task_id="s/db/orchestration", agent=Agent.orchestration,
+                    status=TaskStatus.done, reason="ran", exit_code=0,
+                    facts={"clnrm_run": "r-orch"}),
+        TaskOutcome(task_id="s/db/chaos", agent=Agent.chaos, status=TaskStatus.failed,
+                    reason="chaos ran ...", exit_code=1, facts={"clnrm_run": "r-chaos"}))
+    text = NEGATIVE.read_text()
+    found = [finding_for(unit(i), report, text=text, memory=memory) for i in (2, 3)]
+    assert memory.asked == [{"kind": "failure", "run_id": "r-chaos"}] * 2  # failed runs only
+    assert all(f is not None for f in found)
+    first, second = found[0], found[1]
+    assert first is not None and second is not None
+    assert (first.failure_class, first.service, first.fault) == ("product_defect", "db", "pause")
+    assert first.expectation == f"resilience: {SURVIVE}" and "0.600" in first.message
+    # each of the two failed verdicts is found, by units of different seeds
+    assert second.expectation == (
+        "resilience: the_fallback_answered: emitted fallback.stale_cache")
+    assert finding_for(unit(2), report, text=text, memory=memory) == first  # deterministic
+
+
+def test_the_workers_way_in_without_records_still_finds_the_failure() -> None:
+    report = swarm_report(TaskOutcome(
+        task_id="s/db/orchestration", agent=Agent.orchestration, status=TaskStatus.failed,
+        exit_code=1, reason="service 'db' exited with code 1 before it was ready",
+        facts={"clnrm_run": "r1"}))
+    f = finding_for(unit(1), report, text=NEGATIVE.read_text(), memory=FailureMemory([]))
+    assert f is not None and f.expectation == "test: crashed_on_start" and f.service == "db"
+    passed = swarm_report(TaskOutcome(task_id="s/db/orchestration", agent=Agent.orchestration,
+                                      status=TaskStatus.done, exit_code=0, reason="ok"))
+    assert finding_for(unit(1), passed, text=NEGATIVE.read_text(), memory=None) is None
+
+
+def test_write_reproducer_into_the_findings_folder_names_the_file_by_key(
+        tmp_path: Path) -> None:
+    sc = load_scenario(NEGATIVE)
+    first = finding_for(unit(1), unit_result(1), failed_test((SURVIVE, "0.6")), sc)
+    assert first is not None
+    done = write_reproducer(first, NEGATIVE.read_text(), tmp_path / "findings", runs=0)
+    assert done.reproducer == str(tmp_path / "findings" / f"{first.key}.clnrm.toml")
+    assert (done.verified_runs, done.verified_failures) == (0, 0) and not reproducible(done)
+    assert load_scenario(done.reproducer).chaos is not None
