@@ -121,6 +121,13 @@ def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
     report = HealingReport(failure_class=diag.failure_class.value, healed=False,
                            evidence=diag.evidence_text, confidence=diag.confidence)
     if diag.failure_class in RERUN_CLASSES and policy.reruns:
+        # a test the memory saw flake before is still rerun (no memory makes a rerun pass
+        # sooner), but the verdict says it was known, and a rerun that never passes says
+        # the known flakiness did not explain it this time
+        flaked = chooser.known_fix(diag.model_copy(update={
+            "failure_class": FailureClass.flaky}), signature) is not None
+        memory_says = ("known flaky: the memory holds an unchanged rerun of this test that "
+                       "passed before")
         reruns: list[bool] = []
         for _ in range(policy.reruns):
             started = clock()
@@ -128,6 +135,8 @@ def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
             reruns.append(again.outcome.value == "passed")
             if reruns[-1]:
                 diag = classify(first, sc, reruns=reruns)
+                if flaked:
+                    diag = diag.model_copy(update={"evidence": [*diag.evidence, memory_says]})
                 cost = clock() - started
                 report = _report(diag, healed=True, attempts=len(reruns),
                                  remediation="retry_step",
@@ -142,6 +151,9 @@ def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
                 again.healing = report
                 return again
         diag = classify(first, sc, reruns=reruns)
+        if flaked:
+            diag = diag.model_copy(update={"evidence": [
+                *diag.evidence, f"{memory_says}, yet {len(reruns)} reruns failed now"]})
         report = _report(diag, healed=False, attempts=0)
     if not diag.failure_class.healable:
         return _not_healable(sc, first, diag, report, policy)

@@ -15,8 +15,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow,
 
 SET = Path(__file__).resolve().parents[1] / "healing"
 SEED = 6
-"""A seed whose first pass explores (tries retry_step before restart_service twice): the
-bandit is deterministic, so the figures below are too."""
+"""The bandit is deterministic for a seed; the assertions below hold for any seed."""
 
 
 def _case(name: str) -> Path:
@@ -45,7 +44,10 @@ def test_second_pass_from_memory_heals_in_fewer_attempts(tmp_path: Path) -> None
         found = store.query("how was the crash on start of svc fixed", kind="remediation")
     assert [c.predicted for c in first.cases] == ["crashed_on_start"] * 3
     assert all(c.healed and c.remediation == "restart_service" for c in first.cases)
-    assert all(c.healed for c in second.cases)
+    # crashed_on_start_2 crashes twice: with nothing learned its restart policy is escalated
+    # (on-failure:1, then :2), so pass 1 takes at least 4 attempts for the three
+    assert first.cases[1].attempts >= 2
+    assert all(c.healed and c.attempts == 1 for c in second.cases), second.cases
     assert sum(c.attempts for c in second.cases) < sum(c.attempts for c in first.cases)
     assert any("restart_service" in hit.record.detail for hit in found)  # type: ignore[attr-defined]
 
@@ -70,18 +72,23 @@ def test_run_heal_json_heals_a_crash_and_keeps_a_defect_red(tmp_path: Path) -> N
 def test_oom_is_classified_from_the_engine_and_healed_by_more_memory(tmp_path: Path) -> None:
     from clnrm.api import run_options
     from clnrm.healing.bandit import FixedOrder
-    from clnrm.healing.heal import heal_test
+    from clnrm.healing.heal import HealingPolicy, heal_test
     from clnrm.healing.runs import scenario_runner
     from clnrm.scenario import load_scenario
 
-    sc = load_scenario(_case("oom_killed_1"))
+    sc = load_scenario(_case("oom_killed_1"))  # 24 MiB held in 16m: 32m is too little
     run_one = scenario_runner(run_options())
     first = run_one(sc)
     assert first.outcome.value == "error"
-    final = heal_test(sc, first, run_one, FixedOrder())
+    final = heal_test(sc, first, run_one, FixedOrder(), policy=HealingPolicy(max_attempts=4))
     assert final.healing is not None
     assert final.healing.failure_class == "oom_killed", final.healing.evidence
     assert final.healing.healed and final.healing.remediation == "raise_memory_limit"
+    # no memory: each remediation at its first step, then escalated (catalog order)
+    assert [(t.remediation, t.level, t.outcome) for t in final.healing.tried] == [
+        ("restart_service", 1, "failed"), ("raise_memory_limit", 1, "failed"),
+        ("restart_service", 2, "failed"), ("raise_memory_limit", 2, "passed")]
+    assert "16 MiB -> 64 MiB" in final.healing.tried[-1].detail
 
 
 def test_heal_propose_prints_a_port_patch_and_applies_it_only_when_asked(
@@ -111,7 +118,7 @@ timeout = "90s"
 [services.hog]
 image = "clnrm/busybox:latest"
 memory = "16m"
-command = ["sh", "-c", "touch /tmp/r; sleep 2;x=$(head -c 24m /dev/zero|tr '\\\\000' a); sleep 1h"]
+command = ["sh", "-c", "touch /tmp/r; sleep 2;x=$(head -c 12m /dev/zero|tr '\\\\000' a); sleep 1h"]
 readiness = { command = ["test", "-f", "/tmp/r"], timeout = "20s" }
 
 [[steps]]

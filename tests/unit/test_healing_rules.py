@@ -3,6 +3,7 @@ is never healed, flakiness is reported; the loop and the bandit on a fake runner
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,100 @@ def test_port_mismatch_is_proposed_as_a_patch_not_applied() -> None:
     assert final.healing is not None and not final.healing.healed
     assert final.healing.patch and "+readiness = { tcp = 8081" in final.healing.patch
     assert Path(sc.source or "").read_text() == text_before
+
+
+def _oom_first(sc: Scenario) -> Result:
+    return Result(name=sc.name, file=sc.source or "", outcome=Outcome.ERROR, message=(
+        "service 'svc' exited with code 137 before it was ready (OOMKilled)"))
+
+
+def _needs_memory(mib: int) -> Callable[[Scenario], Result]:
+    """A fake runner: the scenario passes once svc's memory limit reaches ``mib``."""
+    def run_one(sc: Scenario) -> Result:
+        ok = (sc.services["svc"].memory or 0) >= mib << 20
+        return Result(name=sc.name, file=sc.source or "",
+                      outcome=Outcome.PASSED if ok else Outcome.ERROR,
+                      message="" if ok else "service 'svc' exited with code 137 (OOMKilled)")
+    return run_one
+
+
+def test_with_nothing_learned_a_limit_is_escalated_one_doubling_a_try() -> None:
+    sc = load_scenario(SET / "oom_killed_1.clnrm.toml")  # memory = 16m
+    final = heal_test(sc, _oom_first(sc), _needs_memory(100), FixedOrder(),
+                      policy=HealingPolicy(max_attempts=6, strategies=["raise_memory_limit"]))
+    report = final.healing
+    assert report is not None and report.healed and report.attempts == 3
+    assert [(t.level, t.detail.split(": ", 1)[1]) for t in report.tried] == [
+        (1, "16 MiB -> 32 MiB"), (2, "16 MiB -> 64 MiB"), (3, "16 MiB -> 128 MiB")]
+
+
+def test_a_limit_never_exceeds_its_ceiling_and_an_escalation_that_changes_nothing_is_skipped(
+        ) -> None:
+    sc = load_scenario(SET / "oom_killed_1.clnrm.toml")
+    policy = HealingPolicy(max_attempts=6, strategies=["raise_memory_limit"],
+                           configs={"raise_memory_limit": {"ceiling": 40.0}})
+    final = heal_test(sc, _oom_first(sc), _needs_memory(100), FixedOrder(), policy=policy)
+    report = final.healing
+    assert report is not None and not report.healed
+    assert [t.detail.split(": ", 1)[1] for t in report.tried] == [
+        "16 MiB -> 32 MiB", "16 MiB -> 40 MiB"]  # level 3 would be 40 MiB again
+
+
+def test_the_same_failure_again_goes_straight_to_the_learned_fix_and_magnitude() -> None:
+    """Pass 1 escalates; a new bandit rebuilt from pass 1's state (what another process
+    rebuilds from the memory) tries the remediation and level that healed, first."""
+    sc = load_scenario(SET / "oom_killed_1.clnrm.toml")
+    bandit = RemediationBandit(5)
+    policy = HealingPolicy(max_attempts=6)
+    first = heal_test(sc, _oom_first(sc), _needs_memory(100), bandit, policy=policy).healing
+    assert first is not None and first.healed and first.attempts >= 3
+    state = bandit.state()
+    state.seed, state.draws = 99, 0
+    again = RemediationBandit.from_state(state)
+    second = heal_test(sc, _oom_first(sc), _needs_memory(100), again, policy=policy).healing
+    assert second is not None and second.healed and second.attempts == 1
+    assert second.tried[0].level == 3 and second.remediation == "raise_memory_limit"
+
+
+def test_a_too_small_dose_is_not_counted_against_the_remediation_that_then_healed() -> None:
+    sc = load_scenario(SET / "oom_killed_1.clnrm.toml")
+    diag = _diag(FailureClass.oom_killed, sc)
+    bandit = RemediationBandit(0)
+    bandit.observe(diag, "raise_memory_limit", False, 2.0, record_id="a", level=1, heal="h1")
+    bandit.observe(diag, "raise_memory_limit", False, 2.0, record_id="b", level=2, heal="h1")
+    bandit.observe(diag, "raise_memory_limit", True, 2.0, record_id="c", level=3, heal="h1",
+                   signature="t/t")
+    arm = bandit.stats()["oom_killed"]["raise_memory_limit"]
+    assert (arm["successes"], arm["tries"], arm["level"]) == (1, 1, 3)
+    assert bandit.start_level(diag, "raise_memory_limit") == 3
+    assert bandit.known_fix(diag, "t/t") == ("raise_memory_limit", 3)
+    # the same tries folded from memory in another order (records are not ordered)
+    other = RemediationBandit(0)
+    for rid, ok, level in (("c", True, 3), ("a", False, 1), ("b", False, 2)):
+        other.observe(diag, "raise_memory_limit", ok, 2.0, record_id=rid, level=level,
+                      heal="h1")
+    assert other.stats() == bandit.stats()
+    # a failure in another heal still counts
+    bandit.observe(diag, "raise_memory_limit", False, 2.0, record_id="d", level=3, heal="h2")
+    assert bandit.stats()["oom_killed"]["raise_memory_limit"]["tries"] == 2
+
+
+def test_a_test_that_flaked_before_is_known_flaky_from_memory() -> None:
+    sc = load_scenario(SET / "flaky_1.clnrm.toml")
+    first = Result(name=sc.name, file=sc.source or "", outcome=Outcome.FAILED, steps=[
+        StepResult(name="coin", command=["sh"], outcome=Outcome.FAILED, exit_code=1,
+                   stdout="draw 200",
+                   message="exit code 1, expected 0")])
+    runs = iter([False, True, False, True])
+
+    def coin(s: Scenario) -> Result:
+        ok = next(runs)
+        return Result(name=s.name, file="", outcome=Outcome.PASSED if ok else Outcome.FAILED)
+
+    bandit = RemediationBandit(0)
+    once = heal_test(sc, first, coin, bandit).healing
+    again = heal_test(sc, first, coin, bandit).healing
+    assert once is not None and again is not None
+    assert once.failure_class == again.failure_class == "flaky" and once.healed
+    assert "known flaky" not in once.evidence and "known flaky" in again.evidence
+    assert once.attempts == again.attempts == 2  # the reruns are the rerun policy's
