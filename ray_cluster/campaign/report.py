@@ -85,21 +85,27 @@ class RemediationLine:
     detail: str
 
 
-def write_html(campaign_id: str, path: str | Path, *, home: Path | None = None,
+def write_html(campaign: str | Ledger, path: str | Path, *, home: Path | None = None,
                ledger: Ledger | None = None, memory: MemoryStore | str | None = None,
                remediations: Iterable[RemediationRecord] | None = None,
                baselines: Iterable[BaselineRecord] | None = None) -> Path:
-    """Write campaign ``campaign_id``'s report to ``path`` and return it.
+    """Write the report of ``campaign`` (its id, or its open ledger) to ``path``; return it.
 
-    The ledger is opened from ``home`` unless given.  Remediations and baselines come from
-    the arguments, else from ``memory`` (a store or its location); a memory that cannot be
-    read leaves those sections empty with the reason shown, never a failed report.
+    An id's ledger is opened from ``home`` unless ``ledger`` is given.  Remediations and
+    baselines come from the arguments, else from ``memory`` (a store or its location),
+    else from the memory the campaign was started with when that exists; a memory that
+    cannot be read leaves those sections empty with the reason shown, never a failed
+    report.
     """
     from clnrm.swarm.campaign.ledger import Ledger
 
+    if isinstance(campaign, Ledger):
+        ledger = campaign
     own = ledger is None
-    book = Ledger.open(campaign_id, home) if ledger is None else ledger
+    book = Ledger.open(str(campaign), home) if ledger is None else ledger
     try:
+        if memory is None and (remediations is None or baselines is None):
+            memory = _campaign_memory(book.spec.memory)
         html = render_html(book, memory=memory, remediations=remediations,
                            baselines=baselines)
     finally:
@@ -109,6 +115,13 @@ def write_html(campaign_id: str, path: str | Path, *, home: Path | None = None,
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(html, encoding="utf-8", errors="backslashreplace")
     return target
+
+
+def _campaign_memory(location: str) -> str | None:
+    """The campaign's memory, if there is one to read (a report never creates a store)."""
+    if location.startswith(("http://", "https://")):
+        return location
+    return location if location and Path(location).expanduser().is_dir() else None
 
 
 def render_html(ledger: Ledger, *, memory: MemoryStore | str | None = None,

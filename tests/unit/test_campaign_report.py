@@ -138,3 +138,10 @@ def test_an_unreachable_memory_is_a_note_not_a_failed_report(tmp_path: Path) -> 
     html = out.read_text()
     assert "memory not read (MemoryStoreError" in html and "a-file-not-a-folder" in html
     assert f'id="finding-{KEY}"' in html and "No remediation recorded." in html
+
+
+def test_the_cli_hands_over_its_open_ledger_and_no_store_is_created(tmp_path: Path) -> None:
+    with build_ledger(tmp_path) as ledger:
+        out = write_html(ledger, tmp_path / "cli.html")  # `campaign report ID --html FILE`
+    assert f'id="finding-{KEY}"' in out.read_text()
+    assert not (tmp_path / "memory").exists()  # the campaign's memory was never made
