@@ -50,6 +50,8 @@ log = structlog.get_logger("clnrm.campaign")
 
 HEARTBEAT_S: Final = 2.0
 POLL_S: Final = 0.5
+TREE_EVERY: Final = 5
+"""Heartbeats between two records of the driver's process tree (what a resume ends)."""
 WORKER_RESTARTS: Final = 3
 """Ray restarts of a killed worker actor (and resends of its unit) before the driver sees
 it dead; then the driver starts a fresh actor for the slot, this many times in all."""
@@ -188,6 +190,7 @@ class CampaignDriver:
         from clnrm.swarm.launch import _descendants, _reap_after
         from clnrm.swarm.session import ray_session
 
+        end_orphans(self.ledger)
         self.ledger.claim()
         beat = threading.Thread(target=self._heartbeat, name="campaign-heartbeat", daemon=True)
         beat.start()
@@ -230,9 +233,15 @@ class CampaignDriver:
             log.info("campaign.end", campaign=self.spec.id, state=state.value, reason=reason)
 
     def _heartbeat(self) -> None:
+        from clnrm.swarm.launch import _descendants
+
+        beats = 0
         while not self._stop_heartbeat.wait(HEARTBEAT_S):
             with contextlib.suppress(Exception):
                 self.ledger.heartbeat(elapsed_s=self.elapsed())
+                if beats % TREE_EVERY == 0:  # Ray's processes start early and rarely after
+                    self.ledger.set_processes(_descendants(os.getpid()))
+            beats += 1
 
     def _loop(self, slots: list[_Slot]) -> CampaignState:
         import ray
@@ -386,6 +395,17 @@ def _can_verify() -> bool:
     except ImportError:
         return False
     return hasattr(findings, "write_reproducer")
+
+
+def end_orphans(ledger: Ledger) -> None:
+    """SIGKILL what a killed driver's process tree left running (embedded Ray's agents
+    outlive their raylet for a minute or more); identified by pid and start time."""
+    import signal
+
+    for pid in ledger.orphaned_processes():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            log.info("campaign.orphan_killed", pid=pid)
 
 
 def reap_dead_runs() -> None:

@@ -118,22 +118,37 @@ class Ledger:
     # -- opening -------------------------------------------------------------------------
     @classmethod
     def create(cls, spec: CampaignSpec, home: Path | None = None) -> Ledger:
-        """A new ledger for ``spec`` (state ``running``); an existing id is an error."""
+        """A new ledger for ``spec`` (``stopped`` until a driver claims it); an existing id
+        is an error."""
         path = ledger_path(spec.id, home)
         if path.exists():
             raise LedgerError(f"campaign {spec.id!r} exists already ({path})",
                               hint=f"`clnrm campaign resume {spec.id}` continues it")
         path.parent.mkdir(parents=True, exist_ok=True)
-        ledger = cls(path)
-        with ledger._tx() as db:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
-            ledger._put(db, "schema", SCHEMA_VERSION)
-            ledger._put(db, "spec", spec.model_dump(mode="json"))
-            ledger._put(db, "state", CampaignState.running.value)
-            ledger._put(db, "reason", "")
-            ledger._put(db, "stop_requested", False)
-        return ledger
+        # Built aside and linked into place: a ledger file is never seen half-made by a
+        # concurrent `status`, and two starts of one id cannot both win (link refuses).
+        draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
+        draft.unlink(missing_ok=True)
+        ledger = cls(draft)
+        try:
+            with ledger._tx() as db:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)
+                ledger._put(db, "schema", SCHEMA_VERSION)
+                ledger._put(db, "spec", spec.model_dump(mode="json"))
+                ledger._put(db, "state", CampaignState.stopped.value)  # until claimed
+                ledger._put(db, "reason", "not driven yet")
+                ledger._put(db, "stop_requested", False)
+            ledger.close()  # the last connection folds the WAL into the file
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                raise LedgerError(f"campaign {spec.id!r} exists already ({path})") from None
+        finally:
+            ledger.close()
+            for leftover in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
+                leftover.unlink(missing_ok=True)
+        return cls(path)
 
     @classmethod
     def open(cls, campaign_id: str, home: Path | None = None) -> Ledger:
@@ -156,7 +171,7 @@ class Ledger:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._db.close()  # closing twice is harmless
 
     def __enter__(self) -> Ledger:
         return self
@@ -235,6 +250,21 @@ class Ledger:
                 self._put(db, "owner", owner)
             if elapsed_s is not None:
                 self._put(db, "elapsed_s", round(elapsed_s, 3))
+
+    def set_processes(self, pids: set[int]) -> None:
+        """The driver's process tree (embedded Ray: raylet, its agents, the workers), with
+        start times, so a resume can end what a SIGKILLed driver's tree left running."""
+        tree = [[pid, start] for pid in sorted(pids) if (start := _process_start(pid))]
+        with self._tx() as db:
+            self._put(db, "processes", {"host": socket.gethostname(), "tree": tree})
+
+    def orphaned_processes(self) -> list[int]:
+        """Processes of the recorded tree still running (same pid and start time) while the
+        owner is gone; empty on another host or while the owner lives."""
+        saved = self._get("processes")
+        if not saved or saved.get("host") != socket.gethostname() or self.owner_alive():
+            return []
+        return [pid for pid, start in saved.get("tree", []) if _process_start(pid) == start]
 
     def elapsed_s(self) -> float:
         return float(self._get("elapsed_s", 0.0))
@@ -385,7 +415,8 @@ class Ledger:
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> CampaignStatus:
-        """The issue's ``status --format json`` document."""
+        """The issue's ``status --format json`` document; a ``running`` campaign whose
+        driver is gone is ``stopped`` with the reason ``driver gone``."""
         planned, done = self.counts()
         results: list[dict[str, Any]] = []
         for r in self.results():
@@ -395,8 +426,12 @@ class Ledger:
             item.update(attempt=r.attempt, worker=r.worker, duration_s=r.duration_s,
                         recorded_at=r.recorded_at)
             results.append(item)
-        return CampaignStatus(id=self.spec.id, state=self.state(), units_planned=planned,
-                              units_done=done, results=results, findings=self.findings())
+        state, reason = self.state(), self.reason()
+        if state is CampaignState.running and not self.owner_alive():
+            state, reason = CampaignState.stopped, "driver gone"
+        return CampaignStatus(id=self.spec.id, state=state, reason=reason,
+                              units_planned=planned, units_done=done, results=results,
+                              findings=self.findings())
 
     def integrity(self) -> list[str]:
         """Problems a crash could have caused, empty when none: SQLite's own check, results

@@ -125,6 +125,7 @@ class CampaignStatus(BaseModel):
 
     id: str
     state: CampaignState
+    reason: str = ""  # why it is in that state: "budget of 50 unit(s) spent", "driver gone"
     units_planned: int
     units_done: int
     results: list[dict[str, Any]]  # {"unit", "outcome", "finding"?}

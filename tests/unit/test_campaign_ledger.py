@@ -103,11 +103,14 @@ def test_findings_are_deduplicated_once_per_unit(ledger: Ledger) -> None:
 
 
 def test_status_has_the_issue_shape(ledger: Ledger) -> None:
+    assert ledger.status().state is CampaignState.stopped  # nobody drives it yet
+    ledger.claim()
     ledger.plan(unit(0))
     ledger.plan(unit(1))
     ledger.record(result(0))
     doc = ledger.status().model_dump(mode="json")
-    assert set(doc) == {"id", "state", "units_planned", "units_done", "results", "findings"}
+    assert set(doc) == {"id", "state", "reason", "units_planned", "units_done", "results",
+                        "findings"}
     assert doc["state"] == "running" and doc["units_planned"] == 2 and doc["units_done"] == 1
     (item,) = doc["results"]
     assert item["unit"] == "c1/u00000" and item["outcome"] == "passed" and "finding" not in item
@@ -134,6 +137,7 @@ def test_state_stop_request_and_dead_owner(ledger: Ledger, tmp_path: Path) -> No
     ledger.claim(pid=dead.pid)
     assert not ledger.stop_requested()  # a new owner forgets the old request
     assert ledger.shown_state() == "stopped (driver gone)"
+    assert (ledger.status().state, ledger.status().reason) == ("stopped", "driver gone")
     ledger.set_state(CampaignState.stopped, "interrupted")
     assert ledger.shown_state() == "stopped" and ledger.reason() == "interrupted"
 
