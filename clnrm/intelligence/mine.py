@@ -410,10 +410,9 @@ def _windows(rt: RequestType, facts: _Global, names: list[str]) -> list[WindowPa
                 by_outer[outer].append((name, len(facts.containers[name])))
     for outer in sorted(by_outer):
         contained = by_outer[outer]
-        spans = sum(k for _, k in contained)
-        traces = min(len(facts.traces_with[n]) for n, _ in contained)
+        traces = min(len(facts.traces_with[n]) for n, _ in contained)  # the weakest name's
         out.append(WindowPattern(outer=outer, contains=[n for n, _ in contained],
-                                 evidence=Evidence(support=spans, total=spans, unit="spans",
+                                 evidence=Evidence(support=traces, total=traces,
                                                    confidence=universal_confidence(traces))))
     return out
 

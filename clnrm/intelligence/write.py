@@ -126,8 +126,9 @@ def render(rt: RequestTypePatterns, mined: MinedPatterns, *,
         if win.evidence.confidence < keep:
             continue
         out.blank()
-        out.add(f"# every span of these names lay inside its trace's {win.outer!r}: "
-                f"{win.evidence.comment()}",
+        where = (f"its trace's {win.outer!r}" if win.outer == rt.root else
+                 f"a {win.outer!r} span of its trace (never its ancestor)")
+        out.add(f"# every span of these names lay inside {where}: {win.evidence.comment()}",
                 "[[expect.window]]", f"outer = {_q(win.outer)}",
                 "contains = [" + ", ".join(_q(n) for n in win.contains) + "]")
         out.assertions += 1
