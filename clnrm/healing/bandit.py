@@ -65,6 +65,7 @@ class BanditState(BaseModel):
     seen: list[str] = Field(default_factory=list)  # record ids folded in (idempotence)
     levels: dict[str, int] = Field(default_factory=dict)  # "class|context|action" -> level
     fixes: dict[str, tuple[str, int]] = Field(default_factory=dict)  # "class|signature"
+    misses: dict[str, int] = Field(default_factory=dict)  # "class|signature|action" -> level
     doses: dict[str, list[int]] = Field(default_factory=dict)  # "heal|action" -> failed levels
     healed: dict[str, int] = Field(default_factory=dict)  # "heal|action" -> level that healed
 
@@ -128,6 +129,13 @@ class RemediationBandit:
         """The remediation and level that last healed this very failure (class and test)."""
         return self._state.fixes.get(f"{diag.failure_class.value}|{signature}")
 
+    def known_misses(self, diag: Classification, signature: str) -> dict[str, int]:
+        """Per remediation, the highest level that failed on this very failure before: a
+        second run starts above it (where the last one stopped), not from scratch."""
+        head = f"{diag.failure_class.value}|{signature}|"
+        return {k.removeprefix(head): lv for k, lv in self._state.misses.items()
+                if k.startswith(head)}
+
     def _fold(self, cls: str, ctx: str, name: str, success: bool, cost_s: float,
               record_id: str | None, *, level: int = 1, signature: str | None = None,
               heal: str | None = None) -> None:
@@ -160,6 +168,9 @@ class RemediationBandit:
             self._state.levels[key] = max(level, self._state.levels.get(key, 1))
             if signature:
                 self._state.fixes[f"{cls}|{signature}"] = (name, level)
+        elif signature:
+            key = f"{cls}|{signature}|{name}"
+            self._state.misses[key] = max(level, self._state.misses.get(key, 0))
 
     def _class_cost(self, cls: str) -> float:
         """Mean seconds of one try of any remediation on this class (0 before any)."""
@@ -241,6 +252,9 @@ class FixedOrder:
 
     def known_fix(self, diag: Classification, signature: str) -> tuple[str, int] | None:
         return None
+
+    def known_misses(self, diag: Classification, signature: str) -> dict[str, int]:
+        return {}
 
 
 class RemediationLedger:

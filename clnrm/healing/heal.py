@@ -10,8 +10,10 @@ A try is a remediation at a magnitude (:attr:`Remediation.max_level`): with noth
 learned, a scalable remediation starts at its smallest step and a failed try offers the
 next step up as a candidate beside the untried remediations; the chooser picks among
 them.  What was learned short-cuts this: the fix that healed this very failure before
-(same class, same scenario and test) is tried first, at the level that healed it, and
-otherwise a remediation starts at the level that healed its class in this context.
+(same class, same scenario and test, same services' configuration) is tried first, at
+the level that healed it; what failed on it before is not tried again (the heal goes on
+where the last one stopped); otherwise a remediation starts at the level that healed
+its class in this context.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class Chooser(Protocol):
 
     def known_fix(self, diag: Classification, signature: str) -> tuple[str, int] | None: ...
 
+    def known_misses(self, diag: Classification, signature: str) -> dict[str, int]: ...
+
 
 class HealingPolicy(BaseModel):
     """``[self_healing]`` as the loop reads it (CLI flags override)."""
@@ -116,7 +120,7 @@ def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
           rebuild: Callable[[list[str]], None] | None, sleep: Callable[[float], None],
           clock: Callable[[], float]) -> TestResult:
     diag = classify(first, sc)
-    signature = f"{sc.name}/{first.name}"
+    signature = failure_signature(sc, first)
     heal_id = uuid.uuid4().hex[:16]
     report = HealingReport(failure_class=diag.failure_class.value, healed=False,
                            evidence=diag.evidence_text, confidence=diag.confidence)
@@ -159,14 +163,18 @@ def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
         return _not_healable(sc, first, diag, report, policy)
     current = first
     tried: list[TriedRemediation] = []
-    failed_at: dict[str, int] = {}  # remediation -> highest level tried that failed
-    done: set[str] = set()  # changes already tried (a level past a ceiling repeats one)
     known = chooser.known_fix(diag, signature)
+    # remediation -> highest level tried that failed: this heal's, and before it what
+    # failed on this very failure last time (unless that rules out every candidate)
+    failed_at: dict[str, int] = {} if known else dict(chooser.known_misses(diag, signature))
+    usable = [r for r in candidates(diag, sc, allow=policy.strategies, configs=policy.configs)
+              if not r.proposal]
+    if all(failed_at.get(r.name, 0) >= r.max_level for r in usable):
+        failed_at = {}
+    done: set[str] = set()  # changes already tried (a level past a ceiling repeats one)
     for attempt in range(1, policy.max_attempts + 1):
         options: dict[str, Any] = {}
-        for r in candidates(diag, sc, allow=policy.strategies, configs=policy.configs):
-            if r.proposal:
-                continue
+        for r in usable:
             level = (failed_at[r.name] + 1 if r.name in failed_at
                      else max(chooser.start_level(diag, r.name),
                               known[1] if known and known[0] == r.name else 1))
@@ -240,6 +248,17 @@ def _not_healable(sc: Scenario, first: TestResult, diag: Classification,
         "why_not": WHY_NOT.get(diag.failure_class, "not healable"), "tried": tried,
         "patch": patch})
     return first
+
+
+def failure_signature(sc: Scenario, test: TestResult) -> str:
+    """This failure's identity across runs: scenario, test and a digest of its services'
+    configuration (an edited file is a new failure; what was learned on it is void)."""
+    import hashlib
+    import json
+
+    services = {n: cfg.model_dump(mode="json") for n, cfg in sorted(sc.services.items())}
+    digest = hashlib.sha256(json.dumps(services, sort_keys=True, default=str).encode())
+    return f"{sc.name}/{test.name}@{digest.hexdigest()[:10]}"
 
 
 def _report(diag: Classification, **fields: Any) -> HealingReport:

@@ -300,3 +300,21 @@ def test_a_test_that_flaked_before_is_known_flaky_from_memory() -> None:
     assert once.failure_class == again.failure_class == "flaky" and once.healed
     assert "known flaky" not in once.evidence and "known flaky" in again.evidence
     assert once.attempts == again.attempts == 2  # the reruns are the rerun policy's
+
+
+def test_a_second_run_of_an_unhealed_failure_goes_on_where_the_first_stopped() -> None:
+    sc = load_scenario(SET / "oom_killed_1.clnrm.toml")
+    bandit = RemediationBandit(2)
+    policy = HealingPolicy(max_attempts=2, strategies=["raise_memory_limit"])
+    first = heal_test(sc, _oom_first(sc), _needs_memory(100), bandit, policy=policy).healing
+    assert first is not None and not first.healed and first.attempts == 2
+    after_first = bandit.state()
+    second = heal_test(sc, _oom_first(sc), _needs_memory(100), bandit, policy=policy).healing
+    assert second is not None and second.healed and second.attempts == 1
+    assert second.tried[0].level == 3
+    # an edited file is another failure: what failed on the old one does not apply
+    edited = sc.model_copy(deep=True)
+    edited.services["svc"].memory = 17 << 20
+    third = heal_test(edited, _oom_first(edited), _needs_memory(100),
+                      RemediationBandit.from_state(after_first), policy=policy).healing
+    assert third is not None and third.tried[0].level == 1
