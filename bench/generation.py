@@ -9,20 +9,23 @@ Corpora (two systems):
   users, times and coin flips.
 - ``demo``: the demo system's real spans, ``demo_system.spans.jsonl`` of repeated
   ``clnrm run scenarios/demo/demo.clnrm.toml`` runs (``--demo-runs DIR``, default
-  ``.clnrm/runs``): the first half of the runs is the source, the second half the
-  fresh corpus.  Each run is one trace, so few observations exist: the demo is mined
-  with ``--confidence-threshold 0.8`` (what a user passes for a handful of runs).
+  ``.clnrm/runs``): the older half of the runs is the source, the newer half the
+  fresh corpus (with an odd number the oldest run is left out: counts assert totals
+  for as many runs as the source).  Each run is one trace, so few observations
+  exist: the demo is mined with ``--confidence-threshold 0.8`` (what a user passes
+  for a handful of runs).
 
 Code path: :func:`clnrm.intelligence.generate.generate_tests` with the defaults of
 ``clnrm generate``; every test text is loaded with ``loads_scenario`` and judged with
 ``judge_spans``, what ``clnrm run FILE --traces EXPORT`` does.
 
 Figures: validity (share of generated tests passing on the source corpus and on each
-fresh corpus; target 100 %), mutation score (mutants of :mod:`clnrm.intelligence.mutants`
-applied to the first fresh corpus, killed when some generated test fails; target
->= 90 %), noise (tests failing on a fresh corpus of the unchanged system; target 0),
-the same for the naive generator ("every span name seen, with its parent").
-Prints every mutant with its verdicts, ends with one JSON line.
+fresh corpus; target 100 %), mutation score (mutants of
+:mod:`clnrm.intelligence.mutants` applied to the first fresh corpus; killed when a
+generated test that passes on that corpus fails on the mutant; target >= 90 %), noise
+(tests failing on a fresh corpus of the unchanged system; target 0), the same for the
+naive generator ("every span name seen, with its parent").  Prints every mutant with
+its verdicts, ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -92,11 +95,14 @@ def evaluate(name: str, source: list[Span], fresh: list[list[Span]],
     print(f"\n== {name}: {len(build_corpus(source).traces)} source traces, "
           f"{len(generated)} tests, {assertions} assertions, generated in {seconds:.2f} s")
     figures: dict[str, Any] = {}
+    judges: dict[str, list[Scenario]] = {}
     for label, tests in (("generated", generated), ("naive", naive)):
         source_bad = failing(tests, source)
         fresh_bad = [failing(tests, corpus) for corpus in fresh]
         runs = len(tests) * (1 + len(fresh))
         passed = runs - len(source_bad) - sum(map(len, fresh_bad))
+        # a test failing on the unchanged first fresh corpus kills no mutant of it
+        judges[label] = [t for t in tests if t.name not in fresh_bad[0]]
         figures[label] = {"validity": round(passed / runs, 4),
                           "noise": sum(map(len, fresh_bad)),
                           "source_failures": len(source_bad)}
@@ -110,8 +116,8 @@ def evaluate(name: str, source: list[Span], fresh: list[list[Span]],
     muts = mutants(base, seed=seed, draws=draws)
     print(f"mutants ({len(muts)}) applied to the first fresh corpus; killed by generated / naive:")
     for m in muts:
-        ours = failing(generated, m.spans)
-        theirs = failing(naive, m.spans)
+        ours = failing(judges["generated"], m.spans)
+        theirs = failing(judges["naive"], m.spans)
         killed["generated"] += bool(ours)
         killed["naive"] += bool(theirs)
         per_operator[m.operator][0] += 1
@@ -137,6 +143,7 @@ def demo_corpora(folder: Path) -> tuple[list[Span], list[list[Span]]] | None:
         print(f"\n== demo: only {len(runs)} runs in {folder} (need 4): skipped; collect "
               "with `clnrm run scenarios/demo/demo.clnrm.toml` a few times")
         return None
+    runs = runs[len(runs) % 2:]  # equal halves: counts are totals for the source's runs
     half = len(runs) // 2
     return [s for r in runs[:half] for s in r], [[s for r in runs[half:] for s in r]]
 
