@@ -135,8 +135,10 @@ def evaluate(name: str, source: list[Span], fresh: list[list[Span]],
     return figures
 
 
-def demo_corpora(folder: Path) -> tuple[list[Span], list[list[Span]]] | None:
+def demo_corpora(folder: Path, newest: int | None = None
+                 ) -> tuple[list[Span], list[list[Span]]] | None:
     files = sorted(folder.glob("*/demo_system.spans.jsonl"), key=lambda p: p.stat().st_mtime)
+    files = files[-newest:] if newest else files
     runs = [load_trace_file(f) for f in files]
     runs = [r for r in runs if r]
     if len(runs) < 4:
@@ -153,6 +155,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh", type=int, default=3, help="fresh shop corpora (noise)")
     parser.add_argument("--demo-runs", type=Path, default=REPO / ".clnrm" / "runs")
+    parser.add_argument("--demo-newest", type=int, default=None, metavar="N",
+                        help="only the N newest demo runs (one batch recorded back to back)")
     parser.add_argument("--draws", type=int, default=3,
                         help="seeded targets per mutation operator and request type")
     args = parser.parse_args()
@@ -160,7 +164,7 @@ def main() -> None:
     results["shop"] = evaluate("shop (synthetic)", shop_corpus(1),
                                [shop_corpus(2 + i) for i in range(args.fresh)],
                                MiningOptions(seed=args.seed), args.seed, args.draws)
-    demo = demo_corpora(args.demo_runs)
+    demo = demo_corpora(args.demo_runs, args.demo_newest)
     if demo is not None:
         results["demo"] = evaluate("demo (real spans)", demo[0], demo[1],
                                    MiningOptions(seed=args.seed, confidence_threshold=0.8),
