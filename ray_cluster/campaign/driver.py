@@ -297,7 +297,8 @@ class CampaignDriver:
             self._verified.add(finding.key)
             slot.unit, slot.kind, slot.finding = unit, "verify", finding.key
             slot.ref = slot.actor.verify_finding.remote(
-                finding, unit_text(unit, self.files), str(self.folder / "findings"))
+                finding, unit_text(unit, self.files), str(self.folder / "findings"),
+                unit.scenario)
             return True
         return False
 

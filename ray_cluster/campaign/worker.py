@@ -77,11 +77,14 @@ class CampaignWorker:
                            ray="campaign").run([(unit.scenario, text)])
         except MemoryStoreError as exc:
             raise MemoryLost(f"memory {self.memory} stopped answering: {exc}") from None
+        except Exception:
+            self._probe_memory()  # a server that died mid-call surfaces as a plain OSError
+            raise
         finally:
             for h in handles:
                 h.close()
-        if any(o.status.value == "lost" for o in report.outcomes):
-            self._probe_memory()  # a task lost to a dead memory is not a result
+        if report.exit_code == 2 or any(o.status.value == "lost" for o in report.outcomes):
+            self._probe_memory()  # a task lost or broken by a dead memory is not a result
         outcome = {0: "passed", 1: "failed"}.get(report.exit_code, "error")
         facts: dict[str, Scalar] = {
             "swarm_run": run_id, "exit_code": report.exit_code, "worker_pid": os.getpid(),
@@ -111,7 +114,8 @@ class CampaignWorker:
         return {"result": result.model_dump(mode="json"),
                 "finding": finding.model_dump(mode="json") if finding else None}
 
-    def verify_finding(self, finding: Finding, text: str, folder: str) -> dict[str, Any] | None:
+    def verify_finding(self, finding: Finding, text: str, folder: str,
+                       source: str | None = None) -> dict[str, Any] | None:
         """Write and verify the finding's minimal reproducer (FINDINGS' ``write_reproducer``);
         None when that is not available."""
         try:
@@ -123,7 +127,7 @@ class CampaignWorker:
             return None
         from pathlib import Path
 
-        done: Finding = write(finding, text, Path(folder))
+        done: Finding = write(finding, text, Path(folder), source=source)
         return done.model_dump(mode="json")
 
     def _probe_memory(self) -> None:
