@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clnrm.swarm.campaign.ledger import Ledger, LedgerError, list_campaigns
@@ -190,3 +191,91 @@ def test_sigkilled_writer_leaves_a_consistent_ledger(tmp_path: Path) -> None:
                 led.record(UnitResult(unit=u.id, index=u.index, outcome="passed",
                                       duration_s=0.0, worker="w"))
         # the next writer starts over at 0: plan and record must be no-ops for done units
+
+
+# -- the CLI and the planner (no Ray: nothing here starts a driver) ---------------------------
+
+SERVICE_FILE = """\
+[meta]
+name = "planned"
+version = "1.0"
+
+[services.web]
+plugin = "generic_container"
+image = "clnrm/busybox:latest"
+command = ["sleep", "300"]
+ports = [8080]
+
+[[steps]]
+name = "s"
+command = ["echo", "hi"]
+"""
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from clnrm.swarm.campaign.cli import campaign_app
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("CLNRM_CAMPAIGNS", str(tmp_path))
+    runner = CliRunner()
+    return lambda *args: runner.invoke(campaign_app, list(args))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["start", "x.clnrm.toml"], "give exactly one of --budget N or --duration D"),
+    (["start", "x.clnrm.toml", "--budget", "2", "--duration", "1h"], "give exactly one"),
+    (["start", "x.clnrm.toml", "--duration", "soon"], "--duration 'soon'"),
+    (["start", "x.clnrm.toml", "--budget", "2", "--id", "no spaces"], "--id 'no spaces'"),
+    (["status", "missing"], "no campaign 'missing'"),
+    (["resume", "../etc"], "is not valid"),
+])
+def test_bad_arguments_are_one_error_line_and_exit_2(cli: Any, args: list[str],
+                                                     message: str) -> None:
+    res = cli(*args)
+    assert res.exit_code == 2
+    assert res.output.startswith("error: ") and message in res.output
+    assert "Traceback" not in res.output
+
+
+def test_status_json_stop_and_resume_refusal(cli: Any, tmp_path: Path) -> None:
+    import json
+
+    with Ledger.create(spec(), home=tmp_path) as led:
+        led.claim()  # this process is the "driver": alive
+        led.plan(unit(0))
+        led.record(result(0))
+        res = cli("status", "c1", "--format", "json")
+        assert res.exit_code == 0, res.output
+        doc = json.loads(res.output)
+        assert doc["command"] == "campaign status" and doc["error"] is None
+        assert (doc["id"], doc["state"], doc["units_planned"], doc["units_done"]) == (
+            "c1", "running", 1, 1)
+        assert doc["results"][0]["unit"] == "c1/u00000" and doc["findings"] == []
+        refused = cli("resume", "c1")
+        assert refused.exit_code == 2 and "is running (driver pid" in refused.output
+        assert cli("stop", "c1").exit_code == 0
+        assert led.stop_requested()
+        listed = json.loads(cli("list", "--format", "json").output)
+        assert [c["id"] for c in listed["campaigns"]] == ["c1"]
+
+
+def test_plan_is_deterministic_and_adds_a_fault_after_the_first_round(tmp_path: Path) -> None:
+    from clnrm.swarm.campaign.driver import load_scenarios, plan_unit, unit_text
+
+    files = [("planned.clnrm.toml", SERVICE_FILE)]
+    made = CampaignSpec(id="p", paths=["planned.clnrm.toml"], files=files, budget_units=4,
+                        memory="/tmp/m", seed=3, created_at="2026-12-07T00:00:00Z")
+    scenarios = load_scenarios(files)
+    plans = []
+    for home in (tmp_path / "a", tmp_path / "b"):  # two campaigns, same seed: same plan
+        with Ledger.create(made, home=home) as led:
+            plans.append([plan_unit(led, i, scenarios=scenarios) for i in range(3)])
+            assert plan_unit(led, 1, scenarios=scenarios) == plans[-1][1]  # replayed
+    assert plans[0] == plans[1]
+    first, second, _ = plans[0]
+    assert first.fault is None and "chaos" not in first.kinds  # the file as written
+    assert first.kinds == ["run", "generate", "heal"]
+    if second.fault is not None:  # with the explorer: its fault is in the unit's TOML
+        assert "chaos" in second.kinds
+        assert "[[chaos.faults]]" in unit_text(second, dict(files))
