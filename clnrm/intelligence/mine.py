@@ -22,9 +22,10 @@ import math
 import random
 import re
 import statistics
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from typing import Final
 
 import structlog
@@ -101,7 +102,8 @@ class _Global:
     calls: set[tuple[str, str]] = field(default_factory=set)
     edges: set[tuple[str, str]] = field(default_factory=set)
     entries: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    containers: dict[str, list[set[str]]] = field(default_factory=dict)
+    window_index: dict[str, dict[str, tuple[list[int], list[int]]]] = field(
+        default_factory=dict)
     container_names: dict[str, set[str]] = field(default_factory=dict)
 
 
@@ -400,21 +402,47 @@ def _windows(rt: RequestType, facts: _Global, names: list[str]) -> list[WindowPa
         out.append(WindowPattern(outer=rt.root, contains=inside, evidence=Evidence(
             support=checked, total=checked, unit="spans",
             confidence=universal_confidence(checked))))
-    by_outer: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    by_outer: dict[str, list[str]] = defaultdict(list)
     for name in names:
         if name == rt.root or is_glob(name) or len(facts.traces_with[name]) < MIN_WINDOW_TRACES:
             continue
         outers = _containers(facts, name)
         for outer in sorted(outers - {rt.root, name}):
             if not is_glob(outer) and outer in names:
-                by_outer[outer].append((name, len(facts.containers[name])))
+                by_outer[outer].append(name)
     for outer in sorted(by_outer):
         contained = by_outer[outer]
-        traces = min(len(facts.traces_with[n]) for n, _ in contained)  # the weakest name's
-        out.append(WindowPattern(outer=outer, contains=[n for n, _ in contained],
+        traces = min(len(facts.traces_with[n]) for n in contained)  # the weakest name's
+        out.append(WindowPattern(outer=outer, contains=contained,
                                  evidence=Evidence(support=traces, total=traces,
                                                    confidence=universal_confidence(traces))))
     return out
+
+
+def _window_index(facts: _Global, trace: Trace) -> dict[str, tuple[list[int], list[int]]]:
+    """Per name in ``trace``: its spans' starts in order and the running maximum of their
+    ends, so "does some span of this name hold [s, e]" is one bisection (a load test's
+    run is one trace of thousands of spans); built once per trace."""
+    index = facts.window_index.get(trace.trace_id)
+    if index is None:
+        timed: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for o in trace.spans:
+            if o.start_time_unix_nano is not None and o.end_time_unix_nano is not None:
+                timed[o.name].append((o.start_time_unix_nano, o.end_time_unix_nano))
+        index = {}
+        for o_name, windows in timed.items():
+            windows.sort()
+            index[o_name] = ([w[0] for w in windows],
+                             list(accumulate((w[1] for w in windows), max)))
+        facts.window_index[trace.trace_id] = index
+    return index
+
+
+def _held_by(index: dict[str, tuple[list[int], list[int]]], outer: str, start: int,
+             end: int) -> bool:
+    starts, max_end = index.get(outer, ([], []))
+    i = bisect_right(starts, start)
+    return i > 0 and max_end[i - 1] >= end
 
 
 def _containers(facts: _Global, name: str) -> set[str]:
@@ -424,26 +452,24 @@ def _containers(facts: _Global, name: str) -> set[str]:
         return facts.container_names[name]
     common: set[str] | None = None
     ancestors: set[str] = set()
-    per_span: list[set[str]] = []
     for trace in facts.traces_with[name]:
+        index = _window_index(facts, trace)
         for span in trace.spans:
             if span.name != name:
                 continue
-            above: set[str] = set()
-            parent = trace.parent_of.get(span.span_id)
-            while parent is not None and parent.name not in above:
-                above.add(parent.name)
+            parent, walked = trace.parent_of.get(span.span_id), {span.span_id}
+            while parent is not None and parent.span_id not in walked:  # a broken export
+                ancestors.add(parent.name)  # may hold a parent cycle
+                walked.add(parent.span_id)
                 parent = trace.parent_of.get(parent.span_id)
-            ancestors |= above
             start, end = span.start_time_unix_nano, span.end_time_unix_nano
-            holders = set() if start is None or end is None else {
-                o.name for o in trace.spans
-                if o is not span and o.start_time_unix_nano is not None
-                and o.end_time_unix_nano is not None
-                and o.start_time_unix_nano <= start and end <= o.end_time_unix_nano}
-            per_span.append(holders)
-            common = holders if common is None else common & holders
-    facts.containers[name] = per_span
+            if start is None or end is None:
+                common = set()
+                break
+            candidates = (set(index) - {name}) if common is None else common
+            common = {o for o in candidates if _held_by(index, o, start, end)}
+        if not common:
+            break
     found = (common or set()) - ancestors
     facts.container_names[name] = found
     return found
