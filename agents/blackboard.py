@@ -270,7 +270,9 @@ class Blackboard:
     def record_bids(self, bids: Iterable[Bid], run_id: str) -> None:
         self.store.put([_entry(f"{b.task_id}:bid:{b.agent.value}", agent=b.agent,
                                topic=b.task_id, action=BlackboardAction.bid, reason=b.reason,
-                               run_id=run_id, bid=b.value) for b in bids])
+                               run_id=run_id, bid=b.value,
+                               metadata={"cost_s": b.cost} if not b.declined else {})
+                         for b in bids])
 
     def record_award(self, task: Task, decided: Award) -> None:
         metadata: dict[str, Scalar] = {"winner": decided.winner.value if decided.winner

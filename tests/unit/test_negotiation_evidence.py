@@ -340,6 +340,8 @@ def test_the_swarm_hands_a_non_owner_win_to_its_first_task_then_renegotiates(
     assert "heal first, then re-measure" in decisions["failing/self_healing-first"]
     assert decisions["failing/performance"].startswith(
         "performance for failing awarded to performance: ")
+    (bid,) = board.store.get([f"blackboard:{report.run_id}/failing/chaos:bid:chaos"])
+    assert isinstance(bid, BlackboardEntry) and bid.metadata["cost_s"] == 60.0
     assert [t.id.split("/", 1)[1] for t in report.tasks] == [
         "failing/architecture", "failing/orchestration", "failing/self_healing-first",
         "failing/performance", "failing/chaos", "failing/self_healing"]
