@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 NO_FAULT: Final = "-"
 """``Finding.fault`` / ``Finding.service`` when no fault (or no one service) was in play."""
 RERUNS: Final = 10
+BEFORE_ANY_FAULT: Final = "chaos: steady-state hypothesis before the faults"
+"""A verdict no fault can have caused: the experiment stopped before injecting any."""
 MESSAGE_LIMIT: Final = 600
 
 RerunFn = Callable[[Path, int], "list[TestResult]"]
@@ -94,6 +96,10 @@ def weaknesses_of(test: TestResult, scenario: Scenario | None,
                   None)]
     out = []
     for expectation, message, judged in found:
+        if expectation.startswith(BEFORE_ANY_FAULT):  # the system was not steady: no fault
+            out.append(Weakness(cls.failure_class.value, cls.context.service or NO_FAULT,
+                                NO_FAULT, expectation, message[:MESSAGE_LIMIT]))
+            continue
         spec = judged or _fault_in_play(scenario, choice)
         fault = spec.type if spec is not None else (choice.fault if choice else NO_FAULT)
         service = ((spec.target if spec is not None else None)
@@ -197,7 +203,8 @@ def test_from_memory(report: SwarmReport, memory: MemoryStore | None,
         if signature.startswith("chaos:") and (m := _CHAOS_MESSAGE.match(message)):
             validations.append(ValidationResult(
                 validator=signature[6:], expectation=m["exp"], status=ValidationStatus.FAIL,
-                expected=m["expected"], seen=m["seen"], message=message))
+                expected=m["expected"], seen=m["seen"],
+                message=f"{m['exp']}: expected {m['expected']}; saw {m['seen']}"))
         elif signature.startswith("performance:"):
             validations.append(ValidationResult(
                 validator="performance", expectation=signature[12:],
@@ -364,11 +371,14 @@ def _inline(value: Any) -> bool:
 def _table(lines: list[str], path: tuple[str, ...], table: Mapping[str, Any]) -> None:
     from clnrm.swarm.campaign.explore import _key
 
-    simple = [(k, v) for k, v in table.items() if _inline(v)]
-    for k, v in simple:
-        lines.append(f"{_key(k)} = {toml_value(v)}")
+    def inline(value: Any) -> bool:  # a top-level table keeps its [header], as people write it
+        return _inline(value) and not (not path and isinstance(value, dict))
+
     for k, v in table.items():
-        if _inline(v):
+        if inline(v):
+            lines.append(f"{_key(k)} = {toml_value(v)}")
+    for k, v in table.items():
+        if inline(v):
             continue
         here = (*path, k)
         header = ".".join(_key(p) for p in here)

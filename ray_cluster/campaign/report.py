@@ -71,7 +71,7 @@ class Cell:
         """Red in proportion to the weaknesses found; grey when never tried."""
         if self.tries == 0 and self.findings == 0:
             return "#f6f8fa"
-        ratio = self.weaknesses / self.tries if self.tries else 1.0
+        ratio = self.weaknesses / self.tries if self.tries else 0.5  # the file's own fault
         return f"rgba(207, 34, 46, {0.12 + 0.7 * ratio:.2f})"
 
 
@@ -194,9 +194,13 @@ def _scenario_names(files: Sequence[tuple[str, str]]) -> set[str]:
 def fault_service_map(results: Sequence[UnitResult], planned: Sequence[UnitSpec],
                       findings: Sequence[Finding]
                       ) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
-    """Rows (fault types), columns (services) and each pair's tries, weaknesses, findings."""
+    """Rows (fault types), columns (services) and each pair's tries and weaknesses (units
+    whose explored fault it was) and the units its findings were seen in (any fault: the
+    files' own faults too)."""
     seen = tallies(results, planned)
-    found = Counter((f.fault, f.service) for f in findings)
+    found: Counter[tuple[str, str]] = Counter()
+    for f in findings:
+        found[(f.fault, f.service)] += f.occurrences
     pairs = set(seen) | set(found)
     faults = sorted({f for f, _ in pairs})
     services = sorted({s for _, s in pairs})

@@ -35,6 +35,7 @@ plugin = "generic_container"
 image = "clnrm/busybox:latest"
 command = ["sh", "-c", "mkdir /w && echo ok > /w/index.html && exec httpd -f -p 8080 -h /w"]
 ports = [8080]
+health_check = { cmd = ["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"], interval = "50ms" }
 
 [services.bystander]
 plugin = "generic_container"

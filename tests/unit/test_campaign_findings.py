@@ -257,3 +257,15 @@ def test_write_reproducer_into_the_findings_folder_names_the_file_by_key(
     assert done.reproducer == str(tmp_path / "findings" / f"{first.key}.clnrm.toml")
     assert (done.verified_runs, done.verified_failures) == (0, 0) and not reproducible(done)
     assert load_scenario(done.reproducer).chaos is not None
+
+
+def test_a_system_that_was_never_steady_is_no_faults_weakness() -> None:
+    choice = FaultChoice(fault="kill", target="api", explore=True, reason="r")
+    text = scenario_with_fault(NEGATIVE.read_text(), choice, source=str(NEGATIVE))
+    test = TestResult(name="n", file="f", outcome=Outcome.FAILED, validations=[
+        ValidationResult(validator="chaos", expectation="steady-state hypothesis before the "
+                         "faults", status=ValidationStatus.FAIL, expected="every probe passes",
+                         seen="read_items: ConnectionRefusedError")])
+    f = finding_for(unit(8, choice), unit_result(8), test, loads_scenario(text))
+    assert f is not None and f.fault == "-"  # the explored fault was never injected
+    assert finding_facts(f)["finding_fault"] == "-"  # so the explorer does not credit it

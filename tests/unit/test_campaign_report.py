@@ -98,7 +98,7 @@ def test_the_report_shows_findings_remediations_trends_and_the_fault_service_map
     assert re.search(r'class="cp"', html) and "at rep/u00006" in html
     assert "chaos_db_pause_no_fallback · p95_ms (memory)" in html
     # fault x service map: pause on db 6 of 6; latency on the api 0 of 5 (unit 11 broke)
-    assert "6/6 &#9873;" in html and "0/5" in html
+    assert "6/6 &#9873;6" in html and "0/5" in html
     # self-contained: no script, nothing fetched
     parser = _Tags()
     parser.feed(html)
@@ -118,6 +118,7 @@ def test_the_map_counts_tries_and_weaknesses_per_fault_and_service(tmp_path: Pat
     assert (faults, services) == (["latency", "pause"], ["api", "db"])
     assert (cells[("pause", "db")].tries, cells[("pause", "db")].weaknesses) == (6, 6)
     assert (cells[("latency", "api")].tries, cells[("latency", "api")].weaknesses) == (5, 0)
+    assert cells[("pause", "db")].findings == 6  # the finding's occurrences
     assert cells[("pause", "api")].tries == 0 and cells[("pause", "api")].shade == "#f6f8fa"
 
 
