@@ -15,8 +15,11 @@ healed ones (flaky ones aside: their reruns are the rerun policy's, printed apar
 and the classifier's macro-F1 against the labels; then pass 2's
 attempts against pass 1's (target: at least 40 % fewer) and the most the floor of one
 attempt per heal allows (``1 - 1 / pass 1``; bench/healing_bandit.py gives the expected
-figures over many seeds, docs/healing.md why the target is out of reach).  Targets: macro-F1 >= 0.9,
-heal rate >= 90 %, false heals 0.  Ends with one JSON line.
+figures over many seeds).  Pass 1 has something to learn because the set's services need
+different magnitudes (one, two or three doublings of a limit, one to three restarts) and
+a healer with no memory escalates one step a try; pass 2 knows, per failure, which
+remediation at which level healed it.  Targets: macro-F1 >= 0.9, heal rate >= 90 %,
+false heals 0.  Ends with one JSON line.  ``--baseline-only`` runs the fixed order alone.
 """
 
 from __future__ import annotations
