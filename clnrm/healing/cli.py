@@ -44,7 +44,9 @@ def heal_list(fmt: FormatOpt = OutputFormat.human) -> None:
         out.print(f"    classes: {', '.join(e['classes'])}", soft_wrap=True, markup=False)
         if e["parameters"]:
             params = ", ".join(f"{k}={v}" for k, v in e["parameters"].items())
-            out.print(f"    parameters: {params}", soft_wrap=True, markup=False)
+            levels = (f" (level 1; {e['levels']} levels, each doubling the change)"
+                      if e.get("levels", 1) > 1 else "")
+            out.print(f"    parameters: {params}{levels}", soft_wrap=True, markup=False)
 
 
 @heal_app.command("stats")
