@@ -193,10 +193,14 @@ def test_from_memory(report: SwarmReport, memory: MemoryStore | None,
     runs = [str(o.facts["clnrm_run"]) for o in report.outcomes
             if "clnrm_run" in o.facts and o.status.value == "failed"]
     records: list[Any] = []
-    for run in runs if memory is not None else []:
-        hits = memory.query("failed", kind="failure", where={"run_id": run}, k=20)  # type: ignore[union-attr]
+    for run in runs:
+        if memory is None:
+            break
+        hits = memory.query("failed", kind="failure", where={"run_id": run}, k=20)
         records.extend(sorted((h.record for h in hits), key=lambda r: str(r.message)))
-    validations, steps, messages = [], [], []
+    validations: list[ValidationResult] = []
+    steps: list[StepResult] = []
+    messages: list[str] = []
     for r in records:
         signature = str(getattr(r, "signature", ""))
         message = str(getattr(r, "message", ""))
@@ -315,7 +319,8 @@ def _needed_services(doc: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     if doc.get("expect", {}).keys() - {"resilience"} or doc.get("scenarios"):
         return services  # span expectations and scenario blocks: every service may speak
     named: set[str] = set()
-    chaos = doc.get("chaos") if isinstance(doc.get("chaos"), dict) else {}
+    found = doc.get("chaos")
+    chaos: dict[str, Any] = found if isinstance(found, dict) else {}
     texts: list[str] = []
     for fault in chaos.get("faults", []):
         named.add(str(fault.get("target", "")))
