@@ -45,7 +45,7 @@ test: lint images chromium
 BENCH_SCRIPTS := bench/overhead.py bench/validate.py bench/ingest.py bench/orchestration.py \
 	bench/memory.py bench/proxy.py bench/regression.py bench/regression_e2e.py \
 	bench/memory_kill.py bench/startup.py bench/healing.py bench/healing_bandit.py \
-	bench/generation.py
+	bench/generation.py bench/campaign.py
 
 bench: images bench-tools
 	$(BIN)/python bench/run_all.py $(BENCH_SCRIPTS)

@@ -44,6 +44,8 @@ BENCHES: dict[str, tuple[str, str, str]] = {
                        "pass-2 attempts below pass 1 over 300 seeds (no Docker)"),
     "generation": ("generation.py", "shop_generated_mutation_score",
                    "mutants killed by generated tests (validity 1, noise 0)"),
+    "campaign": ("campaign.py", "linear_efficiency.2",
+                 "2 workers vs 2x 1 worker; overhead vs clnrm run and resume s in the line"),
 }
 
 
