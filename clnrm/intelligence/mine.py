@@ -104,6 +104,7 @@ class _Global:
     entries: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     window_index: dict[str, dict[str, tuple[list[int], list[int]]]] = field(
         default_factory=dict)
+    extremes: dict[str, dict[str, tuple[int | None, int | None]]] = field(default_factory=dict)
     container_names: dict[str, set[str]] = field(default_factory=dict)
 
 
@@ -255,17 +256,32 @@ def _classify(key: str, texts: list[str], distinct: list[str],
     return "noise", f"{len(distinct)} different values"
 
 
-def _sequential(trace: Trace, first: str, then: str) -> bool | None:
+def _extremes(facts: _Global, trace: Trace) -> dict[str, tuple[int | None, int | None]]:
+    """Per name in ``trace``: its spans' latest end and earliest start (None when a span
+    lacks it); built once per trace, so order checks do not rescan a large trace."""
+    found = facts.extremes.get(trace.trace_id)
+    if found is None:
+        ends: dict[str, list[int | None]] = defaultdict(list)
+        starts: dict[str, list[int | None]] = defaultdict(list)
+        for span in trace.spans:
+            ends[span.name].append(span.end_time_unix_nano)
+            starts[span.name].append(span.start_time_unix_nano)
+        found = {name: (None if None in ends[name] else max(ends[name]),  # type: ignore[type-var]
+                        None if None in starts[name] else min(starts[name]))  # type: ignore[type-var]
+                 for name in ends}
+        facts.extremes[trace.trace_id] = found
+    return found
+
+
+def _sequential(facts: _Global, trace: Trace, first: str, then: str) -> bool | None:
     """Within ``trace``: True when every ``first`` ends before any ``then`` starts."""
-    firsts = [s for s in trace.spans if s.name == first]
-    thens = [s for s in trace.spans if s.name == then]
-    if not firsts or not thens:
+    extremes = _extremes(facts, trace)
+    if first not in extremes or then not in extremes:
         return None
-    ends = [s.end_time_unix_nano for s in firsts]
-    starts = [s.start_time_unix_nano for s in thens]
-    if None in ends or None in starts:
+    last_end, first_start = extremes[first][0], extremes[then][1]
+    if last_end is None or first_start is None:
         return False
-    return max(e for e in ends if e is not None) <= min(s for s in starts if s is not None)
+    return last_end <= first_start
 
 
 def _order(rt: RequestType, facts: _Global) -> list[OrderPattern]:
@@ -291,7 +307,7 @@ def _order(rt: RequestType, facts: _Global) -> list[OrderPattern]:
             continue
         with_then = {t.trace_id for t in facts.traces_with[then]}
         shared = [t for t in facts.traces_with[first] if t.trace_id in with_then]
-        verdicts = [_sequential(t, first, then) for t in shared]
+        verdicts = [_sequential(facts, t, first, then) for t in shared]
         if not shared or not all(verdicts):
             continue
         out.append(OrderPattern(first=first, then=then, parent=under, evidence=Evidence(
