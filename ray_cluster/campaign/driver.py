@@ -198,8 +198,10 @@ class CampaignDriver:
         children: set[int] = set()
         slots: list[_Slot] = []
         embedded = False
+        term = _sigterm_handler()
         try:
             with ray_session(self.address, num_cpus=2) as session:
+                _restore_sigterm(term)  # ray.init makes SIGTERM a bare sys.exit
                 embedded = session.embedded
                 slots = [_Slot(name=f"w{k}") for k in range(max(1, self.spec.workers))]
                 try:
@@ -388,6 +390,21 @@ class CampaignDriver:
         self.on_progress(CampaignView(id=self.spec.id, total=self.spec.budget_units,
                                       done=done, findings=len(self.ledger.findings()),
                                       busy=busy, last=self.last))
+
+
+def _sigterm_handler() -> Any:
+    import signal
+
+    return signal.getsignal(signal.SIGTERM)
+
+
+def _restore_sigterm(handler: Any) -> None:
+    """Put back the caller's SIGTERM handler (the CLI's: SIGTERM stops the campaign
+    resumably, as Ctrl-C does) after Ray replaced it with one that exits at once."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread() and handler is not None:
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _can_verify() -> bool:
