@@ -228,9 +228,7 @@ _BARE_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _key(key: str) -> str:
-    import json
-
-    return key if _BARE_KEY.match(key) else json.dumps(key)
+    return key if _BARE_KEY.match(key) else toml_value(key)
 
 
 def toml_value(value: Any) -> str:

@@ -29,6 +29,8 @@ from clnrm.swarm.campaign.model import (
     UnitSpec,
     finding_key,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clnrm.results import Outcome, StepResult, TestResult, ValidationResult, ValidationStatus
 from clnrm.scenario import load_scenario, loads_scenario
@@ -269,3 +271,19 @@ def test_a_system_that_was_never_steady_is_no_faults_weakness() -> None:
     f = finding_for(unit(8, choice), unit_result(8), test, loads_scenario(text))
     assert f is not None and f.fault == "-"  # the explored fault was never injected
     assert finding_facts(f)["finding_fault"] == "-"  # so the explorer does not credit it
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+_scalar = st.one_of(_text, st.integers(-(2**63), 2**63 - 1), st.booleans(),
+                    st.floats(allow_nan=False, allow_infinity=False))
+_value = st.recursive(
+    st.one_of(_scalar, st.lists(_scalar, max_size=4)),
+    lambda inner: st.one_of(st.dictionaries(_text, inner, max_size=4),
+                            st.lists(st.dictionaries(_text, inner, max_size=3), max_size=3)),
+    max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(_text, _value, max_size=5))
+def test_to_toml_round_trips_any_document(doc: dict[str, object]) -> None:
+    assert tomli.loads(to_toml(doc)) == doc
