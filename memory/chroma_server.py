@@ -1,11 +1,19 @@
-"""Start a local Chroma server for cluster mode and tests: ``chroma run`` from this venv.
+"""A Chroma server for the swarm's memory on a cluster, and for tests: ``chroma run`` from
+this venv, always in a process group of its own so it is stopped whole.
 
-Used as a context manager so the server is stopped even when a test fails::
+Three ways to run one:
 
-    with chroma_server(tmp_path / "chroma") as url:
-        store = open_memory(url)
+- ``clnrm memory serve --path DIR [--host 0.0.0.0] [--port 8000]``: in the foreground
+  until Ctrl-C/SIGTERM; with ``--detach`` it returns once the server answers, and
+  ``clnrm memory stop --path DIR`` stops it.  Either way ``DIR/chroma-server.pid``
+  (a :class:`ServerRecord`) says where it serves; a live one refuses a second server
+  on the same data, a stale one (its process is gone) is replaced.
+- :func:`chroma_server` as a context manager (tests), stopped even when a test fails::
 
-or from a shell: ``python -m clnrm.memory.chroma_server --path DIR --port 8000``.
+      with chroma_server(tmp_path / "chroma") as url:
+          store = open_memory(url)
+
+- ``python -m clnrm.memory.chroma_server --path DIR --port 8000`` (the foreground serve).
 """
 
 from __future__ import annotations
@@ -18,11 +26,28 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
-from clnrm.memory.errors import MemoryUnavailable
+from clnrm.memory.errors import MemoryStoreError, MemoryUnavailable
+from pydantic import BaseModel, ValidationError
+
+PID_FILE: Final = "chroma-server.pid"
+LOG_FILE: Final = "chroma-server.log"
+
+
+class ServerRecord(BaseModel):
+    """``DIR/chroma-server.pid``: which process serves DIR, and where."""
+
+    pid: int  # the `chroma run` process, leader of its own process group
+    url: str
+    path: str
+    host: str
+    port: int
+    started_at: datetime
 
 
 def free_port() -> int:
@@ -65,28 +90,145 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
 
 
 @contextmanager
-def chroma_server(path: Path | str, *, port: int | None = None,
+def chroma_server(path: Path | str, *, port: int | None = None, host: str = "127.0.0.1",
                   timeout: float = 60.0) -> Iterator[str]:
-    """Run ``chroma run`` on 127.0.0.1 with its data in ``path``; yields the URL.
+    """Run ``chroma run`` with its data in ``path``; yields the URL (on 127.0.0.1).
 
     The server gets its own process group and is terminated (then killed) on exit.
+    No pid file: a test's server is the test's.
     """
-    data = Path(path)
-    data.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = data / "chroma-server.log"
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [_chroma_executable(), "run", "--path", str(data), "--host", "127.0.0.1",
-             "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)
+    proc, url = _spawn(Path(path), host=host, port=port or free_port(), timeout=timeout)
     try:
-        _wait_ready(url, proc, log, timeout)
         yield url
     finally:
         _stop(proc)
+
+
+def _spawn(data: Path, *, host: str, port: int,
+           timeout: float) -> tuple[subprocess.Popen[bytes], str]:
+    """``chroma run`` in a session of its own, answering; stopped again if it does not."""
+    data.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"  # a server on 0.0.0.0 answers on loopback too
+    log = data / LOG_FILE
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [_chroma_executable(), "run", "--path", str(data), "--host", host,
+             "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_ready(url, proc, log, timeout)
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc, url
+
+
+def public_url(host: str, port: int) -> str:
+    """The URL to hand to agents: a wildcard bind is announced by this host's name."""
+    name = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    return f"http://{name}:{port}"
+
+
+def read_record(path: Path | str) -> ServerRecord | None:
+    """The pid file of ``path`` if its server process still runs, else ``None``."""
+    file = Path(path).expanduser() / PID_FILE
+    try:
+        record = ServerRecord.model_validate_json(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValidationError, ValueError) as exc:
+        raise MemoryStoreError(f"{file}: not a memory server pid file: {str(exc)[:300]}",
+                               location=str(file),
+                               hint="remove it if no `chroma run` serves that folder") from exc
+    return record if _serving(record) else None
+
+
+def _serving(record: ServerRecord) -> bool:
+    """The recorded pid is still a ``chroma`` process serving this path (not a reused pid)."""
+    try:
+        stat = Path(f"/proc/{record.pid}/stat").read_text().rpartition(")")[2].split()
+        cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat[0] != "Z" and b"chroma" in cmdline and record.path.encode() in cmdline
+
+
+def start_server(path: Path | str, *, host: str = "127.0.0.1", port: int = 8000,
+                 timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], ServerRecord]:
+    """Start a server for ``path`` and write its pid file; refuses a second one."""
+    data = Path(path).expanduser().resolve()
+    running = read_record(data)
+    if running is not None:
+        raise MemoryStoreError(f"a memory server already serves {data} at {running.url} "
+                               f"(pid {running.pid})", location=str(data),
+                               hint=f"clnrm memory stop --path {data}")
+    proc, _ = _spawn(data, host=host, port=port, timeout=timeout)
+    record = ServerRecord(pid=proc.pid, url=public_url(host, port), path=str(data), host=host,
+                          port=port, started_at=datetime.now(UTC))
+    tmp = data / f".{PID_FILE}.tmp"
+    tmp.write_text(record.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(tmp, data / PID_FILE)
+    return proc, record
+
+
+def stop_server(path: Path | str, *, grace: float = 10.0) -> ServerRecord | None:
+    """Stop the server recorded for ``path`` (its whole group) and remove the pid file.
+
+    Returns the record of the server stopped, ``None`` when none was running.
+    """
+    data = Path(path).expanduser().resolve()
+    record = read_record(data)
+    if record is not None:
+        _stop_group(record.pid, grace)
+    with suppress(FileNotFoundError):
+        (data / PID_FILE).unlink()
+    return record
+
+
+def serve_foreground(path: Path | str, *, host: str = "127.0.0.1", port: int = 8000,
+                     on_ready: Callable[[ServerRecord], None] | None = None) -> int:
+    """Serve until Ctrl-C/SIGTERM (then stop) or until the server exits; its exit code."""
+    proc, record = start_server(path, host=host, port=port)
+    if on_ready is not None:
+        on_ready(record)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop(proc)
+        with suppress(FileNotFoundError):
+            (Path(record.path) / PID_FILE).unlink()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_group(pid: int, grace: float) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while _group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Any non-zombie process of group ``pgid`` (the server is not our child: no wait)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                return True
+    return False
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -105,14 +247,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", required=True, type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    with chroma_server(args.path, port=args.port) as url:
-        print(f"chroma server ready at {url} (Ctrl-C stops it)", flush=True)
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
+    code = serve_foreground(args.path, host=args.host, port=args.port, on_ready=lambda r: print(
+        f"chroma server ready at {r.url} (Ctrl-C stops it)", flush=True))
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -256,3 +256,60 @@ def forget(
 
 if __name__ == "__main__":
     memory_app()
+
+
+ServePathOpt = Annotated[Path, typer.Option(
+    "--path", help="Folder of the server's data and its pid file (chroma-server.pid); not an "
+                   "embedded memory directory (--memory DIR): a server keeps its own layout.")]
+
+
+@memory_app.command("serve")
+def serve(
+    path: ServePathOpt = Path("~/.clnrm/memory-server"),
+    host: Annotated[str, typer.Option(
+        help="Address to bind; 0.0.0.0 so agents on other hosts reach it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    detach: Annotated[bool, typer.Option(
+        "--detach", help="Return once it answers; `clnrm memory stop` stops it.")] = False,
+    fmt: FormatOpt = OutputFormat.human,
+) -> None:
+    """Run a Chroma server for the swarm's memory on a cluster (--memory http://HOST:PORT).
+
+    In the foreground until Ctrl-C or SIGTERM, or detached; one server per --path.
+    """
+    from clnrm.errors import ClnrmError
+    from clnrm.extras import require
+
+    try:
+        require("memory", feature="clnrm memory serve")
+        from clnrm.memory.chroma_server import serve_foreground, start_server
+
+        if detach:
+            _, record = start_server(path, host=host, port=port)
+        else:
+            code = serve_foreground(path, host=host, port=port, on_ready=lambda r: typer.echo(
+                f"memory server ready at {r.url} (data {r.path}); Ctrl-C stops it",
+                err=fmt is OutputFormat.json))
+            raise typer.Exit(code)
+    except (ClnrmError, OSError) as exc:
+        fail(exc)
+    _emit(fmt, record, lambda: typer.echo(
+        f"memory server at {record.url} (pid {record.pid}, data {record.path}); "
+        f"stop it with `clnrm memory stop --path {path}`"))
+
+
+@memory_app.command("stop")
+def stop(path: ServePathOpt = Path("~/.clnrm/memory-server"),
+         fmt: FormatOpt = OutputFormat.human) -> None:
+    """Stop the memory server of --path (started with `clnrm memory serve --detach`)."""
+    from clnrm.errors import ClnrmError
+
+    try:
+        from clnrm.memory.chroma_server import stop_server
+
+        record = stop_server(path)
+    except (ClnrmError, OSError) as exc:
+        fail(exc)
+    _emit(fmt, {"stopped": record}, lambda: typer.echo(
+        f"memory server at {record.url} stopped" if record else
+        f"no memory server runs for {path}"))
