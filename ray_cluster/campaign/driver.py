@@ -281,8 +281,15 @@ class CampaignDriver:
         else:
             return
         attempt = self.ledger.start_attempt(unit.id)
+        try:
+            text = unit_text(unit, self.files)
+        except ClnrmError as exc:  # the explored fault does not fit the file: say so, go on
+            self._record(UnitResult(unit=unit.id, index=unit.index, outcome="error",
+                                    duration_s=0.0, worker=slot.name, attempt=attempt,
+                                    facts={"error": str(exc)[:500]}), None)
+            return
         slot.unit, slot.kind = unit, "unit"
-        slot.ref = slot.actor.run_unit.remote(unit, unit_text(unit, self.files), attempt)
+        slot.ref = slot.actor.run_unit.remote(unit, text, attempt)
         log.info("campaign.dispatch", unit=unit.id, worker=slot.name, attempt=attempt)
 
     def _verify_next(self, slot: _Slot) -> bool:
@@ -306,7 +313,7 @@ class CampaignDriver:
 
     def _collect(self, slot: _Slot, queue: deque[UnitSpec]) -> None:
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import RayError, RayTaskError
 
         unit, ref, kind = slot.unit, slot.ref, slot.kind
         slot.ref, slot.unit = None, None
@@ -328,8 +335,9 @@ class CampaignDriver:
                                     duration_s=0.0, worker=slot.name,
                                     facts={"error": str(cause or exc)[:500]}), None)
             return
-        except RayActorError as exc:
-            # the actor died more often than Ray restarts it: a fresh one for the slot
+        except RayError as exc:
+            # the actor died more often than Ray restarts it (or its worker process crashed
+            # in a way Ray does not retry): the unit goes back first, a fresh actor for the slot
             log.warning("campaign.worker_dead", worker=slot.name, unit=unit.id, error=str(exc))
             if kind == "unit":
                 queue.appendleft(unit)
