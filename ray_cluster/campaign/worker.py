@@ -29,7 +29,9 @@ KIND_AGENTS: Final[dict[str, Agent]] = {
 }
 """Which agent does each kind of unit work; the architect plans every unit."""
 
-PROBE_ID: Final = "clnrm-campaign-probe"
+PROBE_ID: Final = "blackboard:clnrm-campaign-probe"
+"""A record id that never exists; its kind prefix makes the store really ask (ids without
+one are answered "none" locally, with no call to a server)."""
 
 
 class MemoryLost(Exception):  # noqa: N818 - names the condition the driver reacts to
