@@ -96,6 +96,99 @@ def run(
     raise typer.Exit(report.exit_code)
 
 
+cluster_app = typer.Typer(help="A local multi-node Ray cluster on this machine (head + workers).",
+                          no_args_is_help=True, add_completion=False)
+swarm_app.add_typer(cluster_app, name="cluster")
+
+ClusterDirOpt = Annotated[Path | None, typer.Option(
+    "--dir", help="Folder of the cluster's state, node temp dirs and logs (short: Ray's unix "
+                  "sockets live below it); default $CLNRM_CLUSTER_DIR, else ~/.clnrm/cluster.")]
+
+
+@cluster_app.command("up")
+def cluster_up_cmd(
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Worker nodes with an engine.")] = 2,
+    port: Annotated[int | None, typer.Option(help="The head's GCS port (default: a free one).")
+                    ] = None,
+    client_port: Annotated[int | None, typer.Option(
+        help="The Ray Client port (ray://...) (default: a free one).")] = None,
+    worker_cpus: Annotated[int, typer.Option(min=1, help="CPUs each worker declares.")] = 1,
+    root: ClusterDirOpt = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
+) -> None:
+    """Start a head and WORKERS worker nodes (each `ray start` with its own resources)."""
+    from clnrm.cli_support import emit_or_print, fail
+    from clnrm.errors import ClnrmError
+    from clnrm.extras import require
+
+    try:
+        require("swarm", feature="clnrm swarm cluster")
+        from clnrm.swarm.cluster import cluster_up
+
+        state = cluster_up(root, workers=workers, port=port, client_port=client_port,
+                           worker_cpus=worker_cpus)
+    except (ClnrmError, OSError) as exc:
+        fail(exc)
+
+    def human() -> None:
+        typer.echo(f"cluster up in {state.root}: head + {len(state.nodes) - 1} worker(s)\n"
+                   f"  clnrm swarm run PATHS --address {state.address} --memory URL\n"
+                   f"  (or --address {state.client_address}); stop it with "
+                   f"`clnrm swarm cluster down{_dir_arg(root)}`")
+
+    emit_or_print(fmt, state, human, command="swarm cluster up")
+
+
+@cluster_app.command("status")
+def cluster_status_cmd(
+    root: ClusterDirOpt = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.human,
+) -> None:
+    """Where the cluster is and which nodes still run; exit 1 when it is not (fully) up."""
+    from clnrm.cli_support import emit_or_print, fail, table
+    from clnrm.errors import ClnrmError
+
+    try:
+        from clnrm.swarm.cluster import cluster_status
+
+        status = cluster_status(root)
+    except (ClnrmError, OSError) as exc:
+        fail(exc)
+
+    def human() -> None:
+        if not status.nodes:
+            typer.echo(f"no cluster in {status.root}")
+            return
+        typer.echo(f"cluster in {status.root}: {'up' if status.up else 'NOT up'}, address "
+                   f"{status.address} ({status.client_address})")
+        table("nodes", ["node", "pid", "alive", "processes", "resources"],
+              [[n.name, str(n.pid), "yes" if n.alive else "no", str(n.processes),
+                ", ".join(f"{k}={v:g}" for k, v in n.resources.items())]
+               for n in status.nodes])
+
+    emit_or_print(fmt, status, human, command="swarm cluster status")
+    raise typer.Exit(0 if status.up else 1)
+
+
+@cluster_app.command("down")
+def cluster_down_cmd(root: ClusterDirOpt = None) -> None:
+    """Stop every node and any process left of the cluster (never `ray stop`: other Rays live)."""
+    from clnrm.cli_support import fail
+    from clnrm.errors import ClnrmError
+
+    try:
+        from clnrm.swarm.cluster import cluster_dir, cluster_down
+
+        stopped = cluster_down(root)
+    except (ClnrmError, OSError) as exc:
+        fail(exc)
+    typer.echo(f"cluster in {cluster_dir(root)} down ({stopped} node(s) or process(es) stopped)")
+
+
+def _dir_arg(root: Path | None) -> str:
+    return f" --dir {root}" if root else ""
+
+
 def _print_report(report: SwarmReport, fmt: OutputFormat) -> None:
     from clnrm.agents.base import TaskStatus
     from rich.console import Console

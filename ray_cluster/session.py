@@ -50,6 +50,42 @@ def import_ray() -> ModuleType:
     return ray
 
 
+def _token_auth_when_available() -> None:
+    """Joining a cluster: token authentication on when this user has a token.
+
+    Ray switches it on by itself only for ``address=None``/``"auto"``, so an explicit
+    ``--address`` to a cluster that requires tokens (any ``ray start --head`` that found
+    ``~/.ray/auth_token``, ``clnrm swarm cluster up``) failed with "Authentication token
+    is missing".  A token sent to a cluster without authentication is ignored; an
+    explicit ``RAY_AUTH_MODE`` is left as it is.
+    """
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _cluster_messages_to_stderr() -> None:
+    """Ray prints the errors a cluster publishes to the driver (a worker node that died:
+    "(raylet) Raylet is terminated...") on stdout, which is ``--format json``'s channel;
+    they go to stderr instead.  ``listen_error_messages`` looks the printer up by name
+    in its module on every message, so rebinding it there is enough."""
+    import ray._private.worker as worker
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "clnrm_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, object], ignore_prefix: bool) -> None:
+        printer({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.clnrm_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
 @contextmanager
 def ray_session(address: str | None = None, *, num_cpus: int = 2) -> Iterator[RaySession]:
     """Start or join Ray for the block; ``address`` falls back to ``$RAY_ADDRESS``.
@@ -61,13 +97,14 @@ def ray_session(address: str | None = None, *, num_cpus: int = 2) -> Iterator[Ra
     ray = import_ray()
     target = address or os.environ.get(ADDRESS_ENV) or None
     quiet = {"namespace": NAMESPACE, "log_to_driver": False, "logging_level": logging.ERROR}
+    # Ray turns token authentication on for a new local cluster and warns that it
+    # did, on every start; the protection stays, the warning goes.
+    logging.getLogger(TOKEN_WARNING_LOGGER).setLevel(logging.ERROR)
     try:
         if target:
+            _token_auth_when_available()
             ray.init(address=target, **quiet)
         else:
-            # Ray turns token authentication on for a new local cluster and warns that it
-            # did, on every start; the protection stays, the warning goes.
-            logging.getLogger(TOKEN_WARNING_LOGGER).setLevel(logging.ERROR)
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                      object_store_memory=OBJECT_STORE_BYTES,
                      resources={ENGINE_RESOURCE: ENGINE_SLOTS}, **quiet)
@@ -76,6 +113,7 @@ def ray_session(address: str | None = None, *, num_cpus: int = 2) -> Iterator[Ra
                                f"{exc}",
                                hint="check --address / RAY_ADDRESS (ray://HOST:10001 or "
                                     "HOST:6379), or drop it to use embedded Ray") from exc
+    _cluster_messages_to_stderr()
     try:
         yield RaySession(address=target or "embedded", embedded=not target)
     finally:

@@ -1,0 +1,142 @@
+"""The swarm on a real multi-node Ray cluster: a head and two worker nodes on this machine.
+
+``clnrm swarm cluster up`` (:func:`clnrm.swarm.cluster.local_cluster`) starts each node as
+its own ``ray start`` with its own raylet, object store and resources; the swarm joins it
+with ``--address`` and reaches the memory over HTTP, as on a real cluster.  Killing a
+worker's raylet is a machine of the cluster dying: its actors are restarted on the
+surviving worker and the run still records every result once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.ray, pytest.mark.docker, pytest.mark.slow]
+
+SEED = 16
+
+SLOW = """\
+[meta]
+name = "cluster_slow"
+version = "1.0"
+
+[services.web]
+plugin = "generic_container"
+image = "clnrm/busybox:latest"
+command = ["sleep", "300"]
+
+[[steps]]
+name = "takes_a_while"
+command = ["sh", "-c", "sleep 6; echo done"]
+expected_output_regex = "done"
+"""
+
+
+@pytest.fixture
+def cluster() -> Iterator[Any]:
+    """A head and two workers, always stopped; no process of any node may outlive it."""
+    from clnrm.swarm.cluster import cluster_processes, local_cluster
+
+    root = Path(tempfile.mkdtemp(prefix="clnrm-rc-", dir="/tmp"))  # short: Ray's sockets
+    try:
+        with local_cluster(root, workers=2) as state:
+            yield state
+        assert cluster_processes(state) == {}, "Ray processes outlived `cluster down`"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _node_of(pid: int, nodes: list[Any]) -> Any:
+    from clnrm.swarm.cluster import node_processes
+
+    return next(n for n in nodes if pid in node_processes(n))
+
+
+def _wait_claim(store: Any, pattern: re.Pattern[str], timeout: float) -> tuple[str, Any]:
+    """The first claim record whose id matches ``pattern``: (task id, record)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in store.records("blackboard"):
+            if (m := pattern.fullmatch(record.id)) is not None:
+                return m.group(1), record
+        time.sleep(0.2)
+    raise AssertionError(f"no claim matching {pattern.pattern} within {timeout} s")
+
+
+def _restarted_on(board: Any, task_id: str, workers: list[Any], timeout: float) -> Any:
+    """The worker node whose process holds the task's second claim (read while it runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        claim = board.claim_of(task_id)
+        if claim is not None and int(claim.metadata["attempt"]) >= 2:
+            return _node_of(int(str(claim.metadata["incarnation"]).split("-")[0]), workers)
+        time.sleep(0.2)
+    raise AssertionError(f"{task_id} was not claimed again within {timeout} s")
+
+
+def test_swarm_on_a_cluster_finishes_once_when_a_worker_node_dies(
+        tmp_path: Path, cluster: Any, local_images: None, no_leaks: None) -> None:
+    from clnrm.agents.blackboard import Blackboard
+    from clnrm.memory import open_memory
+    from clnrm.memory.chroma_server import chroma_server
+    from clnrm.swarm.cluster import cluster_status, kill_raylet
+
+    source = tmp_path / "slow.clnrm.toml"
+    source.write_text(SLOW)
+    workers = [n for n in cluster.nodes if n.name != "head"]
+    with chroma_server(tmp_path / "chroma") as url:
+        env = {**os.environ, "RAY_ADDRESS": ""}
+        env.pop("RAY_AUTH_MODE", None)  # the swarm finds the token as a user's shell would
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clnrm", "swarm", "run", str(source), "--address",
+             cluster.address, "--memory", url, "--format", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        try:
+            with open_memory(url) as store:
+                task_id, claim = _wait_claim(
+                    store, re.compile(r"blackboard:(swarm-[^/]+/slow/orchestration):claim"),
+                    timeout=120)
+                actor_pid = int(str(claim.metadata["incarnation"]).split("-")[0])
+                node = _node_of(actor_pid, workers)  # engine agents run on workers only
+                time.sleep(random.Random(SEED).uniform(1.0, 3.0))  # inside the 6 s step
+                board = Blackboard(store)
+                had_result = board.outcome(task_id) is not None
+                kill_raylet(node)
+                survivor = _restarted_on(board, task_id, workers, timeout=120)
+            out, err = proc.communicate(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+        assert not had_result, "the node died after the task was recorded: nothing was tested"
+        assert proc.returncode == 0, err[-3000:]
+        report = json.loads(out)  # a node's death is on stderr, never in the JSON
+        run = next(o for o in report["outcomes"] if o["task_id"] == task_id)
+        assert run["status"] == "done" and run["attempt"] == 2, run
+        assert all(o["status"] == "done" for o in report["outcomes"]), report["outcomes"]
+        with open_memory(url) as store:
+            board = [r.id for r in store.records("blackboard")
+                     if r.run_id == report["run_id"]]
+            runs = store.query("cluster_slow", kind="run", k=20, where={"m.task": task_id})
+    results = sorted(i for i in board if i.endswith(":result"))
+    assert results == sorted(f"blackboard:{o['task_id']}:result" for o in report["outcomes"])
+    assert len(runs) == 1, "the task was recorded as run more than once"
+    assert survivor.name != node.name  # restarted on the node that is still there
+    alive = {n.name: n.alive for n in cluster_status(cluster.root).nodes}
+    assert alive == {"head": True, node.name: False, survivor.name: True}
