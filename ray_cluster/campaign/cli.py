@@ -296,7 +296,8 @@ def _drive(ledger: Ledger) -> None:
     err = console(stderr=True)
     err.print(styled("campaign ", "bold", f"{cid}: {ledger.path.parent}"), soft_wrap=True)
     try:
-        with signals_as_interrupts() as received, _Live(cid) as on_progress:
+        with signals_as_interrupts() as received, _Live(
+                cid, ledger.spec.budget_units, ledger.counts()[1]) as on_progress:
             try:
                 state = run_campaign(ledger, on_progress=on_progress)
             except KeyboardInterrupt:
@@ -326,10 +327,10 @@ class _Live:
     """A rich progress line on a terminal (silent otherwise): units done of the budget,
     findings, and what each worker runs."""
 
-    def __init__(self, cid: str) -> None:
+    def __init__(self, cid: str, total: int | None, done: int) -> None:
         import sys
 
-        self.cid = cid
+        self.cid, self.total, self.done = cid, total, done
         self.enabled = sys.stderr.isatty()
 
     def __enter__(self) -> Any:
@@ -350,7 +351,8 @@ class _Live:
                             TimeElapsedColumn(), TextColumn("[dim]{task.description}"),
                             console=console(stderr=True), transient=True)
         self.bar.__enter__()
-        self.task = self.bar.add_task("", total=None, cid=self.cid, found=0)
+        self.task = self.bar.add_task("starting Ray and the workers", total=self.total,
+                                      completed=self.done, cid=self.cid, found=0)
 
         def on_progress(view: CampaignView) -> None:
             busy = "; ".join(f"{w}: {u}" for w, u in sorted(view.busy.items()))
