@@ -9,6 +9,7 @@ id, without a similarity search::
     <arch task>:plan         post      the architect's plan for one scenario, with reasons
     <task>:bid:<agent>       bid       a bid (``bid`` = value) or a decline (``bid`` None)
     <task>:assign            decision  who got the task and why (the award rule)
+    <task>:order             decision  why it was handed out before/after others of its round
     <task>:claim             claim     ``m.claimer``, ``m.incarnation``, ``m.attempt``
     <task>:wait              decision  why a claim is refused for now
     <task>:resume:<attempt>  decision  a restarted agent picked its claim up again
@@ -105,14 +106,22 @@ def _offer(bid: Bid) -> str:
     return f"value {bid.value:.2f} / cost {cost} = {bid.per_second:.4f}/s"
 
 
-def order_note(task: Task) -> str:
-    """The conflict rules that order ``task`` against its scenario's other layers."""
+def order_note(task: Task, planned: Collection[Layer] | None = None) -> str:
+    """The conflict rules that order ``task`` against its scenario's other layers
+    (``planned``: the layers of its plan, when known: a rule with an unplanned layer is
+    left out)."""
+    def waits_for(layer: Layer) -> bool:
+        return any(d.rsplit("/", 1)[1] in (layer.value, f"{layer.value}-first")
+                   for d in task.after)
+
     notes = []
-    for rule in CONFLICT_RULES:
-        if task.layer is rule.second:
+    for rule in CONFLICT_RULES:  # as the plan applies them: its own edges win (blocked_by)
+        if planned is not None and not {rule.first, rule.second} <= {*planned, task.layer}:
+            continue
+        if task.layer is rule.second and waits_for(rule.first):
             notes.append(f"{rule.second.value} is run after {rule.first.value} on "
                          f"{task.scenario}, never before it (conflict rule '{rule.name}')")
-        elif task.layer is rule.first:
+        elif task.layer is rule.first and not waits_for(rule.second):
             notes.append(f"{rule.first.value} is run before {rule.second.value} on "
                          f"{task.scenario} (conflict rule '{rule.name}')")
     deps = f"it waits for {', '.join(d.rsplit('/', 1)[1] for d in task.after)}" \
@@ -120,12 +129,14 @@ def order_note(task: Task) -> str:
     return "; ".join([deps, *notes])
 
 
-def award(task: Task, bids: Iterable[Bid], *, gone_first: Collection[str] = ()) -> Award:
+def award(task: Task, bids: Iterable[Bid], *, gone_first: Collection[str] = (),
+          planned: Collection[Layer] | None = None) -> Award:
     """The award rule (module docstring): value per cost, then own layer, then name.
 
     ``gone_first``: ids of first tasks already posted in this run; a non-owner whose
     first task is among them (or among ``task.after``) went first already, and its bid
-    no longer counts.  Pure: the same bids give the same award.
+    no longer counts.  ``planned``: the layers of the task's plan, for the order note.
+    Pure: the same bids give the same award.
     """
     offers = [b for b in bids if b.task_id == task.id]
     owner = task.layer.agent
@@ -159,7 +170,7 @@ def award(task: Task, bids: Iterable[Bid], *, gone_first: Collection[str] = ()) 
         parts.append(f"{best.agent.value} does not own {task.layer.value}: it goes first with "
                      f"its own {mine.value} work on {task.scenario} ({first}), then "
                      f"{task.layer.value} is negotiated again without its bid ({why})")
-    parts.append("order: " + order_note(task))
+    parts.append("order: " + order_note(task, planned))
     return Award(task_id=task.id, winner=best.agent, reason=". ".join(parts), value=best.value,
                  cost_s=best.cost, first=first)
 
@@ -257,8 +268,8 @@ class Blackboard:
         claims = self._entries([f"{t.id}:claim" for t in tasks])
         ids = [f"{run_id}:intake", f"{run_id}:summary"]
         for task in tasks:
-            ids += [f"{task.id}:{suffix}" for suffix in ("post", "plan", "assign", "wait",
-                                                         "result")]
+            ids += [f"{task.id}:{suffix}" for suffix in ("post", "plan", "assign", "order",
+                                                         "wait", "result")]
             ids += [f"{task.id}:bid:{a.value}" for a in Agent]
             claim = claims.get(_bb(f"{task.id}:claim"))
             attempts = int(claim.metadata["attempt"]) if claim else 1

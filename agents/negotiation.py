@@ -141,6 +141,7 @@ class Swarm:
         self.ray = ray
         self._rank: dict[str, float] = {}  # task id -> the winning bid's value per second
         self._first: set[str] = set()  # first tasks posted (a non-owner won a task)
+        self._plans: dict[str, set[Layer]] = {}  # plan id -> its layers, for order notes
 
     def run(self, files: Sequence[tuple[str, str]]) -> SwarmReport:
         started = time.monotonic()
@@ -248,7 +249,7 @@ class Swarm:
         declined: list[tuple[Task, TaskOutcome]] = []
         decisions: list[tuple[Task, Award]] = []
         for task in tasks:
-            decided = award(task, bids, gone_first=self._first)
+            decided = award(task, bids, gone_first=self._first, planned=self._layers(task))
             if decided.winner is not None and decided.winner in self.handles:
                 if decided.first is not None:
                     first, later = self.board.post_first(task, decided)
@@ -272,22 +273,38 @@ class Swarm:
         self._record_round(decisions)
         return declined
 
+    def _layers(self, task: Task) -> set[Layer] | None:
+        """The layers planned for ``task``'s scenario (read once per plan)."""
+        if task.plan_id is None:
+            return None
+        if task.plan_id not in self._plans:
+            self._plans[task.plan_id] = {t.layer for t in self.board.plan_tasks(task.plan_id)}
+        return self._plans[task.plan_id]
+
     def _record_round(self, decisions: list[tuple[Task, Award]]) -> None:
-        """Record each award, saying where its task stood among this round's hand-outs."""
+        """Record each award; when one round awarded several tasks, say which was handed out
+        before which and why, in the award and in a short ``<task>:order`` decision (what a
+        question like "why was chaos run before performance" finds)."""
         ranked = sorted(decisions, key=lambda d: (-d[1].per_second, d[0].id))
         for n, (task, decided) in enumerate(ranked):
             if len(ranked) > 1:
-                later = [f"{t.layer.value} for {t.scenario} ({d.per_second:.4f}/s)"
-                         for t, d in ranked[n + 1:]]
-                earlier = [f"{t.layer.value} for {t.scenario} ({d.per_second:.4f}/s)"
-                           for t, d in ranked[:n]]
-                note = (f"round: {task.layer.value} for {task.scenario} was run "
-                        + (f"before {', '.join(later)}" if later else "")
-                        + (" and " if later and earlier else "")
-                        + (f"after {', '.join(earlier)}" if earlier else "")
-                        + f": handed out {n + 1} of {len(ranked)} by value per cost "
-                        f"({decided.per_second:.4f}/s)")
-                decided = decided.model_copy(update={"reason": f"{decided.reason}. {note}"})
+                mine = f"{decided.per_second:.4f}/s"
+                later = ", ".join(f"{t.layer.value} for {t.scenario}" for t, _ in ranked[n + 1:])
+                earlier = ", ".join(f"{t.layer.value} for {t.scenario}" for t, _ in ranked[:n])
+                theirs = ", ".join(f"{d.per_second:.4f}/s" for t, d in ranked if t is not task)
+                said = []  # short on purpose: it is what a question in plain words matches
+                if later:
+                    said.append(f"{task.layer.value} for {task.scenario} was run before "
+                                f"{later} because its value per cost is higher")
+                if earlier:
+                    said.append(f"{task.layer.value} for {task.scenario} was run after "
+                                f"{earlier} because its value per cost is lower")
+                note = " and ".join(said) + f" ({mine} against {theirs})"
+                decided = decided.model_copy(update={
+                    "reason": f"{decided.reason}. Round of {len(ranked)} tasks handed out by "
+                              f"value per cost: {note}"})
+                self.board.decide(task.run_id, f"{task.id}:order", note, topic=task.id,
+                                  agent=decided.winner or Agent.architect)
             self.board.record_award(task, decided)
 
     def _result_of(self, fut: Future[TaskOutcome], task: Task) -> TaskOutcome:

@@ -372,22 +372,21 @@ def test_why_was_chaos_run_before_performance_finds_the_decision(
     chaos_id = f"blackboard:{chaos_side[Layer.chaos].id}:assign"
     (entry,) = board.store.get([chaos_id])
     assert isinstance(entry, BlackboardEntry)
-    assert ("round: chaos for orders was run before performance for billing (0.0200/s): "
-            "handed out 1 of 2 by value per cost (0.0375/s)") in entry.reason
+    order = ("chaos for orders was run before performance for billing because its value per "
+             "cost is higher (0.0375/s against 0.0200/s)")
+    assert order in entry.reason and "value 0.45 / cost 12.0 s" in entry.reason
     assert entry.metadata["cost_s"] == 12.0 and entry.bid == 0.45
+    assert "competing bids" not in entry.reason  # one bid each: the round compares them
 
     env = {**os.environ, "CLNRM_MEMORY": str(memory_dir)}
     found = subprocess.run([sys.executable, "-m", "clnrm", "memory", "query",
                             "why was chaos run before performance", "--format", "json"],
                            capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
     assert found.returncode == 0, found.stderr[-2000:]
-    ids = [h["record"]["id"] for h in json.loads(found.stdout.strip().splitlines()[-1])["hits"]]
-    # the best decision found is this round's: either side says which ran first and why
-    perf_id = f"blackboard:{perf_side[Layer.performance].id}:assign"
-    decisions = [i for i in ids if i.endswith(":assign")]
-    assert decisions and decisions[0] in (chaos_id, perf_id), ids
-    (best,) = board.store.get([decisions[0]])
-    assert isinstance(best, BlackboardEntry)
-    assert ("chaos for orders was run before performance for billing" in best.reason
-            or "performance for billing was run after chaos for orders (0.0375/s)"
-            in best.reason), best.reason
+    hits = json.loads(found.stdout.strip().splitlines()[-1])["hits"]
+    ids = [h["record"]["id"] for h in hits]
+    # among the first hits of the default ten, beside other runs' decisions on the same
+    # words (a lexical embedding ranks "performance ... run before" in any of them)
+    chaos_order = f"blackboard:{chaos_side[Layer.chaos].id}:order"
+    assert chaos_order in ids[:5], ids
+    assert hits[ids.index(chaos_order)]["record"]["reason"] == order
