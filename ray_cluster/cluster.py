@@ -214,12 +214,25 @@ def cluster_up(root: Path | str | None = None, *, workers: int = 2, port: int | 
     specs += [(f"w{i}", worker_cpus, {ENGINE_RESOURCE: float(ENGINE_SLOTS)})
               for i in range(1, workers + 1)]
     try:
+        # One node at a time: Ray gives a raylet 30 s (fixed) to register, which several
+        # starting together on two loaded cores can miss.  A worker that misses it once
+        # gets a second start; the head does not (nothing could join a slow GCS either).
         for name, cpus, resources in specs:
-            node = _start_node(ray, root, name, head=name == "head", gcs_port=gcs_port,
-                               client_port=client, num_cpus=cpus, resources=resources, env=env)
-            state.nodes.append(node)
-            _write_state(root, state)  # `down` finds every node started so far
-            _wait_joined(state, len(state.nodes), timeout)
+            for attempt in (1, 2):
+                node = _start_node(ray, root, name, head=name == "head", gcs_port=gcs_port,
+                                   client_port=client, num_cpus=cpus, resources=resources,
+                                   env=env)
+                state.nodes.append(node)
+                _write_state(root, state)  # `down` finds every node started so far
+                try:
+                    _wait_joined(state, len(state.nodes), timeout)
+                    break
+                except ClusterError:
+                    if name == "head" or attempt == 2 or _alive(node.pid):
+                        raise
+                    _stop_groups([node.pid])  # what the failed start left in its group
+                    state.nodes.remove(node)
+                    log.warning("cluster.node_retry", node=name, log=node.log)
     except BaseException:
         cluster_down(root)
         raise
