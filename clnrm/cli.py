@@ -113,11 +113,13 @@ app.command()(plugins)
 app.command()(init)
 app.command()(generate)
 delegate("memory", "clnrm.memory.cli", "memory_app",
-         "Query and maintain the agents' shared memory (query, stats, export, import, forget).")
+         "Query and maintain the agents' shared memory (query, stats, export, import, forget, "
+         "serve).")
 delegate("perf", "clnrm.perf.cli", "perf_app",
          "Performance baselines in the shared memory (perf baseline save, show, list, diff).")
 delegate("swarm", "clnrm.swarm.cli", "swarm_app",
-         "Run test files through the agent swarm on Ray (embedded, or --address).")
+         "Run test files through the agent swarm on Ray (embedded, or --address; "
+         "swarm cluster up: a local multi-node one).")
 delegate("heal", "clnrm.healing.cli", "heal_app",
          "Self-healing: the remediation catalog, what was learned, proposed file fixes.")
 delegate("campaign", "clnrm.swarm.campaign.cli", "campaign_app",
