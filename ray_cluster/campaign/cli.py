@@ -139,6 +139,8 @@ def status(campaign_id: Annotated[str, typer.Argument(metavar="ID")],
                   + "  ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         for f in doc.findings:
             repro = f" reproducer {f.reproducer}" if f.reproducer else ""
+            if f.verified_runs:
+                repro += f" (fails {f.verified_failures}/{f.verified_runs} reruns)"
             out.print(f"  [red]finding[/] {f.key} {escape(f.failure_class)} on "
                       f"{escape(f.service)} under {escape(f.fault)}: {escape(f.expectation)} "
                       f"(x{f.occurrences}){escape(repro)}", soft_wrap=True)
