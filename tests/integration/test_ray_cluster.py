@@ -47,18 +47,26 @@ expected_output_regex = "done"
 """
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    """A head and two workers, always stopped; no process of any node may outlive it."""
+    """A head and three workers for the module (each test kills one worker), always
+    stopped; no process of any node may outlive it."""
     from clnrm.swarm.cluster import cluster_processes, local_cluster
 
     root = Path(tempfile.mkdtemp(prefix="clnrm-rc-", dir="/tmp"))  # short: Ray's sockets
     try:
-        with local_cluster(root, workers=2) as state:
+        with local_cluster(root, workers=3) as state:
             yield state
         assert cluster_processes(state) == {}, "Ray processes outlived `cluster down`"
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _live_workers(state: Any) -> list[Any]:
+    from clnrm.swarm.cluster import cluster_status
+
+    alive = {n.name for n in cluster_status(state.root).nodes if n.alive}
+    return [n for n in state.nodes if n.name != "head" and n.name in alive]
 
 
 def _node_of(pid: int, nodes: list[Any]) -> Any:
@@ -98,7 +106,7 @@ def test_swarm_on_a_cluster_finishes_once_when_a_worker_node_dies(
 
     source = tmp_path / "slow.clnrm.toml"
     source.write_text(SLOW)
-    workers = [n for n in cluster.nodes if n.name != "head"]
+    workers = _live_workers(cluster)
     with chroma_server(tmp_path / "chroma") as url:
         env = {**os.environ, "RAY_ADDRESS": ""}
         env.pop("RAY_AUTH_MODE", None)  # the swarm finds the token as a user's shell would
@@ -139,4 +147,61 @@ def test_swarm_on_a_cluster_finishes_once_when_a_worker_node_dies(
     assert len(runs) == 1, "the task was recorded as run more than once"
     assert survivor.name != node.name  # restarted on the node that is still there
     alive = {n.name: n.alive for n in cluster_status(cluster.root).nodes}
-    assert alive == {"head": True, node.name: False, survivor.name: True}
+    assert alive == {"head": True, **{w.name: w is not node for w in workers}}
+
+
+def _unit_on_a_node(proc: subprocess.Popen[bytes], client: Any, workers: list[Any],
+                    after_results: int, camp: Any, timeout: float = 180) -> Any:
+    """The worker node running a campaign unit now: its containers' owner is one of the
+    node's processes (the actors live under the nodes' raylets, not under the driver)."""
+    from clnrm.swarm.cluster import node_processes
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"campaign ended before the kill:\n{camp.tail()}"
+        if len(camp.recorded()) >= after_results:
+            owners = set()
+            for c in client.api.containers(filters={"label": "clnrm.run"}):
+                owner = c["Labels"].get("clnrm.owner", "").split(":")
+                if len(owner) > 1 and owner[1].isdigit():
+                    owners.add(int(owner[1]))
+            for node in workers:
+                if owners & set(node_processes(node)):
+                    return node
+        time.sleep(0.1)
+    pytest.fail(f"no unit in flight on a worker node within {timeout:.0f} s:\n{camp.tail()}")
+
+
+def test_campaign_across_the_cluster_survives_a_worker_node_killed_mid_unit(
+        tmp_path: Path, cluster: Any, local_images: None, docker_client: Any,
+        no_leaks: None) -> None:
+    from clnrm.memory.chroma_server import chroma_server
+    from clnrm.swarm.cluster import cluster_status, kill_raylet
+
+    from tests.integration.test_campaign_kills import BUDGET, SCENARIO, Campaign
+
+    rng = random.Random(SEED + 1)
+    workers = _live_workers(cluster)
+    assert len(workers) >= 2, "the campaign needs a worker to survive the kill"
+    scenario = tmp_path / "campaign_kill.clnrm.toml"
+    scenario.write_text(SCENARIO)
+    camp = Campaign(tmp_path, "cluster-kill")
+    with chroma_server(tmp_path / "chroma") as url:
+        proc = camp.spawn("start", str(scenario), "--budget", str(BUDGET), "--workers", "2",
+                          "--id", camp.id, "--memory", url, "--address", cluster.address,
+                          "--seed", "7")
+        node = _unit_on_a_node(proc, docker_client, workers,
+                               after_results=rng.randrange(BUDGET - 1), camp=camp)
+        time.sleep(rng.uniform(0.2, 1.5))  # inside the unit's 3 s step
+        kill_raylet(node)
+        code = camp.finish(proc, timeout=300)
+        status = camp.status()
+        if status["state"] != "done":  # the driver gave up on the node: resume finishes it
+            assert code != 0, camp.tail()
+            code = camp.finish(camp.spawn("resume", camp.id), timeout=300)
+            status = camp.status()
+    assert code == 0, camp.tail()
+    # every unit recorded once; a node runs at most both slots, so at most two are redone
+    camp.assert_exact(status, redone_at_most=2)
+    alive = {n.name: n.alive for n in cluster_status(cluster.root).nodes}
+    assert alive[node.name] is False and all(alive[w.name] for w in workers if w is not node)
