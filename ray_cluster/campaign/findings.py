@@ -15,6 +15,7 @@ failed with the same finding key; otherwise the finding says how often it reprod
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -405,9 +406,11 @@ def write_reproducer(finding: Finding, text: str, path: Path, *, source: str | N
     ``<key>.clnrm.toml`` in it), rerun it ``runs`` times and return the finding with
     ``reproducer``, ``verified_runs`` and ``verified_failures`` set.
 
-    A rerun counts as a failure only when it fails with the same finding key.  When the
-    cut-down file does not load (a table the cut left dangling), the whole scenario is
-    used instead: a larger reproducer beats none.  ``rerun`` replaces the real runner
+    A rerun counts as a failure only when it fails with the same finding key; a rerun
+    whose experiment never started is replaced (:func:`_verify`).  Each rerun's outcome
+    is kept beside the reproducer in ``<key>.reruns.json``, so a 9/10 can be read.  When
+    the cut-down file does not load (a table the cut left dangling), the whole scenario
+    is used instead: a larger reproducer beats none.  ``rerun`` replaces the real runner
     (unit tests); ``runs=0`` writes the file without verifying it; ``jobs`` reruns that
     many copies at once (a weakness that shows only when the machine is quiet is worth
     knowing about too, so 1 is the default).
@@ -432,20 +435,48 @@ def write_reproducer(finding: Finding, text: str, path: Path, *, source: str | N
     tmp = path.with_suffix(".tmp")
     tmp.write_text(header + body)
     tmp.replace(path)
-    failures = 0
-    if runs > 0:
-        if rerun is not None:
-            tests = rerun(path, runs)
-        else:
-            tests = rerun_with_runner(path, runs, jobs=jobs)
-        scenario = loads_scenario(path.read_text(), source=str(path))
-        choice = (FaultChoice(fault=finding.fault, target=finding.service, explore=True,
-                              reason="reproducer") if finding.fault != NO_FAULT else None)
-        for test in tests:
-            failures += any(w.key == finding.key
-                            for w in weaknesses_of(test, scenario, choice))
-    return finding.model_copy(update={"reproducer": str(path), "verified_runs": runs,
+    verified, failures, rows = _verify(finding, path, runs, jobs=jobs, rerun=rerun)
+    if rows:
+        log_file = path.with_name(path.name.removesuffix(".clnrm.toml") + ".reruns.json")
+        log_file.write_text(json.dumps(rows, indent=1) + "\n")
+    return finding.model_copy(update={"reproducer": str(path), "verified_runs": verified,
                                       "verified_failures": failures})
+
+
+def _verify(finding: Finding, path: Path, runs: int, *, jobs: int, rerun: RerunFn | None
+            ) -> tuple[int, int, list[dict[str, Any]]]:
+    """(reruns counted, of those the ones that failed with the finding, one row per rerun).
+
+    A rerun whose experiment never started (the steady state did not hold before any
+    fault, or the test could not run at all) says nothing about the weakness: it is run
+    again instead, at most ``runs // 2`` times in all, then counted as not reproduced.
+    """
+    from clnrm.scenario.loader import loads_scenario
+
+    scenario = loads_scenario(path.read_text(), source=str(path))
+    choice = (FaultChoice(fault=finding.fault, target=finding.service, explore=True,
+                          reason="reproducer") if finding.fault != NO_FAULT else None)
+    verified = failures = 0
+    spare = runs // 2
+    rows: list[dict[str, Any]] = []
+    while verified < runs:
+        need = runs - verified
+        tests = rerun(path, need) if rerun is not None else rerun_with_runner(path, need,
+                                                                                jobs=jobs)
+        for test in tests[:need]:
+            seen = weaknesses_of(test, scenario, choice)
+            matched = any(w.key == finding.key for w in seen)
+            void = not matched and (test.outcome.value == "error" or (bool(seen) and all(
+                w.expectation == BEFORE_ANY_FAULT for w in seen)))
+            counted = not (void and spare > 0)
+            spare -= not counted
+            verified += counted
+            failures += counted and matched
+            rows.append({"rerun": len(rows) + 1, "outcome": test.outcome.value,
+                         "reproduced": matched, "counted": counted,
+                         "seen": [w.expectation for w in seen][:5],
+                         "message": (test.message or "").split("\n", 1)[0][:300]})
+    return verified, failures, rows
 
 
 def rerun_with_runner(path: Path, runs: int, *, jobs: int = 1) -> list[TestResult]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,32 @@ _value = st.recursive(
 @given(st.dictionaries(_text, _value, max_size=5))
 def test_to_toml_round_trips_any_document(doc: dict[str, object]) -> None:
     assert tomli.loads(to_toml(doc)) == doc
+
+
+def test_a_rerun_whose_experiment_never_started_is_run_again_not_counted(
+        tmp_path: Path) -> None:
+    sc = load_scenario(NEGATIVE)
+    first = finding_for(unit(1), unit_result(1), failed_test((SURVIVE, "0.6")), sc)
+    assert first is not None
+    never_steady = TestResult(name="t", file="f", outcome=Outcome.FAILED, validations=[
+        ValidationResult(validator="chaos", expectation="steady-state hypothesis before the "
+                         "faults", status=ValidationStatus.FAIL, seen="probe timed out")])
+    asked: list[int] = []
+
+    def rerun(path: Path, runs: int) -> list[TestResult]:
+        asked.append(runs)
+        if len(asked) == 1:  # the loaded machine: 2 of 10 never reach the fault
+            return [never_steady] * 2 + [failed_test((SURVIVE, "0.5"))] * (runs - 2)
+        return [failed_test((SURVIVE, "0.4"))] * runs
+
+    done = write_reproducer(first, NEGATIVE.read_text(), tmp_path, rerun=rerun)
+    assert asked == [10, 2]
+    assert (done.verified_runs, done.verified_failures) == (10, 10) and reproducible(done)
+    rows = json.loads((tmp_path / f"{first.key}.reruns.json").read_text())
+    assert [r["counted"] for r in rows] == [False, False] + [True] * 10
+    assert rows[0]["seen"] == ["chaos: steady-state hypothesis before the faults"]
+
+    asked.clear()
+    always = write_reproducer(first, NEGATIVE.read_text(), tmp_path,
+                              rerun=lambda path, runs: [never_steady] * runs)
+    assert (always.verified_runs, always.verified_failures) == (10, 0)  # 5 spares, no more
