@@ -279,3 +279,25 @@ def test_plan_is_deterministic_and_adds_a_fault_after_the_first_round(tmp_path: 
     if second.fault is not None:  # with the explorer: its fault is in the unit's TOML
         assert "chaos" in second.kinds
         assert "[[chaos.faults]]" in unit_text(second, dict(files))
+
+
+def test_a_resume_ends_what_a_dead_drivers_process_tree_left(tmp_path: Path) -> None:
+    from clnrm.swarm.campaign.driver import end_orphans
+
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Ledger.create(spec(), home=tmp_path) as led:
+            led.claim()
+            led.set_processes({leftover.pid})
+            assert led.orphaned_processes() == []  # the owner (this process) lives
+            dead = subprocess.Popen([sys.executable, "-c", "pass"])
+            dead.wait()
+            led.claim(pid=dead.pid)  # as if that driver had recorded the tree and died
+            led.set_processes({leftover.pid, dead.pid})
+            assert led.orphaned_processes() == [leftover.pid]
+            end_orphans(led)
+            assert leftover.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+            leftover.wait()
