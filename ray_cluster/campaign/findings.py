@@ -447,9 +447,10 @@ def _verify(finding: Finding, path: Path, runs: int, *, jobs: int, rerun: RerunF
             ) -> tuple[int, int, list[dict[str, Any]]]:
     """(reruns counted, of those the ones that failed with the finding, one row per rerun).
 
-    A rerun whose experiment never started (the steady state did not hold before any
-    fault, or the test could not run at all) says nothing about the weakness: it is run
-    again instead, at most ``runs // 2`` times in all, then counted as not reproduced.
+    A rerun whose experiment never happened (the steady state did not hold before any
+    fault, the engine could not inject the fault, or the test could not run at all) says
+    nothing about the weakness: it is run again instead, at most ``runs // 2`` times in
+    all, then counted as not reproduced.
     """
     from clnrm.scenario.loader import loads_scenario
 
@@ -467,7 +468,7 @@ def _verify(finding: Finding, path: Path, runs: int, *, jobs: int, rerun: RerunF
             seen = weaknesses_of(test, scenario, choice)
             matched = any(w.key == finding.key for w in seen)
             void = not matched and (test.outcome.value == "error" or (bool(seen) and all(
-                w.expectation == BEFORE_ANY_FAULT for w in seen)))
+                _void(w.expectation) for w in seen)))
             counted = not (void and spare > 0)
             spare -= not counted
             verified += counted
@@ -477,6 +478,15 @@ def _verify(finding: Finding, path: Path, runs: int, *, jobs: int, rerun: RerunF
                          "seen": [w.expectation for w in seen][:5],
                          "message": (test.message or "").split("\n", 1)[0][:300]})
     return verified, failures, rows
+
+
+_NOT_INJECTED: Final = re.compile(
+    r"^(?:chaos: fault '.*' #\d+ applied and rolled back|resilience: .*: fault applied)$")
+
+
+def _void(expectation: str) -> bool:
+    """A verdict about the experiment, not the system: it never got to the fault."""
+    return expectation == BEFORE_ANY_FAULT or bool(_NOT_INJECTED.match(expectation))
 
 
 def rerun_with_runner(path: Path, runs: int, *, jobs: int = 1) -> list[TestResult]:

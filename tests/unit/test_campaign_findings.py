@@ -298,12 +298,17 @@ def test_a_rerun_whose_experiment_never_started_is_run_again_not_counted(
     never_steady = TestResult(name="t", file="f", outcome=Outcome.FAILED, validations=[
         ValidationResult(validator="chaos", expectation="steady-state hypothesis before the "
                          "faults", status=ValidationStatus.FAIL, seen="probe timed out")])
+    not_injected = TestResult(name="t", file="f", outcome=Outcome.FAILED, validations=[
+        ValidationResult(validator="chaos", expectation="fault 'freeze_db' #1 applied and "
+                         "rolled back", status=ValidationStatus.FAIL, seen="unable to freeze"),
+        ValidationResult(validator="resilience", expectation="reads_survive_a_frozen_db: fault "
+                         "applied", status=ValidationStatus.FAIL, seen="never applied")])
     asked: list[int] = []
 
     def rerun(path: Path, runs: int) -> list[TestResult]:
         asked.append(runs)
         if len(asked) == 1:  # the loaded machine: 2 of 10 never reach the fault
-            return [never_steady] * 2 + [failed_test((SURVIVE, "0.5"))] * (runs - 2)
+            return [never_steady, not_injected] + [failed_test((SURVIVE, "0.5"))] * (runs - 2)
         return [failed_test((SURVIVE, "0.4"))] * runs
 
     done = write_reproducer(first, NEGATIVE.read_text(), tmp_path, rerun=rerun)
