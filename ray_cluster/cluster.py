@@ -286,7 +286,10 @@ def use_token_auth() -> None:
         return
     os.environ[AUTH_MODE_ENV] = "token"
     from ray._private.authentication import authentication_token_setup as auth
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import (  # type: ignore[attr-defined]  # Cython: no stubs
+        AuthenticationTokenLoader,
+        Config,
+    )
 
     Config.initialize("")  # this process reads the mode again (Ray does the same)
     loader = AuthenticationTokenLoader.instance()
@@ -297,16 +300,22 @@ def use_token_auth() -> None:
 
 def alive_nodes(address: str) -> list[dict[str, float]]:
     """The total resources of every node the GCS at ``address`` holds alive ([] if none)."""
+    host, _, port = address.rpartition(":")
+    try:  # Ray's client logs a warning a second while nothing listens: ask only once it does
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except (OSError, ValueError):
+        return []
     try:
         use_token_auth()
-        from ray._raylet import GcsClient  # private, but what `ray status` itself reads
+        # private, but what `ray status` itself reads (Cython: no stubs)
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]
         from ray.core.generated import gcs_pb2
 
         infos = GcsClient(address=address).get_all_node_info(timeout=2)
     except Exception:  # not up yet, or gone: no nodes
         return []
-    return [dict(info.resources_total) for info in infos.values()
-            if info.state == gcs_pb2.GcsNodeInfo.GcsNodeState.ALIVE]
+    alive = gcs_pb2.GcsNodeInfo.GcsNodeState.ALIVE  # type: ignore[attr-defined]
+    return [dict(info.resources_total) for info in infos.values() if info.state == alive]
 
 
 def _write_state(root: Path, state: ClusterState) -> None:

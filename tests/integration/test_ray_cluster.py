@@ -150,6 +150,16 @@ def test_swarm_on_a_cluster_finishes_once_when_a_worker_node_dies(
     assert alive == {"head": True, **{w.name: w is not node for w in workers}}
 
 
+def _owners(client: Any) -> set[int]:
+    """Pids owning a clnrm container now."""
+    owners = set()
+    for c in client.api.containers(filters={"label": "clnrm.run"}):
+        owner = c["Labels"].get("clnrm.owner", "").split(":")
+        if len(owner) > 1 and owner[1].isdigit():
+            owners.add(int(owner[1]))
+    return owners
+
+
 def _unit_on_a_node(proc: subprocess.Popen[bytes], client: Any, workers: list[Any],
                     after_results: int, camp: Any, timeout: float = 180) -> Any:
     """The worker node running a campaign unit now: its containers' owner is one of the
@@ -160,11 +170,7 @@ def _unit_on_a_node(proc: subprocess.Popen[bytes], client: Any, workers: list[An
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"campaign ended before the kill:\n{camp.tail()}"
         if len(camp.recorded()) >= after_results:
-            owners = set()
-            for c in client.api.containers(filters={"label": "clnrm.run"}):
-                owner = c["Labels"].get("clnrm.owner", "").split(":")
-                if len(owner) > 1 and owner[1].isdigit():
-                    owners.add(int(owner[1]))
+            owners = _owners(client)
             for node in workers:
                 if owners & set(node_processes(node)):
                     return node
@@ -176,7 +182,7 @@ def test_campaign_across_the_cluster_survives_a_worker_node_killed_mid_unit(
         tmp_path: Path, cluster: Any, local_images: None, docker_client: Any,
         no_leaks: None) -> None:
     from clnrm.memory.chroma_server import chroma_server
-    from clnrm.swarm.cluster import cluster_status, kill_raylet
+    from clnrm.swarm.cluster import cluster_status, kill_raylet, node_processes
 
     from tests.integration.test_campaign_kills import BUDGET, SCENARIO, Campaign
 
@@ -193,6 +199,7 @@ def test_campaign_across_the_cluster_survives_a_worker_node_killed_mid_unit(
         node = _unit_on_a_node(proc, docker_client, workers,
                                after_results=rng.randrange(BUDGET - 1), camp=camp)
         time.sleep(rng.uniform(0.2, 1.5))  # inside the unit's 3 s step
+        assert _owners(docker_client) & set(node_processes(node)), "the unit ended first"
         kill_raylet(node)
         code = camp.finish(proc, timeout=300)
         status = camp.status()
@@ -203,5 +210,7 @@ def test_campaign_across_the_cluster_survives_a_worker_node_killed_mid_unit(
     assert code == 0, camp.tail()
     # every unit recorded once; a node runs at most both slots, so at most two are redone
     camp.assert_exact(status, redone_at_most=2)
+    redone = sum(max(r["attempt"], r["attempts"]) - 1 for r in camp.recorded().values())
+    assert redone >= 1, "no unit was interrupted: the kill tested nothing"
     alive = {n.name: n.alive for n in cluster_status(cluster.root).nodes}
     assert alive[node.name] is False and all(alive[w.name] for w in workers if w is not node)
