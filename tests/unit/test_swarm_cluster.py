@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from clnrm.swarm.cli import swarm_app
 from typer.testing import CliRunner
 
@@ -109,3 +110,31 @@ def test_down_stops_every_node_and_the_processes_that_left_its_group(tmp_path: P
         bystander.wait()
         for leader, _ in nodes:
             leader.wait(timeout=10)
+
+
+def test_errors_a_cluster_pushes_to_the_driver_go_to_stderr_not_into_json(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A dead raylet's "(raylet) Raylet is terminated" was printed on stdout, inside
+    ``clnrm swarm run --format json``'s document."""
+    import ray._private.worker as worker
+    from clnrm.swarm.session import _cluster_messages_to_stderr
+
+    _cluster_messages_to_stderr()
+    _cluster_messages_to_stderr()  # idempotent: wrapped once
+    worker.print_to_stdstream({"lines": ["Raylet is terminated"], "pid": "raylet",
+                               "is_err": False}, ignore_prefix=False)
+    out, err = capsys.readouterr()
+    assert "Raylet is terminated" in err and "Raylet is terminated" not in out
+
+
+def test_joining_a_cluster_uses_the_users_token_unless_the_mode_is_set(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from clnrm.swarm.session import _token_auth_when_available
+
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 32)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    _token_auth_when_available()
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"  # the user's choice stands
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    _token_auth_when_available()
+    assert os.environ["RAY_AUTH_MODE"] == "token"
