@@ -110,11 +110,16 @@ class SpanExpectation(Model):
 class OrderExpectation(Model):
     """``must_precede = [[a, b]]``: some ``a`` ends before some ``b`` starts.
 
-    ``must_follow = [[a, b]]`` is the same with the names swapped.
+    ``must_follow = [[a, b]]`` is the same with the names swapped.  ``every = true``
+    (ours; default false, upstream's existential rule) makes each rule of the table
+    universal: *every* ``a`` ends before *every* ``b`` starts, per trace.  The
+    existential rule cannot see two calls of a repeated name change places (one ``a``
+    still precedes one ``b``); the universal one can.
     """
 
     must_precede: list[Edge] = Field(default_factory=list)
     must_follow: list[Edge] = Field(default_factory=list)
+    every: bool = False
     description: str | None = None
 
 
