@@ -186,14 +186,19 @@ def fault_name(choice: FaultChoice) -> str:
 
 
 def scenario_with_fault(text: str, choice: FaultChoice, *, source: str | None = None) -> str:
-    """``text`` (a scenario's TOML) with ``choice`` added to its ``[chaos]`` table.
+    """``text`` (a scenario's TOML) with ``choice`` as its ``[chaos]`` fault.
 
-    The fault is appended as one more ``[[chaos.faults]]`` (the original lines keep their
-    numbers, so errors still point at the user's file).  With steady-state probes it starts
-    1 s after the steady state holds and lasts 2 s; without probes it starts with the steps
-    and lasts until they end.  Every resilience expectation the file declares on a probe
-    (its service level: a success rate, a downtime) is declared again for the new fault,
-    so the new fault is judged by the file's own bar.  The result is loaded (and so
+    With steady-state probes the fault starts 1 s after the steady state holds and lasts
+    2 s; without probes it starts with the steps and lasts until they end.  Every
+    resilience expectation the file declares on a probe (its service level: a success
+    rate, a downtime) is declared again for the new fault, so the fault is judged by the
+    file's own bar.
+
+    A file without faults of its own gets the fault appended (its lines keep their
+    numbers, so errors still point at the user's file).  A file with faults of its own
+    runs the new fault instead of them, and without the expectations aimed at them: two
+    faults at once would blame the explored one for what the file's own did (the file as
+    written is what the campaign's first round runs).  The result is loaded (and so
     validated against the fault catalog) before it is returned; a file the loader refuses
     raises its located :class:`~clnrm.errors.ScenarioError`.
     """
@@ -202,26 +207,49 @@ def scenario_with_fault(text: str, choice: FaultChoice, *, source: str | None = 
     base = loads_scenario(text, source=source)
     name = fault_name(choice)
     chaos = base.chaos
-    probed = chaos is not None and bool(chaos.probes)
     entry: dict[str, Any] = {"name": name, "type": choice.fault, "target": choice.target}
-    if probed:
+    if chaos is not None and chaos.probes:
         entry.update(after="steady_state", at="1s", duration="2s")
     entry.update(choice.params)
-    lines = ["", f"# -- added by a clnrm campaign: {choice.reason}", "[[chaos.faults]]"]
-    lines += [f"{_key(k)} = {toml_value(v)}" for k, v in entry.items()]
+    bars: list[dict[str, Any]] = []
     for exp in base.expect.resilience:
         bar = exp.model_dump(exclude_none=True, exclude_defaults=True,
                              include={"probe", "min_success_rate_during", "max_error_rate",
                                       "max_downtime_ms", "max_failover_time_ms"})
-        if exp.probe is None or len(bar) < 2:
-            continue
-        lines += ["", "[[expect.resilience]]",
-                  f"name = {toml_value(f'{exp.name or exp.probe}@{name}')}",
-                  f"fault = {toml_value(name)}"]
-        lines += [f"{k} = {toml_value(v)}" for k, v in bar.items()]
-    out = text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+        if exp.probe is not None and len(bar) >= 2:
+            bars.append({"name": f"{exp.name or exp.probe}@{name}", "fault": name, **bar})
+    note = f"# -- added by a clnrm campaign: {choice.reason}"
+    if chaos is None or not chaos.faults:
+        lines = ["", note, "[[chaos.faults]]"]
+        lines += [f"{_key(k)} = {toml_value(v)}" for k, v in entry.items()]
+        for bar in bars:
+            lines += ["", "[[expect.resilience]]"]
+            lines += [f"{_key(k)} = {toml_value(v)}" for k, v in bar.items()]
+        out = text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+    else:
+        doc = parsed(text, source)
+        own = {f.label for f in chaos.faults} | {f.type for f in chaos.faults}
+        doc["chaos"]["faults"] = [entry]
+        expect = doc.setdefault("expect", {})
+        kept = [e for e in expect.get("resilience", []) if e.get("fault") not in own]
+        expect["resilience"] = kept + bars
+        out = (f"# {source or 'scenario'} with its own faults ({', '.join(sorted(own))}) "
+               f"replaced\n{note}\n" + to_toml(doc))
     loads_scenario(out, source=source)
     return out
+
+
+def parsed(text: str, source: str | None = None) -> dict[str, Any]:
+    """The scenario ``text`` as a TOML document (rendered first when it is a template)."""
+    import tomli
+
+    from clnrm.scenario.loader import _is_template
+
+    if _is_template(text):
+        from clnrm.scenario.template import render_template
+
+        text = render_template(text, file=source)
+    return tomli.loads(text)
 
 
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
@@ -249,5 +277,51 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
+def to_toml(doc: Mapping[str, Any]) -> str:
+    """A parsed TOML document written back: tables as ``[a.b]`` headers, lists of tables as
+    ``[[a.b]]``, everything else inline (enough for scenario files, whose values are
+    strings, numbers, booleans, lists and small inline tables)."""
+    lines: list[str] = []
+    _table(lines, (), doc)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _is_table_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _inline(value: Any) -> bool:
+    """Written as ``key = value``: scalars, lists of scalars, and small flat tables
+    (``health_check = { cmd = [...], interval = "50ms" }``), as people write them."""
+    if _is_table_list(value):
+        return False
+    if not isinstance(value, dict):
+        return True
+    flat = all(not isinstance(v, dict) and not _is_table_list(v) for v in value.values())
+    return bool(value) and flat and len(toml_value(value)) <= 100
+
+
+def _table(lines: list[str], path: tuple[str, ...], table: Mapping[str, Any]) -> None:
+    def inline(value: Any) -> bool:  # a top-level table keeps its [header], as people write it
+        return _inline(value) and not (not path and isinstance(value, dict))
+
+    for k, v in table.items():
+        if inline(v):
+            lines.append(f"{_key(k)} = {toml_value(v)}")
+    for k, v in table.items():
+        if inline(v):
+            continue
+        here = (*path, k)
+        header = ".".join(_key(p) for p in here)
+        if isinstance(v, dict):
+            if not v or any(_inline(x) for x in v.values()):
+                lines += ["", f"[{header}]"]
+            _table(lines, here, v)
+        elif _is_table_list(v):
+            for item in v:
+                lines += ["", f"[[{header}]]"]
+                _table(lines, here, item)
+
+
 __all__ = ["DEFAULT_PARAMS", "Arm", "Tally", "arms", "choose_fault", "fault_name",
-           "scenario_with_fault", "tallies", "toml_value"]
+           "scenario_with_fault", "tallies", "to_toml", "toml_value"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from clnrm.swarm.campaign.explore import fault_name, toml_value
+from clnrm.swarm.campaign.explore import fault_name, parsed, to_toml
 from clnrm.swarm.campaign.model import FaultChoice, Finding, UnitResult, UnitSpec, finding_key
 
 if TYPE_CHECKING:
@@ -245,15 +245,9 @@ def minimal_document(text: str, finding: Finding, *, source: str | None = None
                      ) -> dict[str, Any]:
     """The scenario ``text`` (rendered when it is a template) as a TOML document cut down
     to the finding: its expectation, its fault, its probes, the services they need."""
-    import tomli
+    from clnrm.scenario.loader import loads_scenario
 
-    from clnrm.scenario.loader import _is_template, loads_scenario
-
-    if _is_template(text):
-        from clnrm.scenario.template import render_template
-
-        text = render_template(text, file=source)
-    doc: dict[str, Any] = tomli.loads(text)
+    doc = parsed(text, source)
     scenario = loads_scenario(text, source=source)
     validator, _, what = finding.expectation.partition(": ")
     keep_steps: list[dict[str, Any]] = list(doc.get("steps", []))
@@ -348,54 +342,6 @@ def _needed_services(doc: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
         needed.add(name)
         todo.extend(d for d in scenario.services[name].depends_on if d in scenario.services)
     return {name: cfg for name, cfg in services.items() if name in needed}
-
-
-def to_toml(doc: Mapping[str, Any]) -> str:
-    """A parsed TOML document written back: tables as ``[a.b]`` headers, lists of tables as
-    ``[[a.b]]``, everything else inline (enough for scenario files, whose values are
-    strings, numbers, booleans, lists and small inline tables)."""
-    lines: list[str] = []
-    _table(lines, (), doc)
-    return "\n".join(lines).strip() + "\n"
-
-
-def _is_table_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
-
-
-def _inline(value: Any) -> bool:
-    """Written as ``key = value``: scalars, lists of scalars, and small flat tables
-    (``health_check = { cmd = [...], interval = "50ms" }``), as people write them."""
-    if _is_table_list(value):
-        return False
-    if not isinstance(value, dict):
-        return True
-    flat = all(not isinstance(v, dict) and not _is_table_list(v) for v in value.values())
-    return bool(value) and flat and len(toml_value(value)) <= 100
-
-
-def _table(lines: list[str], path: tuple[str, ...], table: Mapping[str, Any]) -> None:
-    from clnrm.swarm.campaign.explore import _key
-
-    def inline(value: Any) -> bool:  # a top-level table keeps its [header], as people write it
-        return _inline(value) and not (not path and isinstance(value, dict))
-
-    for k, v in table.items():
-        if inline(v):
-            lines.append(f"{_key(k)} = {toml_value(v)}")
-    for k, v in table.items():
-        if inline(v):
-            continue
-        here = (*path, k)
-        header = ".".join(_key(p) for p in here)
-        if isinstance(v, dict):
-            if not v or any(_inline(x) for x in v.values()):
-                lines += ["", f"[{header}]"]
-            _table(lines, here, v)
-        elif _is_table_list(v):
-            for item in v:
-                lines += ["", f"[[{header}]]"]
-                _table(lines, here, item)
 
 
 def write_reproducer(finding: Finding, text: str, path: Path, *, source: str | None = None,

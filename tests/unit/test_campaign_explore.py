@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 from clnrm.swarm.campaign.explore import (
+    Arm,
     Tally,
     arms,
     choose_fault,
@@ -130,26 +131,27 @@ def test_tallies_skip_broken_units_and_credit_only_the_fault_that_failed() -> No
     assert seen[("latency", "web")] == Tally(tries=1, weaknesses=0)  # the file's own fault
 
 
-def test_scenario_with_fault_adds_the_fault_and_judges_it_by_the_files_own_bar() -> None:
+def test_the_explored_fault_replaces_the_files_own_and_is_judged_by_the_files_bar() -> None:
     choice = FaultChoice(fault="latency", target="web", params={"latency_ms": 800},
                          explore=True, reason="never tried")
     text = scenario_with_fault(WEB, choice, source="web.clnrm.toml")
-    assert text.startswith(WEB)  # the user's lines keep their numbers
     sc = loads_scenario(text)
-    assert sc.chaos is not None
-    added = sc.chaos.faults[-1]
+    assert sc.chaos is not None and len(sc.chaos.faults) == 1  # freeze_web is not run too
+    added = sc.chaos.faults[0]
     assert added.label == fault_name(choice) == "campaign_latency_web"
     assert (added.type, added.target, added.params) == ("latency", "web", {"latency_ms": 800})
     assert added.after == "steady_state" and added.at == 1.0 and added.duration == 2.0
-    bar = sc.expect.resilience[-1]
-    assert (bar.name, bar.fault, bar.probe, bar.max_downtime_ms) == (
-        "web_answers@campaign_latency_web", "campaign_latency_web", "up", 200)
+    assert sc.chaos.steady_state == ["up"] and [p.name for p in sc.chaos.probes] == ["up"]
+    assert [(e.name, e.fault, e.probe, e.max_downtime_ms) for e in sc.expect.resilience] == [
+        ("web_answers@campaign_latency_web", "campaign_latency_web", "up", 200)]
+    assert text.startswith("# web.clnrm.toml with its own faults (freeze_web, pause) replaced")
 
 
 def test_scenario_with_fault_on_a_file_without_chaos_runs_it_during_the_steps() -> None:
-    text = scenario_with_fault(
-        WEB.split("[chaos]")[0], FaultChoice(fault="pause", target="web", explore=True,
-                                             reason="r"))
+    plain = WEB.split("[chaos]")[0]
+    text = scenario_with_fault(plain, FaultChoice(fault="pause", target="web", explore=True,
+                                                  reason="r"))
+    assert text.startswith(plain)  # appended: the user's lines keep their numbers
     sc = loads_scenario(text)
     assert sc.chaos is not None and [f.label for f in sc.chaos.faults] == ["campaign_pause_web"]
     assert sc.chaos.faults[0].at is None and sc.expect.resilience == []
@@ -161,3 +163,21 @@ def test_a_bad_fault_parameter_is_a_located_error() -> None:
     with pytest.raises(ScenarioError) as err:
         scenario_with_fault(WEB, choice, source="web.clnrm.toml")
     assert "latency" in str(err.value) and err.value.line is not None
+
+
+def test_every_fault_type_the_explorer_offers_makes_a_file_that_loads() -> None:
+    """Each repo scenario with each fault type it applies to (its first service for it)."""
+    from tests.conftest import REPO
+
+    tried = 0
+    for path in sorted((REPO / "scenarios").rglob("*.clnrm.toml")):
+        text = path.read_text()
+        first: dict[str, Arm] = {}
+        for arm in arms(loads_scenario(text, source=str(path))):
+            first.setdefault(arm.fault, arm)
+        for arm in first.values():
+            choice = FaultChoice(fault=arm.fault, target=arm.target, params=dict(arm.params),
+                                 explore=True, reason="r")
+            scenario_with_fault(text, choice, source=str(path))  # loads what it returns
+            tried += 1
+    assert tried > 100
