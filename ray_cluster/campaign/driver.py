@@ -8,9 +8,10 @@ duration lasts: give every idle worker the next unit (pending units of an earlie
 first, then new ones), record every result that comes back, stop when asked.
 
 Planning is deterministic for (seed, ledger contents): unit ``i`` runs file ``i mod n`` of
-the campaign; its first round runs the file as written, later rounds add the fault the
-explorer (:func:`clnrm.swarm.campaign.explore.choose_fault`) draws from the results
-recorded so far with the unit's seed.  A unit is stored before it is handed out, so a
+the campaign; its first round (and every third, for a file with faults of its own) runs the
+file as written, other rounds add the fault the explorer
+(:func:`clnrm.swarm.campaign.explore.choose_fault`) draws from the results recorded so far
+with the unit's seed.  A unit is stored before it is handed out, so a
 resumed driver redoes exactly what was planned and never recorded.
 
 How it ends: ``done`` (budget or duration spent), ``stopped`` (``campaign stop``, Ctrl-C,
@@ -55,6 +56,12 @@ TREE_EVERY: Final = 5
 WORKER_RESTARTS: Final = 3
 """Ray restarts of a killed worker actor (and resends of its unit) before the driver sees
 it dead; then the driver starts a fresh actor for the slot, this many times in all."""
+AS_WRITTEN_EVERY: Final = 3
+"""A file with faults of its own runs as written every this many rounds (an explored fault
+replaces the file's own, so its own weaknesses show only in those rounds)."""
+RECYCLE_UNITS: Final = 20
+"""Units a worker actor runs before the driver replaces it: units run in-process, and what
+they leave in the process (caches, imported modules' state) is let go of this way."""
 PERFORMANCE_EVERY: Final = 5
 """A file's performance layer runs in its first round and every this many rounds after:
 measurements are the slow part of a unit and a baseline needs no refresh every round."""
@@ -95,9 +102,11 @@ def plan_unit(ledger: Ledger, index: int, *, scenarios: dict[str, Any]) -> UnitS
     rnd = index // len(spec.files)
     seed = unit_seed(spec.seed, index)
     scenario = scenarios[path]
-    fault = _choose_fault(scenario, ledger, seed) if rnd > 0 else None
+    own_faults = scenario.chaos is not None and bool(scenario.chaos.faults)
+    as_written = rnd == 0 or (own_faults and rnd % AS_WRITTEN_EVERY == 0)
+    fault = None if as_written else _choose_fault(scenario, ledger, seed)
     kinds = ["run", "generate", "heal"]
-    if fault is not None or (scenario.chaos is not None and scenario.chaos.faults):
+    if fault is not None or own_faults:
         kinds.append("chaos")
     if scenario.performance is not None and rnd % PERFORMANCE_EVERY == 0:
         kinds.append("performance")
@@ -142,6 +151,7 @@ class _Slot:
     kind: str = "unit"  # or "verify"
     finding: str | None = None
     fresh_actors: int = 0
+    units_run: int = 0  # by the current actor
 
 
 class CampaignDriver:
@@ -194,7 +204,8 @@ class CampaignDriver:
         self.ledger.claim()
         beat = threading.Thread(target=self._heartbeat, name="campaign-heartbeat", daemon=True)
         beat.start()
-        reap_dead_runs()
+        reaper = threading.Thread(target=reap_dead_runs, name="campaign-reap", daemon=True)
+        reaper.start()  # beside Ray's start: nothing a unit needs waits for it
         children: set[int] = set()
         slots: list[_Slot] = []
         embedded = False
@@ -223,6 +234,7 @@ class CampaignDriver:
         finally:
             self._stop_heartbeat.set()
             beat.join(timeout=5)
+            reaper.join(timeout=60)
             if embedded:
                 _reap_after(children)
         self._end(state, self.reason)
@@ -356,6 +368,10 @@ class CampaignDriver:
         result = UnitResult.model_validate(out["result"])
         finding = Finding.model_validate(out["finding"]) if out["finding"] else None
         self._record(result, finding)
+        slot.units_run += 1
+        if slot.units_run >= RECYCLE_UNITS:
+            self._retire(slot)
+            self._start_actor(slot)
 
     def _record(self, result: UnitResult, finding: Finding | None) -> None:
         new = self.ledger.record(result, finding)
@@ -371,6 +387,7 @@ class CampaignDriver:
         from clnrm.swarm.campaign.worker import CampaignWorker
         from clnrm.swarm.session import ENGINE_RESOURCE
 
+        slot.units_run = 0
         remote = ray.remote(CampaignWorker)
         settings = RunSettings(artifacts_dir=str(self.folder / "runs"))
         slot.actor = remote.options(  # type: ignore[attr-defined]
@@ -378,6 +395,16 @@ class CampaignDriver:
             resources={ENGINE_RESOURCE: 0.01}, max_concurrency=1,
             max_restarts=WORKER_RESTARTS, max_task_retries=WORKER_RESTARTS,
         ).remote(self.spec.memory, settings, slot.name)
+
+    @staticmethod
+    def _retire(slot: _Slot) -> None:
+        """End an idle worker: it lets go of the memory first (it may be an embedded
+        store's writer), then the actor goes."""
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.get(slot.actor.close.remote(), timeout=30)
+        CampaignDriver._kill([slot])
 
     @staticmethod
     def _kill(slots: list[_Slot]) -> None:

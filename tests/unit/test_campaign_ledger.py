@@ -301,3 +301,17 @@ def test_a_resume_ends_what_a_dead_drivers_process_tree_left(tmp_path: Path) -> 
         if leftover.poll() is None:
             leftover.kill()
             leftover.wait()
+
+
+def test_a_file_with_its_own_faults_runs_as_written_every_third_round(tmp_path: Path) -> None:
+    from clnrm.swarm.campaign.driver import AS_WRITTEN_EVERY, load_scenarios, plan_unit
+
+    text = SERVICE_FILE + '\n[[chaos.faults]]\nname = "p"\ntype = "pause"\ntarget = "web"\n'
+    files = [("own.clnrm.toml", text)]
+    made = CampaignSpec(id="o", paths=["own.clnrm.toml"], files=files, budget_units=9,
+                        memory="/tmp/m", seed=1, created_at="2026-12-07T00:00:00Z")
+    with Ledger.create(made, home=tmp_path) as led:
+        plans = [plan_unit(led, i, scenarios=load_scenarios(files)) for i in range(7)]
+    as_written = [u.index for u in plans if u.fault is None]
+    assert as_written[:3] == [0, AS_WRITTEN_EVERY, 2 * AS_WRITTEN_EVERY]
+    assert all("chaos" in u.kinds for u in plans)  # its own faults, or the explored one
