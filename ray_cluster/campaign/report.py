@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 PERF_FACT: Final = re.compile(r"(?:^|_)(?:p50|p90|p95|p99|mean|median|latency|rps)\w*$")
 """Numeric unit facts drawn as performance series (``p95_ms``, ``latency_mean_ms``...)."""
+DOTS: Final = 80
+"""Series this short get a dot (with its unit in a tooltip) per point."""
 _W: Final = 560.0
 _H: Final = 150.0
 _PAD: Final = (44.0, 12.0, 12.0, 22.0)  # left, top, right, bottom
@@ -56,6 +58,7 @@ class Trend:
     change_points: list[ChangePoint]
     points: str = ""
     marks: list[tuple[float, str]] = field(default_factory=list)  # x, label
+    dots: list[tuple[float, float, str]] = field(default_factory=list)  # x, y, label
     low: float = 0.0
     high: float = 0.0
 
@@ -273,7 +276,10 @@ def _laid_out(t: Trend) -> Trend:
     points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(t.values))
     marks = [(x(cp.index - 0.5), f"{cp.change_pct:+.0f}% at {cp.run_id or cp.index}")
              for cp in t.change_points]
-    return Trend(t.title, t.values, t.units, t.change_points, points, marks, low, high)
+    dots = [(x(i), y(v), f"{u}: {v:.4g}") for i, (v, u) in enumerate(zip(t.values, t.units,
+                                                                         strict=True))
+            ] if n <= DOTS else []
+    return Trend(t.title, t.values, t.units, t.change_points, points, marks, dots, low, high)
 
 
 TEMPLATE: Final = "report.html.j2"
