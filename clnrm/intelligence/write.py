@@ -158,7 +158,9 @@ def _order(out: _Lines, rt: RequestTypePatterns, keep: float) -> None:
     if not kept:
         return
     out.blank()
-    out.add("[expect.order]", "must_precede = [")
+    out.add("# every span of the first name ended before any of the second started, in every",
+            "# trace holding both (every = true: a repeated span changing places fails too)",
+            "[expect.order]", "every = true", "must_precede = [")
     for o in kept:
         out.add(f"  [{_q(o.first)}, {_q(o.then)}],  # under {o.parent!r}: in "
                 f"{o.evidence.support}/{o.evidence.total} traces holding both, "

@@ -3,6 +3,7 @@ system they came from and on a fresh corpus of it, and fail on changed behaviour
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from functools import cache
@@ -224,3 +225,27 @@ def test_cli_flags_and_the_files_generation_keys(tmp_path: Path,
         assert f"min_pattern_frequency 0.5, confidence_threshold {threshold}." in text
         assert '[[steps]]\nname = "hello"' in text and "# seen in 2/2 traces" in text
         assert runner.invoke(app, ["run", str(test), "--backend", "local"]).exit_code == 0
+
+
+def test_generated_order_is_universal_so_a_repeated_call_moved_late_fails() -> None:
+    """Mined orders hold for every span of both names, so they are written with
+    ``every = true``: a second ``GET inventory`` after ``POST charge`` breaks it, which
+    upstream's existential rule (one ``GET inventory`` still precedes) lets pass."""
+    test = next(t for t in generation().tests if t.request_type == "frontend POST /orders")
+    assert "[expect.order]\nevery = true\nmust_precede = [" in test.text
+    spans = shop_corpus(2)
+    trace = next(s.trace_id for s in spans if s.name == "POST charge")
+    inventory = next(s for s in spans if s.trace_id == trace and s.name == "GET inventory")
+    charge = next(s for s in spans if s.trace_id == trace and s.name == "POST charge")
+    end = charge.end_time_unix_nano
+    assert end is not None
+    late = dataclasses.replace(inventory, span_id="f" * 16, start_time_unix_nano=end,
+                               end_time_unix_nano=end + 1_000_000)
+    rule = "order must_precede GET inventory -> POST charge"
+
+    def order_status(text: str) -> str:
+        results = judge_spans(loads_scenario(text, source=test.filename), [*spans, late])
+        return next(r.status.value for r in results if r.expectation == rule)
+
+    assert order_status(test.text) == "fail"
+    assert order_status(test.text.replace("every = true\n", "")) == "pass"
