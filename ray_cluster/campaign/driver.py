@@ -284,10 +284,12 @@ class CampaignDriver:
                     self._collect(slot, queue)
 
     def _dispatch(self, slot: _Slot, queue: deque[UnitSpec]) -> None:
-        if self._verify_next(slot):
-            return
+        """Units an earlier driver left unrecorded first, then findings to verify, then
+        new units."""
         if queue:
             unit = queue.popleft()
+        elif self._verify_next(slot):
+            return
         elif self._budget_left():
             unit = plan_unit(self.ledger, self.ledger.counts()[0], scenarios=self.scenarios)
         else:
@@ -320,6 +322,7 @@ class CampaignDriver:
             slot.ref = slot.actor.verify_finding.remote(
                 finding, unit_text(unit, self.files), str(self.folder / "findings"),
                 unit.scenario)
+            log.info("campaign.verify", finding=finding.key, unit=unit.id, worker=slot.name)
             return True
         return False
 
