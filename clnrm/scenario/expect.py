@@ -103,6 +103,10 @@ class SpanExpectation(Model):
     attrs: SpanAttrs | None = None
     events: SpanEvents | None = None
     duration_ms: DurationBounds | None = None
+    self_ms: DurationBounds | None = None
+    """Ours: the span's own time, its duration minus the union of its children's intervals
+    (clipped to the span, overlapping children counted once), in ms.  A service's own
+    delay hides in ``duration_ms`` behind its callees' spread; its self time does not."""
     status: SpanStatus | None = None  # ours: checked on the same span as the rest
     description: str | None = None
 

@@ -15,13 +15,19 @@ Upstream semantics (``validation/span_validator.rs``) with these deviations:
 - **Missing timestamps fail a ``duration_ms`` bound** with a message saying
   so; upstream passed silently.
 - **``status``** (ours, not upstream's) is read from ``Span.status``.
+- **``self_ms``** (ours) bounds the span's self time: its duration minus the union of
+  its children's intervals, each clipped to the span, so overlapping (concurrent)
+  children count once and an async child outliving the span counts only up to its
+  end.  ``clnrm.perf.critical_path`` attributes time on the *critical path*, which
+  skips a child overlapped by a later-ending sibling and so is not this figure.
 - ``parent`` resolves within the span's trace (see :class:`SpanIndex`).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final, TypeAlias
 
 from clnrm.otel.span import Span
@@ -58,6 +64,8 @@ def describe(exp: SpanExpectation) -> str:
         parts.append("any of events " + ", ".join(exp.events.any))
     if exp.duration_ms and (exp.duration_ms.min is not None or exp.duration_ms.max is not None):
         parts.append("duration " + _bounds(exp.duration_ms.min, exp.duration_ms.max))
+    if exp.self_ms and (exp.self_ms.min is not None or exp.self_ms.max is not None):
+        parts.append("self time " + _bounds(exp.self_ms.min, exp.self_ms.max))
     head = f"a span named {quoted(exp.name)}"
     return head + (" with " + "; ".join(parts) if parts else "")
 
@@ -100,6 +108,9 @@ def _checks(exp: SpanExpectation, index: SpanIndex, *, why: bool = False) -> lis
     bounds = exp.duration_ms
     if bounds and (bounds.min is not None or bounds.max is not None):
         checks.append(_duration_check(bounds.min, bounds.max))
+    own = exp.self_ms
+    if own and (own.min is not None or own.max is not None):
+        checks.append(_self_check(own.min, own.max, index))
     if exp.parent:
         checks.append((_parent_problem if why else _parent_check)(exp.parent, index))
     return checks
@@ -164,6 +175,54 @@ def _duration_check(low: float | None, high: float | None) -> Check:
         if (low is None or took >= low) and (high is None or took <= high):
             return None
         return "duration", f"duration {ms(took)} (want {_bounds(low, high)})"
+
+    return check
+
+
+def self_time_ns(span: Span, children: Iterable[Span]) -> int | None:
+    """The span's own time: its duration minus the union of its children's intervals.
+
+    Each child is clipped to the span (an async child running past the span's end, or a
+    skewed one starting before it, covers only the part inside); overlapping children
+    count once; untimed children cover nothing.  ``None`` when the span itself has no
+    usable timestamps.  The miner calls this too, so a mined bound and its check agree.
+    """
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if start is None or end is None or end < start:
+        return None
+    cuts: list[tuple[int, int]] = []
+    for child in children:
+        cs, ce = child.start_time_unix_nano, child.end_time_unix_nano
+        if cs is None or ce is None:
+            continue
+        cs, ce = max(cs, start), min(ce, end)
+        if ce > cs:
+            cuts.append((cs, ce))
+    covered, reach = 0, start
+    for cs, ce in sorted(cuts):
+        if ce > reach:
+            covered += ce - max(cs, reach)
+            reach = ce
+    return end - start - covered
+
+
+def _self_check(low: float | None, high: float | None, index: SpanIndex) -> Check:
+    children: dict[tuple[str, str], list[Span]] | None = None
+
+    def check(span: Span) -> tuple[str, str] | None:
+        nonlocal children
+        if children is None:  # built once, on the first span a self_ms bound judges
+            children = defaultdict(list)
+            for s in index.spans:
+                if s.parent_span_id is not None:
+                    children[(s.trace_id, s.parent_span_id)].append(s)
+        own = self_time_ns(span, children.get((span.trace_id, span.span_id), ()))
+        if own is None:
+            return "self time", "no self time: start or end timestamp missing or reversed"
+        took = own / 1e6
+        if (low is None or took >= low) and (high is None or took <= high):
+            return None
+        return "self time", f"self time {ms(took)} (want {_bounds(low, high)})"
 
     return check
 

@@ -165,6 +165,76 @@ def test_duration_out_of_bounds_or_unknown_fails(
     assert result.expected == "a span named 'a' with duration 10 ms to 100 ms"
 
 
+def _gateway(*children: tuple[float | None, float | None], trace: str = "t1") -> list:
+    """A 0-100 ms span ``g`` with children ``c0``, ``c1``... at the given (start, end)."""
+    return [mk("g", "g", trace=trace, start=0, end=100)] + [
+        mk(f"c{i}", f"c{i}", "g", trace=trace, start=s, end=e)
+        for i, (s, e) in enumerate(children)]
+
+
+@pytest.mark.parametrize(
+    ("children", "own"),
+    [
+        ((), 100),
+        (((10, 40),), 70),
+        (((10, 40), (60, 70)), 60),  # sequential
+        (((10, 40), (20, 50)), 60),  # concurrent: overlap counted once
+        (((10, 40), (15, 25)), 70),  # one inside another
+        (((90, 150),), 90),  # async child outliving the span: clipped at its end
+        (((-20, 10),), 90),  # skewed child starting before the span: clipped at its start
+        (((120, 150),), 100),  # after the span: covers nothing
+        (((10, None),), 100),  # untimed child covers nothing
+    ],
+)
+def test_self_time_is_duration_minus_union_of_children(children: tuple, own: float) -> None:
+    from clnrm.validators.span import self_time_ns
+
+    spans = _gateway(*children)
+    assert self_time_ns(spans[0], spans[1:]) == own * 1_000_000
+    exact = [{"name": "g", "self_ms": {"min": own, "max": own}}]
+    assert_pass(only(spans, span=exact))
+
+
+def test_self_time_too_long_fails_with_located_message() -> None:
+    spans = _gateway((10, 40), (20, 50))
+    result = only(spans, span=[{"name": "g", "self_ms": {"max": 50}}])
+    assert_fail(result, "self time 60 ms (want <= 50 ms)")
+    assert result.expected == "a span named 'g' with self time <= 50 ms"
+    assert_fail(only(spans, span=[{"name": "g", "self_ms": {"min": 61}}]),
+                "self time 60 ms (want >= 61 ms)")
+
+
+def test_self_time_children_only_count_in_their_own_trace() -> None:
+    # same span ids in another trace: its children are not the first trace's
+    spans = _gateway((0, 100), trace="t2") + _gateway(trace="t1")
+    assert_pass(only(spans, span=[{"name": "g", "self_ms": {"min": 100}}]))
+    assert_fail(only(spans[2:], span=[{"name": "g", "self_ms": {"max": 10}}]),
+                "self time 100 ms (want <= 10 ms)")
+
+
+def test_self_time_of_an_untimed_span_fails() -> None:
+    result = only([mk("g", "g", start=None, end=5)], span=[{"name": "g", "self_ms": {"max": 10}}])
+    assert_fail(result, "no self time: start or end timestamp missing or reversed")
+
+
+def test_self_time_and_duration_hold_on_the_same_span() -> None:
+    # one span is fast overall, the other has little self time: neither satisfies both
+    spans = [mk("g", "a", start=0, end=10), mk("g", "b", start=0, end=100),
+             mk("c", "c", "b", start=5, end=99)]
+    want = [{"name": "g", "duration_ms": {"max": 50}, "self_ms": {"max": 6}}]
+    assert_fail(only(spans, span=want), "self time 10 ms (want <= 6 ms)")
+    assert_pass(only(spans, span=[{"name": "g", "self_ms": {"max": 6}}]))
+
+
+def test_self_time_bounds_must_be_ordered() -> None:
+    from pydantic import ValidationError
+
+    from clnrm.scenario.expect import SpanExpectation
+
+    with pytest.raises(ValidationError, match="must not exceed"):
+        SpanExpectation.model_validate({"name": "g", "self_ms": {"min": 5, "max": 1}})
+
+
 def test_status_checked_on_the_span() -> None:
     assert_pass(only([mk("a", "1", status="ERROR")], span=[{"name": "a", "status": "error"}]))
     assert_fail(only([mk("a", "1", status="OK")], span=[{"name": "a", "status": "ERROR"}]),
