@@ -267,7 +267,9 @@ class CampaignDriver:
                 stopping, self.reason = True, "stop requested"
             for slot in slots:
                 if slot.ref is None and not stopping:
-                    self._dispatch(slot, queue)
+                    verifying = sum(s.ref is not None and s.kind == "verify" for s in slots)
+                    self._dispatch(slot, queue, may_verify=verifying < max(1, len(slots) // 2)
+                                   or not self._budget_left())
             busy = [s for s in slots if s.ref is not None]
             self._show(slots)
             if not busy:
@@ -283,12 +285,12 @@ class CampaignDriver:
                 if slot.ref in ready:
                     self._collect(slot, queue)
 
-    def _dispatch(self, slot: _Slot, queue: deque[UnitSpec]) -> None:
-        """Units an earlier driver left unrecorded first, then findings to verify, then
-        new units."""
+    def _dispatch(self, slot: _Slot, queue: deque[UnitSpec], *, may_verify: bool) -> None:
+        """Units an earlier driver left unrecorded first, then findings to verify (on at
+        most half the workers while units remain: ten reruns each), then new units."""
         if queue:
             unit = queue.popleft()
-        elif self._verify_next(slot):
+        elif may_verify and self._verify_next(slot):
             return
         elif self._budget_left():
             unit = plan_unit(self.ledger, self.ledger.counts()[0], scenarios=self.scenarios)
