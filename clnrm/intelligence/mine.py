@@ -51,6 +51,7 @@ from clnrm.intelligence.patterns import (
 from clnrm.otel.span import Span
 from clnrm.validators._text import attr_text
 from clnrm.validators.index import is_glob
+from clnrm.validators.span import self_time_ns
 
 log = structlog.get_logger("clnrm.intelligence")
 
@@ -98,6 +99,11 @@ class _Global:
     statuses: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     durations: dict[str, list[tuple[int, float]]] = field(
         default_factory=lambda: defaultdict(list))
+    self_times: dict[str, list[tuple[int, float]]] = field(
+        default_factory=lambda: defaultdict(list))
+    """Self time (duration minus the children's union, as ``self_ms`` judges it) per name."""
+    parents: set[str] = field(default_factory=set)
+    """Names with at least one child span somewhere: only their self time differs."""
     traces_with: dict[str, list[Trace]] = field(default_factory=lambda: defaultdict(list))
     calls: set[tuple[str, str]] = field(default_factory=set)
     edges: set[tuple[str, str]] = field(default_factory=set)
@@ -115,6 +121,16 @@ def _collect(corpus: Corpus, seed: int) -> _Global:
                     types={rt.key: rt for rt in corpus.types})
     for rt in corpus.types:
         for trace in rt.traces:
+            kids: dict[str, list[Span]] = defaultdict(list)
+            for span in trace.spans:
+                up = trace.parent_of.get(span.span_id)
+                if up is not None:
+                    kids[up.span_id].append(span)
+                    facts.parents.add(up.name)
+            for span in trace.spans:
+                own = self_time_ns(span, kids.get(span.span_id, ()))
+                if own is not None:
+                    facts.self_times[span.name].append((facts.half[trace.trace_id], own / 1e6))
             seen: set[str] = set()
             for span in trace.spans:
                 facts.name_types[span.name].add(rt.key)
@@ -192,7 +208,8 @@ def _mine_type(rt: RequestType, facts: _Global, options: MiningOptions) -> Reque
         key=rt.key, root=rt.root, service=rt.service, traces=n, spans=spans,
         attributes=profiles, order=_order(rt, facts), counts=_counts(rt, facts, names, options),
         status=_status(facts, names), error_rates=_error_rates(facts, names, options),
-        windows=_windows(rt, facts, names), latency=_latency(facts, names, options),
+        windows=_windows(rt, facts, names), latency=_latency(facts.durations, names, options),
+        self_time=_latency(facts.self_times, [n for n in names if n in facts.parents], options),
         forbidden=_forbidden(rt, facts, options))
 
 
@@ -496,10 +513,12 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def _latency(facts: _Global, names: list[str], options: MiningOptions) -> list[LatencyPattern]:
+def _latency(durations: dict[str, list[tuple[int, float]]], names: list[str],
+             options: MiningOptions) -> list[LatencyPattern]:
+    """Envelopes of ``durations`` (whole durations or self times), ``(half, ms)`` per span."""
     out: list[LatencyPattern] = []
     for name in names:
-        timed = facts.durations.get(name, [])
+        timed = durations.get(name, [])
         n = len(timed)
         if n < MIN_LATENCY_SPANS or is_glob(name):
             continue

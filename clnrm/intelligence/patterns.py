@@ -195,6 +195,9 @@ class RequestTypePatterns(_Frozen):
     error_rates: list[ErrorRatePattern] = Field(default_factory=list)
     windows: list[WindowPattern] = Field(default_factory=list)
     latency: list[LatencyPattern] = Field(default_factory=list)
+    self_time: list[LatencyPattern] = Field(default_factory=list)
+    """Envelopes of spans' self time (``self_ms``), mined like ``latency``; only for names
+    whose spans have children (a leaf's self time is its duration)."""
     forbidden: list[ForbiddenEdge] = Field(default_factory=list)
 
 

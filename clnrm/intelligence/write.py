@@ -122,6 +122,21 @@ def render(rt: RequestTypePatterns, mined: MinedPatterns, *,
                 "[[expect.span]]", f"name = {_q(lat.name)}",
                 f"duration_ms = {{ max = {lat.max_ms} }}")
         out.assertions += 1
+    for own in rt.self_time:
+        if own.evidence.confidence < keep:
+            continue
+        out.blank()
+        head = (f"the fastest {own.quantile:.0%} of {own.spans} spans spent <= "
+                f"{own.quantile_ms} ms" if own.basis == "quantile" else
+                f"floor: the fastest of each half of {own.spans} spans spent <= "
+                f"{own.quantile_ms} ms")
+        out.add(f"# self-time envelope (its duration minus its children's), {head}",
+                f"# (p50 {own.p50_ms} ms, p95 {own.p95_ms} ms); tolerance {own.tolerance:.0%} "
+                "from the spread between two independent halves:",
+                f"# some span's own time must stay within it; {own.evidence.comment()}",
+                "[[expect.span]]", f"name = {_q(own.name)}",
+                f"self_ms = {{ max = {own.max_ms} }}")
+        out.assertions += 1
     for win in rt.windows:
         if win.evidence.confidence < keep:
             continue

@@ -205,3 +205,39 @@ def test_halves_whose_floors_disagree_widen_the_floor_bound() -> None:
     moved = _floor([[10.0, 30.0, 90.0, 11.0], [20.0, 50.0, 22.0, 70.0]])  # load doubled it
     assert moved is not None and moved[1] == 2.0 and moved[2] == 60.0
     assert _floor([[10.0, 11.0, 12.0], [10.0, 11.0, 12.0, 13.0]]) is None  # too few
+
+
+def gateway(traces: int, own_ms: float = 1.0, seed: int = 5) -> list[Span]:
+    """A gateway SERVER span that spends ``own_ms`` (+ up to 5 %) of its own around two
+    concurrent backend calls of 3-30 ms each: its whole duration spreads tenfold, its
+    self time hardly at all."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[Span] = []
+    for t in range(traces):
+        trace = f"{t:032x}"
+        calls = [int(rng.uniform(3, 30) * 1e6) for _ in range(2)]
+        own = int(own_ms * (1 + 0.05 * rng.random()) * 1e6)
+        head = own // 2
+        root = Span(name="GET /g", trace_id=trace, span_id=f"{t:08x}00000000",
+                    start_time_unix_nano=0, end_time_unix_nano=own + max(calls), kind="SERVER",
+                    resource={"service.name": "gateway"})
+        out.append(root)
+        for c, took in enumerate(calls):  # both start together: they overlap
+            out.append(Span(name=f"call {c}", trace_id=trace, span_id=f"{t:08x}{c + 1:08x}",
+                            parent_span_id=root.span_id, start_time_unix_nano=head,
+                            end_time_unix_nano=head + took, kind="CLIENT",
+                            resource={"service.name": f"backend{c}"}))
+    return out
+
+
+def test_self_time_envelope_bounds_a_parents_own_time_not_its_childrens_spread() -> None:
+    (rt,) = mine(build_corpus(gateway(20), "gateway")).request_types
+    assert [own.name for own in rt.self_time] == ["GET /g"]  # leaves: self time = duration
+    own = rt.self_time[0]
+    assert 1.0 <= own.quantile_ms <= own.max_ms < 1.8  # 80 % of the gateway's time is caught
+    assert own.max_ms >= round(own.quantile_ms * 1.15, 3) - 0.001  # a tolerance, not a copy
+    assert own.evidence.unit == "spans" and own.evidence.total == 20
+    whole = next(lat for lat in rt.latency if lat.name == "GET /g")
+    assert whole.max_ms > 3 * own.max_ms  # the callees' spread widens the whole duration

@@ -51,7 +51,8 @@ def test_one_test_per_request_type_each_assertion_with_its_support() -> None:
     text = generation().tests[2].text
     blocks = [b for b in text.split("\n\n") if "[[expect.span]]" in b]
     assert len(blocks) > 5
-    assert all(b.startswith("# seen in") or b.startswith("# latency envelope") for b in blocks)
+    assert all(b.startswith(("# seen in", "# latency envelope", "# self-time envelope"))
+               for b in blocks)
     assert "# seen in 60/60 traces" in text
     assert "enduser.id" not in text.split("# Not asserted:")[0]
 
@@ -249,3 +250,21 @@ def test_generated_order_is_universal_so_a_repeated_call_moved_late_fails() -> N
 
     assert order_status(test.text) == "fail"
     assert order_status(test.text.replace("every = true\n", "")) == "pass"
+
+
+def test_a_self_time_bound_passes_fresh_runs_and_catches_a_slower_gateway() -> None:
+    from tests.unit.test_intelligence_mining import gateway
+
+    (made,) = generate_tests(gateway(20)).tests
+    assert "self_ms = { max = " in made.text
+    assert "# some span's own time must stay within it; seen in " in made.text
+    scenario = loads_scenario(made.text, source=made.filename)
+
+    def failures(spans: list[Span]) -> list[str]:
+        return [v.message for v in judge_spans(scenario, spans)
+                if v.status in (ValidationStatus.FAIL, ValidationStatus.ERROR)]
+
+    assert failures(gateway(20)) == []
+    assert failures(gateway(20, seed=6)) == []  # fresh: other callee times, same gateway
+    slow = failures(gateway(20, own_ms=1.8, seed=6))  # +80 % of the gateway's own time
+    assert slow and any("self time" in m for m in slow), slow
