@@ -226,13 +226,14 @@ def test_self_time_and_duration_hold_on_the_same_span() -> None:
     assert_pass(only(spans, span=[{"name": "g", "self_ms": {"max": 6}}]))
 
 
-def test_self_time_bounds_must_be_ordered() -> None:
-    from pydantic import ValidationError
+def test_self_time_bounds_out_of_order_are_a_located_load_error() -> None:
+    from clnrm.errors import ClnrmError
+    from clnrm.scenario.loader import loads_scenario
 
-    from clnrm.scenario.expect import SpanExpectation
-
-    with pytest.raises(ValidationError, match="must not exceed"):
-        SpanExpectation.model_validate({"name": "g", "self_ms": {"min": 5, "max": 1}})
+    text = '[meta]\nname = "x"\n\n[[expect.span]]\nname = "g"\nself_ms = { min = 5, max = 1 }\n'
+    with pytest.raises(ClnrmError, match=r"t\.clnrm\.toml:6: \[expect\.span\[0\]\.self_ms\] "
+                       r"min \(5\.0\) must not exceed max"):
+        loads_scenario(text, source="t.clnrm.toml")
 
 
 def test_status_checked_on_the_span() -> None:
