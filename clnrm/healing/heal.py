@@ -218,7 +218,8 @@ def _heal(sc: Scenario, first: TestResult, run_one: RunOne, chooser: Chooser, *,
                level=remedy.level, params=remedy.config.model_dump(), signature=signature,
                heal=heal_id)
         log.info("healing.try", test=first.name, failure_class=diag.failure_class.value,
-                 remediation=name, level=remedy.level, passed=ok, attempt=attempt)
+                 remediation=name, magnitude=remedy.level, passed=ok,
+                 attempt=attempt)  # not level=: structlog's own key
         if ok:
             report = _report(diag, healed=True, attempts=attempt, remediation=name, tried=tried)
             current.warnings.append(f"healed by {name} after {attempt} attempt(s): "
