@@ -338,12 +338,15 @@ class CampaignDriver:
         try:
             out = ray.get(ref)
         except RayTaskError as exc:
-            from clnrm.swarm.campaign.worker import MemoryLost
+            from clnrm.swarm.campaign.worker import InfrastructureLost
 
             cause = getattr(exc, "cause", None)
-            if isinstance(cause, MemoryLost) or "MemoryLost" in str(exc)[:2000]:
-                raise CampaignFailed(f"unit {unit.id} not recorded: {cause or exc}",
-                                     hint=f"start the memory again, then `clnrm campaign "
+            head = str(exc)[:2000]
+            if isinstance(cause, InfrastructureLost) or "MemoryLost" in head or (
+                    "EngineLost" in head):
+                what = "engine" if "EngineLost" in head else "memory"
+                raise CampaignFailed(f"{unit.id} not recorded: {cause or exc}",
+                                     hint=f"start the {what} again, then `clnrm campaign "
                                           f"resume {self.spec.id}`") from None
             if kind == "verify":
                 log.warning("campaign.verify_failed", finding=slot.finding, error=str(exc)[:300])

@@ -34,9 +34,17 @@ PROBE_ID: Final = "blackboard:clnrm-campaign-probe"
 one are answered "none" locally, with no call to a server)."""
 
 
-class MemoryLost(Exception):  # noqa: N818 - names the condition the driver reacts to
-    """The memory stopped answering during a unit: the unit proves nothing and must not be
-    recorded (the campaign fails, resumably)."""
+class InfrastructureLost(Exception):  # noqa: N818 - names the condition the driver reacts to
+    """Something every unit needs stopped answering during one: the unit proves nothing and
+    must not be recorded (the campaign fails, resumably)."""
+
+
+class MemoryLost(InfrastructureLost):
+    """The memory (embedded writer or Chroma server) stopped answering."""
+
+
+class EngineLost(InfrastructureLost):
+    """The Docker engine stopped answering (restarted, socket gone)."""
 
 
 class CampaignWorker:
@@ -80,13 +88,13 @@ class CampaignWorker:
         except MemoryStoreError as exc:
             raise MemoryLost(f"memory {self.memory} stopped answering: {exc}") from None
         except Exception:
-            self._probe_memory()  # a server that died mid-call surfaces as a plain OSError
+            self._probe()  # a server that died mid-call surfaces as a plain OSError
             raise
         finally:
             for h in handles:
                 h.close()
         if report.exit_code == 2 or any(o.status.value == "lost" for o in report.outcomes):
-            self._probe_memory()  # a task lost or broken by a dead memory is not a result
+            self._probe()  # a unit broken by a dead memory or engine is not a result
         outcome = {0: "passed", 1: "failed"}.get(report.exit_code, "error")
         facts: dict[str, Scalar] = {
             "swarm_run": run_id, "exit_code": report.exit_code, "worker_pid": os.getpid(),
@@ -129,8 +137,22 @@ class CampaignWorker:
             return None
         from pathlib import Path
 
-        done: Finding = write(finding, text, Path(folder), source=source)
+        try:
+            done: Finding = write(finding, text, Path(folder), source=source)
+        except Exception:
+            self._probe()
+            raise
         return done.model_dump(mode="json")
+
+    def _probe(self) -> None:
+        self._probe_memory()
+        if self.settings.backend == "docker":
+            try:
+                from clnrm.backends.docker import docker_client
+
+                docker_client().ping()
+            except Exception as exc:
+                raise EngineLost(f"the Docker engine stopped answering: {exc}") from None
 
     def _probe_memory(self) -> None:
         try:

@@ -317,3 +317,27 @@ def test_a_file_with_its_own_faults_runs_as_written_every_third_round(tmp_path: 
     as_written = [u.index for u in plans if u.fault is None]
     assert as_written[:3] == [0, AS_WRITTEN_EVERY, 2 * AS_WRITTEN_EVERY]
     assert all("chaos" in u.kinds for u in plans)  # its own faults, or the explored one
+
+
+def test_a_unit_broken_by_a_dead_memory_or_engine_is_not_a_result(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from clnrm.agents.base import RunSettings
+    from clnrm.swarm.campaign.worker import CampaignWorker, EngineLost, MemoryLost
+
+    class DeadStore:
+        def get(self, ids: list[str]) -> list[object]:
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    class LiveStore:
+        def get(self, ids: list[str]) -> list[object]:
+            return []
+
+    worker = CampaignWorker.__new__(CampaignWorker)  # its collaborators, not a memory
+    worker.memory, worker.settings = "http://127.0.0.1:1", RunSettings()
+    worker.store = DeadStore()
+    with pytest.raises(MemoryLost, match="stopped answering"):
+        worker._probe()
+    worker.store = LiveStore()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(EngineLost, match="Docker engine stopped answering"):
+        worker._probe()
