@@ -90,11 +90,14 @@ else
     : >"$LOG" 2>/dev/null || LOG="${TMPDIR:-/tmp}/clnrm-dockerd.log"
     args=(--host "unix://$SOCKET" --pidfile "$PIDFILE" "${EXTRA_ARGS[@]}")
     say "starting $DOCKERD ${args[*]} (log: $LOG)"
+    # setsid: the engine gets its own session and process group.  Started in the
+    # caller's group, it died with it: Ctrl-C in `make test` (SIGINT to the terminal's
+    # foreground group) or a CI step killing its job's group took the engine along.
     if [ "${#AS_ROOT[@]}" -eq 0 ]; then
-        nohup "$DOCKERD" "${args[@]}" >"$LOG" 2>&1 </dev/null &
+        setsid nohup "$DOCKERD" "${args[@]}" >"$LOG" 2>&1 </dev/null &
         started_pid=$!
     else
-        "${AS_ROOT[@]}" sh -c 'log="$1"; shift; nohup "$@" >"$log" 2>&1 </dev/null &' \
+        "${AS_ROOT[@]}" sh -c 'log="$1"; shift; setsid nohup "$@" >"$log" 2>&1 </dev/null &' \
             sh "$LOG" "$DOCKERD" "${args[@]}"
     fi
 fi
