@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -86,6 +88,22 @@ def _cluster_messages_to_stderr() -> None:
     worker.print_to_stdstream = to_stderr
 
 
+def _sigterm_handler() -> object:
+    return signal.getsignal(signal.SIGTERM) if _main_thread() else None
+
+
+def _restore_sigterm(handler: object) -> None:
+    """``ray.init`` replaces SIGTERM's handler with one that exits at once, which skipped
+    the caller's: ``clnrm swarm run`` and ``campaign`` treat SIGTERM as Ctrl-C (actors
+    killed, containers reaped, exit 130), so theirs is put back."""
+    if handler is not None and _main_thread():
+        signal.signal(signal.SIGTERM, handler)  # type: ignore[arg-type]
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextmanager
 def ray_session(address: str | None = None, *, num_cpus: int = 2) -> Iterator[RaySession]:
     """Start or join Ray for the block; ``address`` falls back to ``$RAY_ADDRESS``.
@@ -100,6 +118,7 @@ def ray_session(address: str | None = None, *, num_cpus: int = 2) -> Iterator[Ra
     # Ray turns token authentication on for a new local cluster and warns that it
     # did, on every start; the protection stays, the warning goes.
     logging.getLogger(TOKEN_WARNING_LOGGER).setLevel(logging.ERROR)
+    term = _sigterm_handler()
     try:
         if target:
             _token_auth_when_available()
@@ -113,6 +132,8 @@ def ray_session(address: str | None = None, *, num_cpus: int = 2) -> Iterator[Ra
                                f"{exc}",
                                hint="check --address / RAY_ADDRESS (ray://HOST:10001 or "
                                     "HOST:6379), or drop it to use embedded Ray") from exc
+    finally:
+        _restore_sigterm(term)
     _cluster_messages_to_stderr()
     try:
         yield RaySession(address=target or "embedded", embedded=not target)
