@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clnrm.procs import descendants, pid_alive
+
 REPO = Path(__file__).resolve().parents[1]
 LINEAR_TARGET = 0.8
 OVERHEAD_TARGET = 1.15
@@ -122,39 +124,6 @@ class Watch:
     def redone(self) -> int:
         """Units handed out more than once (by a resumed driver) or retried by Ray."""
         return sum(max(int(r["attempts"]), int(r.get("attempt", 1))) - 1 for r in self.results)
-
-
-def descendants(root: int) -> set[int]:
-    """Pids below ``root`` (embedded Ray's processes and its workers), from /proc."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parents[int(stat.parent.name)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    found: set[int] = set()
-    frontier = {root}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
-        found |= frontier
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def unit_containers(owners: set[int]) -> list[str]:
@@ -305,7 +274,7 @@ def resume_after_driver_kill(files: list[Path], units: int, seed: int, tmp: Path
     started = (min(float(r["recorded_at"]) - float(r["duration_s"]) for r in after) - t0
                if after else None)
     st = status(campaign_id, env)
-    left_processes = sorted(p for p in family if alive(p))
+    left_processes = sorted(p for p in family if pid_alive(p))
     left_containers = sorted(set(unit_containers_all()) - before
                              - set(unit_containers_live()))
     row = {"units": units, "killed_after_results": len(done_at_kill), "resume_exit": code,
@@ -336,7 +305,7 @@ def unit_containers_live() -> list[str]:
     for line in out.splitlines():
         ident, _, owner = line.partition(" ")
         parts = owner.split(":")
-        if len(parts) > 1 and parts[1].isdigit() and alive(int(parts[1])):
+        if len(parts) > 1 and parts[1].isdigit() and pid_alive(int(parts[1])):
             live.append(ident)
     return live
 

@@ -41,8 +41,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from campaign import (  # noqa: E402 - bench/ is not a package
     REPO,
     Watch,
-    cmdline,
-    descendants,
     env_for,
     exact,
     scenario_toml,
@@ -50,6 +48,8 @@ from campaign import (  # noqa: E402 - bench/ is not a package
     unit_containers_all,
     unit_containers_live,
 )
+
+from clnrm.procs import cmdline, descendants
 
 TARGET_MB_PER_HOUR = 20.0
 RAY_HEAD = ("gcs_server", "raylet")

@@ -35,6 +35,8 @@ from typing import Final
 from clnrm.memory.errors import MemoryStoreError, MemoryUnavailable
 from pydantic import BaseModel, ValidationError
 
+from clnrm.procs import group_alive
+
 PID_FILE: Final = "chroma-server.pid"
 LOG_FILE: Final = "chroma-server.log"
 
@@ -212,23 +214,13 @@ def _stop_group(pid: int, grace: float) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while _group_alive(pid) and time.monotonic() < deadline:
+    while group_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + grace
-    while _group_alive(pid) and time.monotonic() < deadline:
+    while group_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Any non-zombie process of group ``pgid`` (the server is not our child: no wait)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rpartition(")")[2].split()
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                return True
-    return False
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -37,6 +37,7 @@ from clnrm.swarm.session import ENGINE_RESOURCE, ENGINE_SLOTS
 from pydantic import BaseModel, Field, ValidationError
 
 from clnrm.errors import ClnrmError
+from clnrm.procs import group_alive, pid_alive, proc_table
 
 log = structlog.get_logger("clnrm.swarm.cluster")
 
@@ -195,7 +196,7 @@ def cluster_up(root: Path | str | None = None, *, workers: int = 2, port: int | 
     _check_root(root)
     old = read_state(root)
     if old is not None:
-        if any(_alive(n.pid) for n in old.nodes):
+        if any(pid_alive(n.pid) for n in old.nodes):
             raise ClusterError(f"a cluster is already up in {root} (address {old.address})",
                                hint="`clnrm swarm cluster down` first, or pass another --dir")
         cluster_down(root)
@@ -228,7 +229,7 @@ def cluster_up(root: Path | str | None = None, *, workers: int = 2, port: int | 
                     _wait_joined(state, len(state.nodes), timeout)
                     break
                 except ClusterError:
-                    if name == "head" or attempt == 2 or _alive(node.pid):
+                    if name == "head" or attempt == 2 or pid_alive(node.pid):
                         raise
                     _stop_groups([node.pid])  # what the failed start left in its group
                     state.nodes.remove(node)
@@ -262,7 +263,7 @@ def _wait_joined(state: ClusterState, count: int, timeout: float) -> None:
     seen = 0
     while time.monotonic() < deadline:
         for node in state.nodes:
-            if not _alive(node.pid):
+            if not pid_alive(node.pid):
                 raise ClusterError(f"Ray node {node.name} exited while starting:\n"
                                    f"{_tail(Path(node.log))}", hint=f"see {node.log}")
         seen = len(alive_nodes(state.address))
@@ -329,7 +330,7 @@ def cluster_status(root: Path | str | None = None) -> ClusterStatus:
     state = read_state(root)
     if state is None:
         return ClusterStatus(root=str(root), up=False)
-    nodes = [NodeStatus(name=n.name, pid=n.pid, alive=_alive(n.pid),
+    nodes = [NodeStatus(name=n.name, pid=n.pid, alive=pid_alive(n.pid),
                         processes=len(node_processes(n)), resources=n.resources)
              for n in state.nodes]
     return ClusterStatus(root=str(root), up=all(n.alive for n in nodes), address=state.address,
@@ -384,12 +385,12 @@ def node_processes(node: ClusterNode) -> dict[int, str]:
     the workers a raylet starts (agent actors) leave that group, so they are found by
     :data:`NODE_ENV`, which every process of the node inherits.
     """
-    table = _proc_table()
-    found = {pid: name for pid, (name, pgid) in table.items() if pgid == node.pid}
+    table = proc_table()
+    found = {pid: p.comm for pid, p in table.items() if p.pgid == node.pid}
     marker = f"{NODE_ENV}={node.temp_dir}".encode()
-    for pid, (name, _) in table.items():
+    for pid, p in table.items():
         if pid not in found and pid != os.getpid() and marker in _environ(pid):
-            found[pid] = name
+            found[pid] = p.comm
     return found
 
 
@@ -410,38 +411,17 @@ def cluster_processes(state: ClusterState) -> dict[int, str]:
 
 
 def _stop_groups(pgids: list[int]) -> int:
-    live = [g for g in pgids if _group_alive(g)]
+    live = [g for g in pgids if group_alive(g)]
     for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, KILL_WAIT_S)):
         for pgid in live:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, sig)
         deadline = time.monotonic() + wait
-        while any(_group_alive(g) for g in live) and time.monotonic() < deadline:
+        while any(group_alive(g) for g in live) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not any(_group_alive(g) for g in live):
+        if not any(group_alive(g) for g in live):
             break
     return len(live)
-
-
-def _group_alive(pgid: int) -> bool:
-    return any(g == pgid for _, g in _proc_table().values())
-
-
-def _proc_table() -> dict[int, tuple[str, int]]:
-    """``{pid: (comm, pgid)}`` of every live, non-zombie process, from /proc (Linux)."""
-    table: dict[int, tuple[str, int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
-        head, _, rest = text.rpartition(")")
-        fields = rest.split()
-        if len(fields) < 3 or fields[0] == "Z":
-            continue
-        table[int(stat.parent.name)] = (head.partition("(")[2], int(fields[2]))
-    return table
 
 
 def _processes_naming(folder: Path) -> list[int]:
@@ -451,7 +431,7 @@ def _processes_naming(folder: Path) -> list[int]:
     beside it (``w1.log``) does not match, so a ``tail -f`` of it is left alone.
     """
     needle = f"{folder}/".encode()
-    live = _proc_table()
+    live = proc_table()
     found = []
     for pid in live:
         if pid == os.getpid():
@@ -462,10 +442,6 @@ def _processes_naming(folder: Path) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def _alive(pid: int) -> bool:
-    return pid in _proc_table()
 
 
 def _tail(path: Path, size: int = 1500) -> str:

@@ -25,6 +25,8 @@ from clnrm.memory._open import resolve_location
 from clnrm.swarm.session import RaySession, SwarmUnavailable, ray_session
 from pydantic import BaseModel, Field
 
+from clnrm.procs import descendants, pid_alive
+
 log = structlog.get_logger("clnrm.swarm")
 
 REAP_WAIT_S = 10.0
@@ -80,7 +82,7 @@ def run_swarm(files: Sequence[tuple[str, str]], options: SwarmOptions, *,
                                   memory=location, ray=session.address)
                     return swarm.run(files)
                 finally:
-                    children = _descendants(os.getpid())  # every agent incarnation so far
+                    children = descendants(os.getpid())  # every agent incarnation so far
                     _kill(handles)
         finally:
             if embedded and options.settings.backend == "docker":
@@ -121,24 +123,6 @@ def _kill(handles: Sequence[Any]) -> None:
             ray.kill(handle.actor, no_restart=True)
 
 
-def _descendants(root: int) -> set[int]:
-    """Pids below ``root`` (embedded Ray's raylet and its workers), from /proc; Linux only."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")"
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parents[int(stat.parent.name)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    found: set[int] = set()
-    frontier = {root}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
-        found |= frontier
-    return found
-
-
 def _reap_after(pids: set[int]) -> None:
     """Remove containers whose owner agent is gone (a killed actor, an interrupted run).
 
@@ -146,7 +130,7 @@ def _reap_after(pids: set[int]) -> None:
     the runs of live owners alone.
     """
     deadline = time.monotonic() + REAP_WAIT_S
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     try:
         from clnrm.backends.docker import docker_client
@@ -156,13 +140,3 @@ def _reap_after(pids: set[int]) -> None:
             log.info("swarm.reaped", run=leftovers.run_id, containers=len(leftovers.containers))
     except Exception as exc:  # the engine went away too: `clnrm gc` will do it later
         log.error("swarm.reap_failed", error=str(exc), hint="run `clnrm gc`")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -197,8 +197,10 @@ class CampaignDriver:
     def run(self) -> CampaignState:
         """Drive until done, stopped or failed; the ledger's state says which.  Ctrl-C and
         SIGTERM (as KeyboardInterrupt) stop it resumably and propagate after cleanup."""
-        from clnrm.swarm.launch import _descendants, _reap_after
+        from clnrm.swarm.launch import _reap_after
         from clnrm.swarm.session import ray_session
+
+        from clnrm.procs import descendants
 
         end_orphans(self.ledger)
         self.ledger.claim()
@@ -220,7 +222,7 @@ class CampaignDriver:
                         self._start_actor(slot)
                     state = self._loop(slots)
                 finally:
-                    children = _descendants(os.getpid())
+                    children = descendants(os.getpid())
                     self._kill(slots)
         except KeyboardInterrupt:
             self._end(CampaignState.stopped, "interrupted")
@@ -247,14 +249,14 @@ class CampaignDriver:
             log.info("campaign.end", campaign=self.spec.id, state=state.value, reason=reason)
 
     def _heartbeat(self) -> None:
-        from clnrm.swarm.launch import _descendants
+        from clnrm.procs import descendants
 
         beats = 0
         while not self._stop_heartbeat.wait(HEARTBEAT_S):
             with contextlib.suppress(Exception):
                 self.ledger.heartbeat(elapsed_s=self.elapsed())
                 if beats % TREE_EVERY == 0:  # Ray's processes start early and rarely after
-                    self.ledger.set_processes(_descendants(os.getpid()))
+                    self.ledger.set_processes(descendants(os.getpid()))
             beats += 1
 
     def _loop(self, slots: list[_Slot]) -> CampaignState:

@@ -40,6 +40,7 @@ from clnrm.swarm.campaign.model import (
 )
 
 from clnrm.errors import ClnrmError
+from clnrm.procs import pid_alive
 
 SCHEMA_VERSION = 1
 # A driver heartbeats every few seconds; one silent for this long is gone even if its pid
@@ -88,16 +89,6 @@ def _process_start(pid: int) -> str | None:
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Ledger:
@@ -283,7 +274,7 @@ class Ledger:
         if owner.get("host") != socket.gethostname():
             return fresh
         pid = int(owner.get("pid", 0))
-        if pid <= 0 or not _pid_alive(pid):
+        if pid <= 0 or not pid_alive(pid):
             return False
         start = owner.get("start")
         return start is None or start == _process_start(pid)

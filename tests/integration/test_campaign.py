@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from clnrm.procs import descendants, pid_alive
 from tests.conftest import NO_CLUSTER, REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.ray, pytest.mark.slow]
@@ -59,23 +60,8 @@ def scenario(tmp_path: Path, tag: str, sleep: float) -> Path:
     return path
 
 
-def descendants(root: int) -> set[int]:
-    from clnrm.swarm.launch import _descendants
-
-    return _descendants(root)
-
-
 def alive(pids: set[int]) -> set[int]:
-    out = set()
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        except PermissionError:
-            pass
-        out.add(pid)
-    return out
+    return {pid for pid in pids if pid_alive(pid)}
 
 
 def test_three_unit_campaign_runs_to_done_with_an_exact_ledger(

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from clnrm.procs import cmdline, descendants, pid_alive, proc_table
 from tests.conftest import REPO, run_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -60,44 +61,9 @@ expected_output_regex = "done"
 # --- watching a campaign from outside ---------------------------------------------------------
 
 
-def _parents() -> dict[int, int]:
-    found: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            found[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-def descendants(root: int) -> set[int]:
-    parents = _parents()
-    found: set[int] = set()
-    frontier = {root}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
-        found |= frontier
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace")
-    except OSError:
-        return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def actor_of(pid: int, family: set[int]) -> int | None:
     """The Ray worker process (``ray::...``) at or above ``pid`` inside the driver's family."""
-    parents = _parents()
+    parents = {p: info.ppid for p, info in proc_table(zombies=True).items()}
     while pid in family:
         if cmdline(pid).startswith("ray::"):
             return pid
@@ -213,9 +179,9 @@ class Campaign:
         """No process of the campaign's (embedded Ray, its workers) outlives it, and no
         chaos fault is left to undo (the journal folder is empty)."""
         deadline = time.monotonic() + 15
-        while any(alive(p) for p in family) and time.monotonic() < deadline:
+        while any(pid_alive(p) for p in family) and time.monotonic() < deadline:
             time.sleep(0.2)
-        left = {p: cmdline(p)[:80] for p in family if alive(p)}
+        left = {p: cmdline(p)[:80] for p in family if pid_alive(p)}
         assert not left, f"processes left behind: {left}"
         journals = list((self.state_dir / "chaos").glob("*.jsonl"))
         assert not journals, f"faults left to undo: {journals}"

@@ -20,6 +20,8 @@ import pytest
 from clnrm.swarm.cli import swarm_app
 from typer.testing import CliRunner
 
+from clnrm.procs import pid_alive
+
 
 def _invoke(*args: str) -> tuple[int, str]:
     res = CliRunner().invoke(swarm_app, ["cluster", *args], prog_name="clnrm swarm")
@@ -70,14 +72,6 @@ def _fake_node(root: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
     return leader, stray
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_down_stops_every_node_and_the_processes_that_left_its_group(tmp_path: Path) -> None:
     from clnrm.swarm.cluster import ClusterNode, ClusterState, cluster_down, cluster_status
 
@@ -97,10 +91,10 @@ def test_down_stops_every_node_and_the_processes_that_left_its_group(tmp_path: P
         assert cluster_down(tmp_path) == 4  # two groups, two strays
         deadline = time.monotonic() + 10
         pids = [p for leader, stray in nodes for p in (leader.pid, stray)]
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not [p for p in pids if _alive(p)]
-        assert _alive(bystander.pid)  # a process of no node is left alone
+        assert not [p for p in pids if pid_alive(p)]
+        assert pid_alive(bystander.pid)  # a process of no node is left alone
         assert not (tmp_path / "cluster.json").exists()
         assert json.loads(_invoke("status", "--dir", str(tmp_path), "-f", "json")[1]
                           )["up"] is False
