@@ -276,6 +276,21 @@ def _heal_propose() -> Schema:
         "patch": text, "applied": {"type": "boolean"}, "evidence": {"type": "string"}})
 
 
+def _memory_serve() -> Schema:
+    from clnrm.memory.chroma_server import ServerRecord
+
+    return _model(ServerRecord)
+
+
+def _memory_stop() -> Schema:
+    server = _memory_serve()
+    defs = server.pop("$defs", {})
+    server.pop("title", None)
+    return _obj(["stopped"], {"stopped": {"anyOf": [server, {"type": "null"}],
+                                          "description": "the server stopped, null: none ran"}},
+                **({"$defs": defs} if defs else {}))
+
+
 def _renamed(schema: Schema) -> Schema:
     """Payload fields that clash with the envelope, under their ``store_`` names."""
     props = schema.get("properties", {})
@@ -301,6 +316,8 @@ PAYLOADS: dict[str, Callable[[], Schema | None]] = {
     "memory forget": _counted("forgotten", "before", {"type": "string"}),
     "memory check": _memory_check,
     "memory repair": _memory_repair,
+    "memory serve": _memory_serve,
+    "memory stop": _memory_stop,
     "perf baseline list": _baseline_list,
     "perf baseline show": _baseline_show,
     "perf baseline save": _baseline_save,

@@ -9,6 +9,7 @@ not reaped it), and process names with spaces or parentheses are parsed from the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -61,6 +62,23 @@ def descendants(root: int) -> set[int]:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
         found |= frontier
     return found
+
+
+def environ(pid: int) -> list[bytes]:
+    """``NAME=value`` entries the process started with; [] when gone or not ours to read."""
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def with_environ(entry: str) -> list[int]:
+    """Live processes (never this one) started with ``entry`` (``NAME=value``) in their
+    environment: a marker set before spawning reaches every descendant, even those that
+    left the process tree or renamed themselves, as Ray's workers do."""
+    needle = entry.encode()
+    me = os.getpid()
+    return [pid for pid in proc_table() if pid != me and needle in environ(pid)]
 
 
 def cmdline(pid: int) -> str:

@@ -37,7 +37,7 @@ from clnrm.swarm.session import ENGINE_RESOURCE, ENGINE_SLOTS
 from pydantic import BaseModel, Field, ValidationError
 
 from clnrm.errors import ClnrmError
-from clnrm.procs import group_alive, pid_alive, proc_table
+from clnrm.procs import environ, group_alive, pid_alive, proc_table
 
 log = structlog.get_logger("clnrm.swarm.cluster")
 
@@ -389,16 +389,9 @@ def node_processes(node: ClusterNode) -> dict[int, str]:
     found = {pid: p.comm for pid, p in table.items() if p.pgid == node.pid}
     marker = f"{NODE_ENV}={node.temp_dir}".encode()
     for pid, p in table.items():
-        if pid not in found and pid != os.getpid() and marker in _environ(pid):
+        if pid not in found and pid != os.getpid() and marker in environ(pid):
             found[pid] = p.comm
     return found
-
-
-def _environ(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return []
 
 
 def cluster_processes(state: ClusterState) -> dict[int, str]:

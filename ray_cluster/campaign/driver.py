@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import structlog
 from clnrm.agents.base import RunSettings
-from clnrm.swarm.campaign.ledger import Ledger
+from clnrm.swarm.campaign.ledger import DRIVER_ENV, Ledger, driver_marker
 from clnrm.swarm.campaign.model import (
     UNIT_KINDS,
     CampaignState,
@@ -204,6 +204,9 @@ class CampaignDriver:
 
         end_orphans(self.ledger)
         self.ledger.claim()
+        # inherited by embedded Ray's every process: a resume finds what this driver's
+        # SIGKILL left running even if it started after the tree was last recorded
+        os.environ[DRIVER_ENV] = driver_marker(self.spec.id, os.getpid()).partition("=")[2]
         beat = threading.Thread(target=self._heartbeat, name="campaign-heartbeat", daemon=True)
         beat.start()
         reaper = threading.Thread(target=reap_dead_runs, name="campaign-reap", daemon=True)

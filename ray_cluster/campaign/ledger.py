@@ -40,7 +40,7 @@ from clnrm.swarm.campaign.model import (
 )
 
 from clnrm.errors import ClnrmError
-from clnrm.procs import pid_alive
+from clnrm.procs import pid_alive, with_environ
 
 SCHEMA_VERSION = 1
 # A driver heartbeats every few seconds; one silent for this long is gone even if its pid
@@ -79,6 +79,14 @@ def list_campaigns(home: Path | None = None) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.parent.name for p in root.glob("*/ledger.sqlite3"))
+
+
+DRIVER_ENV = "CLNRM_CAMPAIGN_DRIVER"
+"""Set by a driver before embedded Ray starts, so every process of its Ray inherits it."""
+
+
+def driver_marker(campaign_id: str, pid: int) -> str:
+    return f"{DRIVER_ENV}={campaign_id}:{pid}"
 
 
 def _process_start(pid: int) -> str | None:
@@ -252,10 +260,17 @@ class Ledger:
     def orphaned_processes(self) -> list[int]:
         """Processes of the recorded tree still running (same pid and start time) while the
         owner is gone; empty on another host or while the owner lives."""
-        saved = self._get("processes")
-        if not saved or saved.get("host") != socket.gethostname() or self.owner_alive():
+        if self.owner_alive():
             return []
-        return [pid for pid, start in saved.get("tree", []) if _process_start(pid) == start]
+        saved = self._get("processes") or {}
+        owner = self.owner() or {}
+        found: set[int] = set()
+        if saved.get("host") == socket.gethostname():
+            found |= {pid for pid, start in saved.get("tree", []) if _process_start(pid) == start}
+        if owner.get("host") == socket.gethostname() and owner.get("pid"):
+            # what started after the tree was last recorded carries the driver's marker
+            found |= set(with_environ(driver_marker(self.path.parent.name, int(owner["pid"]))))
+        return sorted(found)
 
     def elapsed_s(self) -> float:
         return float(self._get("elapsed_s", 0.0))
