@@ -35,6 +35,11 @@ def _clnrm(*args: str, cache: Path, **env: str) -> subprocess.CompletedProcess[s
                           text=True, env=full, timeout=300, stdin=subprocess.DEVNULL)
 
 
+NAMED_SHELL = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+"""Completion for the shell the test names, not the one typer detects among pytest's
+ancestors (under `make test` that is make's /bin/sh, which typer does not support)."""
+
+
 def _same(a: subprocess.CompletedProcess[str], b: subprocess.CompletedProcess[str]) -> None:
     assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
 
@@ -184,7 +189,7 @@ def test_completion_lists_commands_and_options(words: str, cword: int,
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_show_completion_prints_a_script_for_clnrm(tmp_path: Path, shell: str) -> None:
-    res = _clnrm("--show-completion", shell, cache=tmp_path)
+    res = _clnrm("--show-completion", shell, cache=tmp_path, **NAMED_SHELL)
     assert res.returncode == 0, res.stderr
     assert "_CLNRM_COMPLETE" in res.stdout and "clnrm swarm" not in res.stdout
     binary = shutil.which(shell)
@@ -196,7 +201,7 @@ def test_show_completion_prints_a_script_for_clnrm(tmp_path: Path, shell: str) -
 
 @pytest.mark.skipif(not CLNRM.exists() or not shutil.which("bash"), reason="needs bash")
 def test_bash_sources_the_script_and_completes_subcommands(tmp_path: Path) -> None:
-    script = _clnrm("--show-completion", "bash", cache=tmp_path).stdout
+    script = _clnrm("--show-completion", "bash", cache=tmp_path, **NAMED_SHELL).stdout
     probe = (script + '\nCOMP_WORDS=(clnrm chaos ""); COMP_CWORD=2\n'
              '_clnrm_completion clnrm\nprintf "%s\\n" "${COMPREPLY[@]}"\n')
     env = {**os.environ, "PATH": f"{CLNRM.parent}:{os.environ['PATH']}"}
@@ -207,7 +212,7 @@ def test_bash_sources_the_script_and_completes_subcommands(tmp_path: Path) -> No
 
 
 def test_install_completion_writes_the_users_bash_setup(tmp_path: Path) -> None:
-    res = _clnrm("--install-completion", "bash", cache=tmp_path, HOME=str(tmp_path))
+    res = _clnrm("--install-completion", "bash", cache=tmp_path, HOME=str(tmp_path), **NAMED_SHELL)
     assert res.returncode == 0, res.stderr
     assert "clnrm" in (tmp_path / ".bashrc").read_text()
 

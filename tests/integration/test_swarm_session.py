@@ -1,4 +1,8 @@
-"""Ray's start must not take SIGTERM away from the command that started it."""
+"""Ray's start must not take SIGTERM away from the command that started it.
+
+Here and not in tests/unit: `make test` runs the unit tests beside these, and two local
+Ray clusters starting at once on one machine share ~/.ray/auth_token (seen: a token rewritten
+under a starting GCS)."""
 
 from __future__ import annotations
 
