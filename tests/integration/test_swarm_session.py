@@ -1,8 +1,8 @@
 """Ray's start must not take SIGTERM away from the command that started it.
 
-Here and not in tests/unit: `make test` runs the unit tests beside these, and two local
-Ray clusters starting at once on one machine share ~/.ray/auth_token (seen: a token rewritten
-under a starting GCS)."""
+Here and not in tests/unit: `make test` runs the unit tests beside these, and this embedded
+Ray, started while a test here ran a local cluster, failed with Ray's "Authentication token
+is missing or incorrect" (local clusters of one user share ~/.ray/auth_token)."""
 
 from __future__ import annotations
 
