@@ -51,7 +51,7 @@ log = structlog.get_logger("clnrm.campaign")
 
 HEARTBEAT_S: Final = 2.0
 POLL_S: Final = 0.5
-TREE_EVERY: Final = 5
+TREE_EVERY: Final = 1
 """Heartbeats between two records of the driver's process tree (what a resume ends)."""
 WORKER_RESTARTS: Final = 3
 """Ray restarts of a killed worker actor (and resends of its unit) before the driver sees
@@ -223,6 +223,9 @@ class CampaignDriver:
                 try:
                     for slot in slots:
                         self._start_actor(slot)
+                    # Ray's agents (dashboard, runtime env) do not carry the driver's
+                    # marker and outlive a SIGKILLed driver: record them before any unit
+                    self.ledger.set_processes(descendants(os.getpid()))
                     state = self._loop(slots)
                 finally:
                     children = descendants(os.getpid())

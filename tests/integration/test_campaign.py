@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from clnrm.procs import descendants, pid_alive
+from clnrm.procs import cmdline, descendants, pid_alive, proc
 from tests.conftest import NO_CLUSTER, REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.ray, pytest.mark.slow]
@@ -146,7 +146,8 @@ def test_sigkilled_driver_resumes_with_nothing_lost_or_twice(
     assert resumed.returncode == 0, err[-3000:]
 
     # embedded Ray's tree dies with its driver, or the resume ends what outlived it
-    assert not alive(ray_tree), f"processes outlived the killed driver: {alive(ray_tree)}"
+    left = {pid: (cmdline(pid)[:120], proc(pid)) for pid in alive(ray_tree)}
+    assert not left, f"processes outlived the killed driver: {left}"
     doc = status(env, "killed")
     assert doc["state"] == "done" and doc["units_planned"] == budget
     units = [r["unit"] for r in doc["results"]]
