@@ -126,18 +126,31 @@ class Watch:
         return sum(max(int(r["attempts"]), int(r.get("attempt", 1))) - 1 for r in self.results)
 
 
-def unit_containers(owners: set[int]) -> list[str]:
-    """clnrm containers whose owner process is one of ``owners`` (a unit in flight)."""
+def write_scenarios(folder: Path, count: int) -> list[Path]:
+    """The bench's ``count`` busybox files in ``folder`` (the soak runs the same ones)."""
+    folder.mkdir()
+    files = [folder / f"bench_campaign_{i}.clnrm.toml" for i in range(count)]
+    for i, path in enumerate(files):
+        path.write_text(scenario_toml(i), encoding="utf-8")
+    return files
+
+
+def _containers_by_owner() -> list[tuple[str, int | None]]:
+    """``(container id, owner pid)`` of every clnrm container on the engine."""
     out = subprocess.run(["docker", "ps", "-a", "--filter", "label=clnrm.run", "--format",
                           '{{.ID}} {{.Label "clnrm.owner"}}'],
                          capture_output=True, text=True, timeout=60).stdout
-    found = []
+    found: list[tuple[str, int | None]] = []
     for line in out.splitlines():
         ident, _, owner = line.partition(" ")
         parts = owner.split(":")
-        if len(parts) > 1 and parts[1].isdigit() and int(parts[1]) in owners:
-            found.append(ident)
+        found.append((ident, int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None))
     return found
+
+
+def unit_containers(owners: set[int]) -> list[str]:
+    """clnrm containers whose owner process is one of ``owners`` (a unit in flight)."""
+    return [ident for ident, pid in _containers_by_owner() if pid in owners]
 
 
 def env_for(home: Path, tmp: Path) -> dict[str, str]:
@@ -298,16 +311,8 @@ def unit_containers_all() -> list[str]:
 
 def unit_containers_live() -> list[str]:
     """clnrm containers of owners that are still alive (other users of a shared engine)."""
-    out = subprocess.run(["docker", "ps", "-a", "--filter", "label=clnrm.run", "--format",
-                          '{{.ID}} {{.Label "clnrm.owner"}}'],
-                         capture_output=True, text=True, timeout=60).stdout
-    live = []
-    for line in out.splitlines():
-        ident, _, owner = line.partition(" ")
-        parts = owner.split(":")
-        if len(parts) > 1 and parts[1].isdigit() and pid_alive(int(parts[1])):
-            live.append(ident)
-    return live
+    return [ident for ident, pid in _containers_by_owner()
+            if pid is not None and pid_alive(pid)]
 
 
 def main() -> None:
@@ -324,12 +329,7 @@ def main() -> None:
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="clnrm-bench-campaign-") as name:
         tmp = Path(name)
-        folder = tmp / "scenarios"
-        folder.mkdir()
-        files = []
-        for i in range(args.scenarios):
-            files.append(folder / f"bench_campaign_{i}.clnrm.toml")
-            files[-1].write_text(scenario_toml(i), encoding="utf-8")
+        files = write_scenarios(tmp / "scenarios", args.scenarios)
         clnrm_run_s(files[:1], 1, tmp)  # warm page cache, bytecode, engine (untimed)
         run_s = clnrm_run_s(files, (args.rounds + 1) // 2, tmp)
         rows = []

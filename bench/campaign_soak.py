@@ -43,10 +43,10 @@ from campaign import (  # noqa: E402 - bench/ is not a package
     Watch,
     env_for,
     exact,
-    scenario_toml,
     status,
     unit_containers_all,
     unit_containers_live,
+    write_scenarios,
 )
 
 from clnrm.procs import cmdline, descendants
@@ -127,12 +127,7 @@ def main() -> None:
     minutes = max(1, round(args.duration / 60))
     with tempfile.TemporaryDirectory(prefix="clnrm-bench-soak-") as name:
         tmp = Path(name)
-        folder = tmp / "scenarios"
-        folder.mkdir()
-        files = []
-        for i in range(args.scenarios):
-            files.append(folder / f"bench_campaign_{i}.clnrm.toml")
-            files[-1].write_text(scenario_toml(i), encoding="utf-8")
+        files = write_scenarios(tmp / "scenarios", args.scenarios)
         home = tmp / "home"
         env = env_for(home, tmp)
         campaign_id = "bench-soak"
