@@ -140,7 +140,9 @@ def status(campaign_id: Annotated[str, typer.Argument(metavar="ID")],
         for f in doc.findings:
             repro = f" reproducer {f.reproducer}" if f.reproducer else ""
             if f.verified_runs:
-                repro += f" (fails {f.verified_failures}/{f.verified_runs} reruns)"
+                repro += f" (fails {f.verified_failures}/{f.verified_runs} reruns" + (
+                    ")" if f.verified_failures == f.verified_runs else
+                    ": intermittent)" if f.verified_failures else ": not reproduced)")
             out.print(f"  [red]finding[/] {f.key} {escape(f.failure_class)} on "
                       f"{escape(f.service)} under {escape(f.fault)}: {escape(f.expectation)} "
                       f"(x{f.occurrences}){escape(repro)}", soft_wrap=True)

@@ -27,7 +27,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from clnrm.swarm.campaign.model import FaultChoice, Scalar, UnitResult, UnitSpec
+from clnrm.swarm.campaign.model import (
+    EXPLORED_PREFIX,
+    FaultChoice,
+    Scalar,
+    UnitResult,
+    UnitSpec,
+)
 
 if TYPE_CHECKING:
     from clnrm.scenario.model import Scenario, ServiceConfig
@@ -55,9 +61,6 @@ DEFAULT_PARAMS: Final[Mapping[str, Mapping[str, Scalar]]] = {
 
 SKEWABLE_IMAGES: Final = ("clnrm/python-otel", "clnrm/demo-app")
 """Images whose clock ``clock_skew`` can move (see :mod:`clnrm.chaos.faults.clock`)."""
-
-EXPLORED_PREFIX: Final = "campaign_"
-"""Names of the faults (and expectations) a campaign adds, so a report tells them apart."""
 
 
 @dataclass(frozen=True)

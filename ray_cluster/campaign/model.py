@@ -10,8 +10,9 @@ makes "record once" a primary key rather than a promise.
 from __future__ import annotations
 
 import hashlib
+import re
 from enum import StrEnum
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,8 +83,22 @@ class UnitSpec(BaseModel):
     seed: int
 
 
+EXPLORED_PREFIX: Final = "campaign_"
+"""Names of the faults (and expectations) a campaign adds, so a report tells them apart."""
+
+_EXPLORED_SUFFIX: Final = re.compile(rf"@{EXPLORED_PREFIX}[A-Za-z0-9_]+")
+
+
 def finding_key(failure_class: str, service: str, fault: str, expectation: str) -> str:
-    """Two failures are the same finding when these four agree."""
+    """Two failures are the same finding when these four agree.
+
+    An expectation a campaign declared again for an explored fault
+    (``no_single_point_of_failure@campaign_kill_api``) is the file's own bar under that
+    fault; the fault and the service are in the key already, so the suffix is left out:
+    a negative's ``api`` killed and an explored kill of ``api`` judged by the same bar
+    are one finding, not two.
+    """
+    expectation = _EXPLORED_SUFFIX.sub("", expectation)
     raw = "\x1f".join((failure_class, service, fault, expectation)).encode()
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -133,6 +148,7 @@ class CampaignStatus(BaseModel):
 
 
 __all__ = [
+    "EXPLORED_PREFIX",
     "UNIT_KINDS",
     "CampaignSpec",
     "CampaignState",

@@ -107,6 +107,31 @@ def test_the_explored_faults_failure_is_preferred_over_the_files_own() -> None:
     assert "@campaign_kill_api" in f.expectation
 
 
+def test_an_explored_fault_like_the_files_own_failing_the_same_bar_is_the_same_finding(
+        ) -> None:
+    """The negative freezes db itself; a campaign exploring pause on db re-declares the
+    negative's bar as ``...@campaign_pause_db``: one weakness, one finding (it was two)."""
+    own = finding_for(unit(1), unit_result(1), failed_test((SURVIVE, "0.6")),
+                      load_scenario(NEGATIVE))
+    choice = FaultChoice(fault="pause", target="db", explore=True, reason="r")
+    sc = loads_scenario(scenario_with_fault(NEGATIVE.read_text(), choice, source=str(NEGATIVE)),
+                        source=str(NEGATIVE))
+    name, _, measure = SURVIVE.partition(": ")
+    explored = finding_for(unit(2, choice), unit_result(2),
+                           failed_test((f"{name}@campaign_pause_db: {measure}", "0.5")), sc)
+    assert own is not None and explored is not None
+    assert "@campaign_pause_db" in explored.expectation  # the verdict keeps its own name
+    assert explored.key == own.key
+    assert [(m.key, m.occurrences) for m in dedupe([own, explored])] == [(own.key, 2)]
+    # another fault on the same service under the same bar stays apart
+    kill = FaultChoice(fault="kill", target="db", explore=True, reason="r")
+    sc = loads_scenario(scenario_with_fault(NEGATIVE.read_text(), kill, source=str(NEGATIVE)),
+                        source=str(NEGATIVE))
+    other = finding_for(unit(3, kill), unit_result(3),
+                        failed_test((f"{name}@campaign_kill_db: {measure}", "0.5")), sc)
+    assert other is not None and other.key != own.key
+
+
 def test_a_failed_step_under_an_explored_fault_is_a_finding_of_that_fault() -> None:
     choice = FaultChoice(fault="pause", target="cache", explore=True, reason="r")
     sc = loads_scenario(scenario_with_fault(DEMO.read_text(), choice, source=str(DEMO)),
