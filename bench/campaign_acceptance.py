@@ -58,7 +58,7 @@ from campaign import (  # noqa: E402 - bench/ is not a package
 )
 from clnrm.memory.chroma_server import free_port
 
-from clnrm.procs import cmdline, descendants, pid_alive, proc_table
+from clnrm.procs import ancestor_running, descendants, pid_alive
 
 RESUME_TARGET_S = 30.0
 REPRO_RUNS = 10
@@ -109,23 +109,13 @@ def memory_stop(data: Path) -> None:
                    cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
-def actor_of(pid: int, family: set[int]) -> int | None:
-    """The Ray worker process (``ray::...``) at or above ``pid`` inside the driver's family."""
-    parents = {p: info.ppid for p, info in proc_table(zombies=True).items()}
-    while pid in family:
-        if cmdline(pid).startswith("ray::"):
-            return pid
-        pid = parents.get(pid, 0)
-    return None
-
-
 def actors_in_flight(driver: int) -> set[int]:
     """Worker actor pids of ``driver`` that own containers now (a unit in flight)."""
     from campaign import _containers_by_owner
 
     family = descendants(driver)
     return {a for _, owner in _containers_by_owner() if owner is not None
-            for a in [actor_of(owner, family)] if a is not None}
+            for a in [ancestor_running(owner, "ray::", family)] if a is not None}
 
 
 class Run:

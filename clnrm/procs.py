@@ -64,6 +64,18 @@ def descendants(root: int) -> set[int]:
     return found
 
 
+def ancestor_running(pid: int, prefix: str, within: set[int]) -> int | None:
+    """The process at or above ``pid``, inside ``within``, whose command line starts with
+    ``prefix``: which Ray worker (``ray::``) a container's owner runs in, when only the
+    owner's pid is on the container's label."""
+    parents = {p: info.ppid for p, info in proc_table(zombies=True).items()}
+    while pid in within:
+        if cmdline(pid).startswith(prefix):
+            return pid
+        pid = parents.get(pid, 0)
+    return None
+
+
 def environ(pid: int) -> list[bytes]:
     """``NAME=value`` entries the process started with; [] when gone or not ours to read."""
     try:

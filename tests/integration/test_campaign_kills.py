@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from clnrm.procs import cmdline, descendants, pid_alive, proc_table
+from clnrm.procs import ancestor_running, cmdline, descendants, pid_alive
 from tests.conftest import REPO, run_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -61,16 +61,6 @@ expected_output_regex = "done"
 # --- watching a campaign from outside ---------------------------------------------------------
 
 
-def actor_of(pid: int, family: set[int]) -> int | None:
-    """The Ray worker process (``ray::...``) at or above ``pid`` inside the driver's family."""
-    parents = {p: info.ppid for p, info in proc_table(zombies=True).items()}
-    while pid in family:
-        if cmdline(pid).startswith("ray::"):
-            return pid
-        pid = parents.get(pid, 0)
-    return None
-
-
 def units_in_flight(client: Any, driver: int) -> dict[int, list[str]]:
     """Worker actor pid -> containers it owns now (a unit in flight), for this driver only
     (other campaigns may share the engine)."""
@@ -79,7 +69,7 @@ def units_in_flight(client: Any, driver: int) -> dict[int, list[str]]:
     for c in client.api.containers(all=True, filters={"label": "clnrm.run"}):
         owner = c["Labels"].get("clnrm.owner", "").split(":")
         if len(owner) > 1 and owner[1].isdigit():
-            actor = actor_of(int(owner[1]), family)
+            actor = ancestor_running(int(owner[1]), "ray::", family)
             if actor is not None:
                 found.setdefault(actor, []).append(c["Id"][:12])
     return found
