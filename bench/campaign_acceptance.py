@@ -110,12 +110,23 @@ def memory_stop(data: Path) -> None:
 
 
 def actors_in_flight(driver: int) -> set[int]:
-    """Worker actor pids of ``driver`` that own containers now (a unit in flight)."""
-    from campaign import _containers_by_owner
-
+    """Worker actor pids of ``driver`` that run a unit now (own a unit's containers): a
+    finding's verification reruns (test ``<name>_finding_<key>_rerunN``) are left out, a
+    kill there redoes no unit."""
+    out = subprocess.run(["docker", "ps", "--filter", "label=clnrm.run", "--format",
+                          '{{.Label "clnrm.owner"}} {{.Label "clnrm.test"}}'],
+                         capture_output=True, text=True, timeout=60).stdout
     family = descendants(driver)
-    return {a for _, owner in _containers_by_owner() if owner is not None
-            for a in [ancestor_running(owner, "ray::", family)] if a is not None}
+    found = set()
+    for line in out.splitlines():
+        owner, _, test = line.partition(" ")
+        parts = owner.split(":")
+        if "_finding_" in test or len(parts) < 2 or not parts[1].isdigit():
+            continue
+        actor = ancestor_running(int(parts[1]), "ray::", family)
+        if actor is not None:
+            found.add(actor)
+    return found
 
 
 class Run:
@@ -202,6 +213,10 @@ class Run:
             time.sleep(0.5)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=50)
@@ -210,6 +225,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the campaign home, memory and log in this folder")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupted)  # stopped by `kill`: clean up as on Ctrl-C
     rng = random.Random(args.seed)
     # three kill moments, each inside a unit, spread over the budget (seeded)
     third = max(3, args.units // 4)
@@ -306,7 +322,9 @@ def main() -> None:
         say(f"campaign ended: exit {code}, state {st['state']} ({st.get('reason', '')})")
     finally:
         if run.proc is not None and run.proc.poll() is None:
-            run.proc.send_signal(signal.SIGINT)
+            # SIGTERM, which a campaign takes as Ctrl-C: a bench started in the background
+            # by a shell ignores SIGINT, and so do its children
+            run.proc.send_signal(signal.SIGTERM)
             run.proc.wait(timeout=300)
         memory_stop(data)
 
