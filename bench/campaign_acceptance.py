@@ -176,7 +176,7 @@ class Run:
             self.remember_family()
             self.watch.poll()
             if time.monotonic() > deadline:
-                self.proc.send_signal(signal.SIGINT)
+                self.proc.send_signal(signal.SIGTERM)  # as Ctrl-C (see main's finally)
                 self.proc.wait(timeout=300)
                 sys.exit(f"campaign did not finish within {timeout:.0f} s:\n{self.tail()}")
             time.sleep(0.5)
