@@ -135,22 +135,23 @@ def write_scenarios(folder: Path, count: int) -> list[Path]:
     return files
 
 
-def _containers_by_owner() -> list[tuple[str, int | None]]:
-    """``(container id, owner pid)`` of every clnrm container on the engine."""
+def clnrm_containers() -> list[tuple[str, int | None, str]]:
+    """``(container id, owner pid, test name)`` of every clnrm container on the engine."""
     out = subprocess.run(["docker", "ps", "-a", "--filter", "label=clnrm.run", "--format",
-                          '{{.ID}} {{.Label "clnrm.owner"}}'],
+                          '{{.ID}} {{.Label "clnrm.owner"}} {{.Label "clnrm.test"}}'],
                          capture_output=True, text=True, timeout=60).stdout
-    found: list[tuple[str, int | None]] = []
+    found: list[tuple[str, int | None, str]] = []
     for line in out.splitlines():
-        ident, _, owner = line.partition(" ")
+        ident, owner, test = [*line.split(" ", 2), "", ""][:3]
         parts = owner.split(":")
-        found.append((ident, int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None))
+        found.append((ident, int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None,
+                      test))
     return found
 
 
 def unit_containers(owners: set[int]) -> list[str]:
     """clnrm containers whose owner process is one of ``owners`` (a unit in flight)."""
-    return [ident for ident, pid in _containers_by_owner() if pid in owners]
+    return [ident for ident, pid, _ in clnrm_containers() if pid in owners]
 
 
 def env_for(home: Path, tmp: Path) -> dict[str, str]:
@@ -311,7 +312,7 @@ def unit_containers_all() -> list[str]:
 
 def unit_containers_live() -> list[str]:
     """clnrm containers of owners that are still alive (other users of a shared engine)."""
-    return [ident for ident, pid in _containers_by_owner()
+    return [ident for ident, pid, _ in clnrm_containers()
             if pid is not None and pid_alive(pid)]
 
 

@@ -49,6 +49,7 @@ from campaign import (  # noqa: E402 - bench/ is not a package
     REPO,
     Watch,
     campaign,
+    clnrm_containers,
     env_for,
     exact,
     first_unit_start,
@@ -113,20 +114,10 @@ def actors_in_flight(driver: int) -> set[int]:
     """Worker actor pids of ``driver`` that run a unit now (own a unit's containers): a
     finding's verification reruns (test ``<name>_finding_<key>_rerunN``) are left out, a
     kill there redoes no unit."""
-    out = subprocess.run(["docker", "ps", "--filter", "label=clnrm.run", "--format",
-                          '{{.Label "clnrm.owner"}} {{.Label "clnrm.test"}}'],
-                         capture_output=True, text=True, timeout=60).stdout
     family = descendants(driver)
-    found = set()
-    for line in out.splitlines():
-        owner, _, test = line.partition(" ")
-        parts = owner.split(":")
-        if "_finding_" in test or len(parts) < 2 or not parts[1].isdigit():
-            continue
-        actor = ancestor_running(int(parts[1]), "ray::", family)
-        if actor is not None:
-            found.add(actor)
-    return found
+    return {actor for _, owner, test in clnrm_containers()
+            if owner is not None and "_finding_" not in test
+            for actor in [ancestor_running(owner, "ray::", family)] if actor is not None}
 
 
 class Run:
@@ -303,8 +294,7 @@ def main() -> None:
         run.watch.poll()
         recorded_without = len({str(r["unit"]) for r in run.watch.results} - done)
         shown = status(run.id, run.env)["state"]
-        memory_stop(data)  # the stale pid file of the killed server
-        server = memory_serve(data, port)
+        server = memory_serve(data, port)  # a dead server's pid file counts for nothing
         t0 = time.time()
         if code is not None:
             run.spawn("resume", run.id)

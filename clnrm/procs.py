@@ -10,6 +10,7 @@ not reaped it), and process names with spaces or parentheses are parsed from the
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -84,13 +85,15 @@ def environ(pid: int) -> list[bytes]:
         return []
 
 
-def with_environ(entry: str) -> list[int]:
+def with_environ(entry: str, table: Mapping[int, Proc] | None = None) -> list[int]:
     """Live processes (never this one) started with ``entry`` (``NAME=value``) in their
     environment: a marker set before spawning reaches every descendant, even those that
-    left the process tree or renamed themselves, as Ray's workers do."""
+    left the process tree or renamed themselves, as Ray's workers do.  ``table`` is a
+    :func:`proc_table` the caller already read (one pass over /proc, not two)."""
     needle = entry.encode()
     me = os.getpid()
-    return [pid for pid in proc_table() if pid != me and needle in environ(pid)]
+    return [pid for pid in (proc_table() if table is None else table)
+            if pid != me and needle in environ(pid)]
 
 
 def cmdline(pid: int) -> str:

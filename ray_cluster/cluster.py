@@ -37,7 +37,7 @@ from clnrm.swarm.session import ENGINE_RESOURCE, ENGINE_SLOTS
 from pydantic import BaseModel, Field, ValidationError
 
 from clnrm.errors import ClnrmError
-from clnrm.procs import environ, group_alive, pid_alive, proc_table
+from clnrm.procs import group_alive, pid_alive, proc_table, with_environ
 
 log = structlog.get_logger("clnrm.swarm.cluster")
 
@@ -387,10 +387,8 @@ def node_processes(node: ClusterNode) -> dict[int, str]:
     """
     table = proc_table()
     found = {pid: p.comm for pid, p in table.items() if p.pgid == node.pid}
-    marker = f"{NODE_ENV}={node.temp_dir}".encode()
-    for pid, p in table.items():
-        if pid not in found and pid != os.getpid() and marker in environ(pid):
-            found[pid] = p.comm
+    for pid in with_environ(f"{NODE_ENV}={node.temp_dir}", table):
+        found.setdefault(pid, table[pid].comm)
     return found
 
 

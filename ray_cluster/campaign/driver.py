@@ -51,8 +51,6 @@ log = structlog.get_logger("clnrm.campaign")
 
 HEARTBEAT_S: Final = 2.0
 POLL_S: Final = 0.5
-TREE_EVERY: Final = 1
-"""Heartbeats between two records of the driver's process tree (what a resume ends)."""
 WORKER_RESTARTS: Final = 3
 """Ray restarts of a killed worker actor (and resends of its unit) before the driver sees
 it dead; then the driver starts a fresh actor for the slot, this many times in all."""
@@ -257,13 +255,12 @@ class CampaignDriver:
     def _heartbeat(self) -> None:
         from clnrm.procs import descendants
 
-        beats = 0
         while not self._stop_heartbeat.wait(HEARTBEAT_S):
             with contextlib.suppress(Exception):
                 self.ledger.heartbeat(elapsed_s=self.elapsed())
-                if beats % TREE_EVERY == 0:  # Ray's processes start early and rarely after
-                    self.ledger.set_processes(descendants(os.getpid()))
-            beats += 1
+                # every beat: what a resume ends is what the last record names, and a
+                # driver SIGKILLed between two records left Ray's newest processes running
+                self.ledger.set_processes(descendants(os.getpid()))
 
     def _loop(self, slots: list[_Slot]) -> CampaignState:
         import ray
