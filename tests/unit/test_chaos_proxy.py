@@ -210,8 +210,10 @@ def test_a_dead_upstream_resets_the_client(make_proxy: Callable[..., Proxy]) -> 
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    sock = make_proxy(port).connect()
-    with pytest.raises(ConnectionResetError):
+    proxy = make_proxy(port)
+    # the reset may beat connect() itself (a loopback RST lands before the non-blocking
+    # connect is polled: seen once in a full unit run) or come with the first read
+    with pytest.raises(ConnectionResetError), proxy.connect() as sock:
         sock.recv(10)
 
 
