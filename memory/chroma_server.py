@@ -166,11 +166,15 @@ def start_server(path: Path | str, *, host: str = "127.0.0.1", port: int = 8000,
                                f"(pid {running.pid})", location=str(data),
                                hint=f"clnrm memory stop --path {data}")
     proc, _ = _spawn(data, host=host, port=port, timeout=timeout)
-    record = ServerRecord(pid=proc.pid, url=public_url(host, port), path=str(data), host=host,
-                          port=port, started_at=datetime.now(UTC))
-    tmp = data / f".{PID_FILE}.tmp"
-    tmp.write_text(record.model_dump_json(indent=2), encoding="utf-8")
-    os.replace(tmp, data / PID_FILE)
+    try:
+        record = ServerRecord(pid=proc.pid, url=public_url(host, port), path=str(data),
+                              host=host, port=port, started_at=datetime.now(UTC))
+        tmp = data / f".{PID_FILE}.tmp"
+        tmp.write_text(record.model_dump_json(indent=2), encoding="utf-8")
+        os.replace(tmp, data / PID_FILE)
+    except BaseException:  # an interrupt or a full disk must not leave a server unrecorded
+        _stop(proc)
+        raise
     return proc, record
 
 
@@ -190,23 +194,34 @@ def stop_server(path: Path | str, *, grace: float = 10.0) -> ServerRecord | None
 
 def serve_foreground(path: Path | str, *, host: str = "127.0.0.1", port: int = 8000,
                      on_ready: Callable[[ServerRecord], None] | None = None) -> int:
-    """Serve until Ctrl-C/SIGTERM (then stop) or until the server exits; its exit code."""
-    proc, record = start_server(path, host=host, port=port)
-    if on_ready is not None:
-        on_ready(record)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    """Serve until Ctrl-C/SIGTERM (then stop) or until the server exits; its exit code.
+
+    SIGTERM is caught before the server starts: a caller that signals as soon as it reads
+    the ready line must not kill this process with the default action and orphan the
+    server (CI caught that race).  Interrupted before ready, the code is 130.
+    """
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    started: tuple[subprocess.Popen[bytes], ServerRecord] | None = None
     try:
-        return proc.wait()
+        started = start_server(path, host=host, port=port)
+        if on_ready is not None:
+            on_ready(started[1])
+        return started[0].wait()
     except KeyboardInterrupt:
-        return 0
+        return 0 if started is not None else 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        _stop(proc)
-        with suppress(FileNotFoundError):
-            (Path(record.path) / PID_FILE).unlink()
+        if started is not None:
+            _stop(started[0])
+            with suppress(FileNotFoundError):
+                (Path(started[1].path) / PID_FILE).unlink()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    # a second signal while the server is being stopped must not cut that stop short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

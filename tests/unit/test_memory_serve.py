@@ -151,6 +151,36 @@ def test_server_that_cannot_bind_fails_with_its_log_and_leaves_nothing(
     assert not (data / PID_FILE).exists() and _processes_serving(data) == []
 
 
+SIGNAL_ON_READY = """
+import os, signal, sys
+import clnrm.memory.chroma_server as server
+server._chroma_executable = lambda: sys.argv[1]
+sys.exit(server.serve_foreground(sys.argv[2], port=int(sys.argv[3]),
+         on_ready=lambda record: os.kill(os.getpid(), signal.SIGTERM)))
+"""
+
+
+def test_sigterm_right_at_the_ready_line_still_stops_the_server(
+        tmp_path: Path, fake_chroma: Path) -> None:
+    """A caller that signals the moment it reads "ready" (as CI's test did) gets a clean stop.
+
+    SIGTERM is sent from inside ``on_ready``, the earliest moment a caller can know the
+    server is up, so a handler installed only after it would leave the default action to
+    kill the process (-15) with the server orphaned.
+    """
+    from clnrm.memory.chroma_server import PID_FILE, stop_server
+
+    data = tmp_path / "data"
+    try:
+        done = subprocess.run([sys.executable, "-c", SIGNAL_ON_READY, str(fake_chroma),
+                               str(data), str(_port())], capture_output=True, text=True,
+                              timeout=60, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        assert _processes_serving(data) == [] and not (data / PID_FILE).exists()
+    finally:
+        stop_server(data)  # an orphan of a failing run is not left behind
+
+
 def _cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "clnrm", "memory", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
