@@ -14,7 +14,6 @@ Only typer and ``enum`` are imported at module level: every CLI imports this mod
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from clnrm.cli_types import BackendName, OutputFormat
+from clnrm.interrupts import signals_as_interrupts
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -132,27 +132,6 @@ def parse_map(items: list[str]) -> dict[str, str]:
     from clnrm.api import parse_image_map
 
     return parse_image_map(items)
-
-
-class signals_as_interrupts:  # noqa: N801 - used as a context manager, reads like one
-    """SIGTERM behaves like Ctrl-C inside the block, so both take the cleanup path."""
-
-    def __enter__(self) -> dict[str, str]:
-        self.received: dict[str, str] = {}
-
-        def handler(signum: int, frame: object) -> None:
-            self.received["name"] = signal.Signals(signum).name
-            # ignore further signals while cleanup runs: a second Ctrl-C must not leak
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            raise KeyboardInterrupt
-
-        self._old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self.received
-
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 class progress:  # noqa: N801

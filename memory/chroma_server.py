@@ -35,6 +35,7 @@ from typing import Final
 from clnrm.memory.errors import MemoryStoreError, MemoryUnavailable
 from pydantic import BaseModel, ValidationError
 
+from clnrm.interrupts import signals_as_interrupts
 from clnrm.procs import group_alive
 
 PID_FILE: Final = "chroma-server.pid"
@@ -200,29 +201,20 @@ def serve_foreground(path: Path | str, *, host: str = "127.0.0.1", port: int = 8
     the ready line must not kill this process with the default action and orphan the
     server (CI caught that race).  Interrupted before ready, the code is 130.
     """
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     started: tuple[subprocess.Popen[bytes], ServerRecord] | None = None
-    try:
-        started = start_server(path, host=host, port=port)
-        if on_ready is not None:
-            on_ready(started[1])
-        return started[0].wait()
-    except KeyboardInterrupt:
-        return 0 if started is not None else 130
-    finally:
-        if started is not None:
-            _stop(started[0])
-            with suppress(FileNotFoundError):
-                (Path(started[1].path) / PID_FILE).unlink()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    # a second signal while the server is being stopped must not cut that stop short
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    with signals_as_interrupts():
+        try:
+            started = start_server(path, host=host, port=port)
+            if on_ready is not None:
+                on_ready(started[1])
+            return started[0].wait()
+        except KeyboardInterrupt:
+            return 0 if started is not None else 130
+        finally:
+            if started is not None:
+                _stop(started[0])
+                with suppress(FileNotFoundError):
+                    (Path(started[1].path) / PID_FILE).unlink()
 
 
 def _stop_group(pid: int, grace: float) -> None:
