@@ -59,6 +59,7 @@ from campaign import (  # noqa: E402 - bench/ is not a package
 )
 from clnrm.memory.chroma_server import free_port
 
+from clnrm.interrupts import signals_as_interrupts
 from clnrm.procs import ancestor_running, descendants, pid_alive
 
 RESUME_TARGET_S = 30.0
@@ -204,10 +205,6 @@ class Run:
             time.sleep(0.5)
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=50)
@@ -216,7 +213,12 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the campaign home, memory and log in this folder")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _interrupted)  # stopped by `kill`: clean up as on Ctrl-C
+    with signals_as_interrupts():  # stopped by `kill`: clean up as on Ctrl-C
+        accept(args)
+
+
+def accept(args: argparse.Namespace) -> None:
+    """Memory server, campaign, the three kills, then the verdict and the JSON line."""
     rng = random.Random(args.seed)
     # three kill moments, each inside a unit, spread over the budget (seeded)
     third = max(3, args.units // 4)
